@@ -1,0 +1,161 @@
+use super::*;
+
+fn write_key(dir: &Path) -> PathBuf {
+    let p = dir.join("cluster.key");
+    std::fs::write(&p, b"0123456789abcdef0123456789abcdef").unwrap();
+    p
+}
+
+const GOOD: &str = r#"
+[cluster]
+name = "lab"
+key_file = "cluster.key"
+
+[heartbeat]
+interval_ms = 200
+suspect_after_ms = 500
+dead_after_ms = 1000
+
+[[interconnect]]
+name = "ic0"
+
+[[interconnect]]
+name = "ic1"
+port = 5406
+
+[[host]]
+name = "h1"
+node_id = 1
+addresses = { ic0 = "198.18.0.1", ic1 = "198.19.0.1" }
+
+[[host]]
+name = "h2"
+node_id = 2
+weight = 2
+addresses = { ic0 = "198.18.0.2", ic1 = "198.19.0.2" }
+"#;
+
+fn load(text: &str) -> Result<LoadedConfig, ConfigErrors> {
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path());
+    ClusterConfig::load_str(&dir.path().join("cluster.toml"), text)
+}
+
+#[test]
+fn good_config_loads_with_defaults_and_key() {
+    let loaded = load(GOOD).unwrap();
+    assert_eq!(loaded.config.hosts.len(), 2);
+    assert_eq!(loaded.config.hosts[0].weight, 1);
+    assert_eq!(loaded.config.interconnects[0].port, DEFAULT_HEARTBEAT_PORT);
+    assert_eq!(loaded.config.kdump.port, DEFAULT_KDUMP_PORT);
+    assert_eq!(loaded.key.len(), 32);
+    assert!(loaded.config.two_node());
+    assert!(loaded.config.wait_for_all());
+}
+
+#[test]
+fn digest_changes_with_shared_settings() {
+    let a = load(GOOD).unwrap().digest;
+    let b = load(&GOOD.replace("dead_after_ms = 1000", "dead_after_ms = 1200"))
+        .unwrap()
+        .digest;
+    assert_ne!(a, b);
+}
+
+#[test]
+fn duplicate_node_id_names_key_and_line() {
+    let text = GOOD.replace("node_id = 2", "node_id = 1");
+    let err = load(&text).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!(p.key, "host[1].node_id");
+    let expected_line = text
+        .lines()
+        .position(|l| l.contains("node_id = 1") && true)
+        .unwrap();
+    // The second occurrence is the duplicate.
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("node_id = 1"))
+        .nth(1)
+        .unwrap()
+        .0;
+    assert_ne!(expected_line, second);
+    assert_eq!(p.line, Some(second + 1));
+    assert!(
+        p.message.contains("already used by host[0] (h1)"),
+        "{}",
+        p.message
+    );
+    assert!(err.to_string().contains("cluster.toml:"), "{err}");
+}
+
+#[test]
+fn missing_address_on_interconnect() {
+    let text = GOOD.replace(
+        r#"addresses = { ic0 = "198.18.0.2", ic1 = "198.19.0.2" }"#,
+        r#"addresses = { ic0 = "198.18.0.2" }"#,
+    );
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.problems[0].key, "host[1].addresses");
+    assert!(err.problems[0]
+        .message
+        .contains("no address on interconnect \"ic1\""));
+}
+
+#[test]
+fn thresholds_out_of_order() {
+    let text = GOOD.replace("dead_after_ms = 1000", "dead_after_ms = 400");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.problems[0].key, "heartbeat.dead_after_ms");
+    assert_eq!(err.problems[0].line, Some(9));
+}
+
+#[test]
+fn unreadable_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ClusterConfig::load_str(&dir.path().join("c.toml"), GOOD).unwrap_err();
+    assert_eq!(err.problems[0].key, "cluster.key_file");
+    assert_eq!(err.problems[0].line, Some(4));
+    assert!(err.problems[0]
+        .message
+        .contains("cannot read the cluster key"));
+}
+
+#[test]
+fn unknown_key_is_a_parse_error_with_line() {
+    let text = GOOD.replace("interval_ms = 200", "intervall_ms = 200");
+    let err = load(&text).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!(p.line, Some(7));
+    assert!(p.message.contains("unknown field"), "{}", p.message);
+    assert_eq!(p.key, "intervall_ms");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("node_id = 2", "node_id = 0")
+        .replace("weight = 2", "weight = 0")
+        .replace("dead_after_ms = 1000", "dead_after_ms = 100");
+    let err = load(&text).unwrap_err();
+    let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"host[1].node_id"), "{keys:?}");
+    assert!(keys.contains(&"host[1].weight"), "{keys:?}");
+    assert!(keys.contains(&"heartbeat.dead_after_ms"), "{keys:?}");
+    // Sorted by line.
+    let lines: Vec<_> = err.problems.iter().map(|p| p.line.unwrap()).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn two_node_flag_needs_two_hosts() {
+    let text = format!(
+        "{GOOD}\n[[host]]\nname = \"h3\"\nnode_id = 3\naddresses = {{ ic0 = \"198.18.0.3\", ic1 = \"198.19.0.3\" }}\n\n[quorum]\ntwo_node = true\n"
+    );
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.problems[0].key, "quorum.two_node");
+}

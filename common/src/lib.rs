@@ -1,0 +1,10 @@
+//! hvcluster's I/O-free core: configuration, the authenticated wire protocol, the
+//! membership failure detector and quorum. Nothing here touches a socket, a clock or a
+//! thread; the agents feed it events and perform the actions it returns.
+
+pub mod admin;
+pub mod config;
+pub mod kdump;
+pub mod membership;
+pub mod quorum;
+pub mod wire;

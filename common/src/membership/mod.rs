@@ -1,0 +1,455 @@
+//! The membership failure detector, as a pure state machine.
+//!
+//! The driver feeds it authenticated heartbeats, panic notices and ticks, each with the
+//! current time (an arbitrary monotonic origin), and performs the [`Action`]s it returns.
+//! It keeps, per peer host, the state of every interconnect link and of the host:
+//!
+//! ```text
+//!  Unknown --heard--> Joining --n heartbeats--> Up --silent suspect_after--> Suspect
+//!                        ^                      ^ \__________heard__________/   |
+//!                        |                      |                                | silent dead_after,
+//!                        +--- new incarnation --+-- Failed(silent|panic|hung) <--+ panic notice,
+//!                                                                                  reported hung
+//! ```
+//!
+//! A Failed host that is heard again with the same incarnation (a frozen host thawed, an
+//! isolated one reconnected) is not taken back: it is flagged `must_rejoin`, and the
+//! heartbeats of the quorate side tell it that it was declared failed. The host then
+//! starts a new incarnation ([`Action::Rejoin`]), which its peers accept through Joining.
+
+mod peer;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ClusterConfig, NodeId};
+use crate::quorum::{QuorumRules, QuorumState};
+use crate::wire::Accepted;
+
+use peer::Peer;
+pub use peer::{LinkState, PeerStatus};
+
+/// Why a host is Failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    /// No heartbeat on any interconnect for the dead time.
+    Silent,
+    /// A kdump panic notice arrived from one of its addresses.
+    Panic,
+    /// It reported itself hung for longer than the limit.
+    Hung,
+}
+
+/// A peer host's state in this host's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum HostState {
+    /// Not heard since this agent started.
+    Unknown,
+    /// Heard, not yet for long enough to count.
+    Joining,
+    /// Alive and counted for quorum.
+    Up,
+    /// Silent for longer than `suspect_after_ms`; still counted.
+    Suspect,
+    /// Considered dead, with the reason.
+    Failed(FailReason),
+}
+
+impl HostState {
+    /// Whether the host counts as present for quorum.
+    pub fn present(self) -> bool {
+        matches!(self, HostState::Up | HostState::Suspect)
+    }
+}
+
+/// The load watchdog's verdict about its own host, carried in heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum WatchdogVerdict {
+    /// Scheduling is on time and pressure is low.
+    #[default]
+    Ok,
+    /// Late or under pressure, still working.
+    Slow {
+        /// Worst recent lateness of the watchdog's wake-ups.
+        lateness_ms: u32,
+        /// Recent CPU pressure (`some avg10`), percent.
+        psi_percent: u8,
+    },
+    /// Late beyond the hung threshold for `for_ms`.
+    Hung {
+        /// How long it has been hung.
+        for_ms: u32,
+    },
+}
+
+/// One host's state as another host sees it, as carried in heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The host described.
+    pub node: NodeId,
+    /// Its incarnation as known by the sender (0 if never heard).
+    pub incarnation: u64,
+    /// Its state in the sender's view.
+    pub state: HostState,
+}
+
+/// The payload of a heartbeat frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Index of the interconnect it was sent on.
+    pub interconnect: u8,
+    /// The sender's own load-watchdog verdict.
+    pub watchdog: WatchdogVerdict,
+    /// Whether the sender's partition is quorate.
+    pub quorate: bool,
+    /// Votes present in the sender's partition.
+    pub votes: u32,
+    /// Digest of the sender's configuration; a mismatch is refused.
+    pub config_digest: [u8; 16],
+    /// Version of the sender's running-domain list.
+    pub domains_version: u64,
+    /// The sender's view of every other host.
+    pub view: Vec<PeerView>,
+}
+
+/// Something that happened to the membership, for logs, status and the event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum MembershipEvent {
+    /// A host changed state.
+    HostState {
+        /// The host.
+        node: NodeId,
+        /// Previous state.
+        from: HostState,
+        /// New state.
+        to: HostState,
+    },
+    /// An interconnect link to a host came up or went down.
+    Link {
+        /// The host at the other end.
+        node: NodeId,
+        /// Interconnect index.
+        interconnect: usize,
+        /// New state.
+        state: LinkState,
+    },
+    /// This partition's quorum changed.
+    Quorum(QuorumState),
+    /// A host's agent restarted.
+    Incarnation {
+        /// The host.
+        node: NodeId,
+        /// Incarnation seen before.
+        previous: u64,
+        /// The new incarnation.
+        current: u64,
+    },
+    /// A Failed host was heard again without restarting; it must rejoin.
+    MustRejoin {
+        /// The host.
+        node: NodeId,
+    },
+    /// A host's configuration differs from ours; its heartbeats are refused.
+    ConfigMismatch {
+        /// The host.
+        node: NodeId,
+    },
+    /// The quorate side declared this host failed; it rejoins with a new incarnation.
+    Expelled {
+        /// The host whose heartbeat said so.
+        by: NodeId,
+    },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send a heartbeat ([`Membership::heartbeat`]) to every peer on every interconnect.
+    SendHeartbeats,
+    /// Report this event.
+    Event(MembershipEvent),
+    /// Start a new incarnation and call [`Membership::rejoin`] with it.
+    Rejoin,
+}
+
+/// Timing and identity the machine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// This host's node id.
+    pub me: NodeId,
+    /// Every host: node id, name, weight.
+    pub hosts: Vec<(NodeId, String, u32)>,
+    /// Number of interconnects.
+    pub interconnects: usize,
+    /// Heartbeat interval.
+    pub interval: Duration,
+    /// Silence before Suspect.
+    pub suspect_after: Duration,
+    /// Silence before Failed.
+    pub dead_after: Duration,
+    /// Reported hung for this long: Failed(hung).
+    pub hung_limit: Duration,
+    /// Consecutive heartbeats before a joining host is Up.
+    pub rejoin_heartbeats: u32,
+    /// Vote rules.
+    pub quorum: QuorumRules,
+    /// Configuration digest carried in heartbeats.
+    pub digest: [u8; 16],
+}
+
+impl MembershipConfig {
+    /// Builds the machine's configuration for host `me` from a validated cluster config.
+    pub fn from_cluster(config: &ClusterConfig, me: NodeId, digest: [u8; 16]) -> Self {
+        MembershipConfig {
+            me,
+            hosts: config
+                .hosts
+                .iter()
+                .map(|h| (h.node_id, h.name.clone(), h.weight))
+                .collect(),
+            interconnects: config.interconnects.len(),
+            interval: Duration::from_millis(config.heartbeat.interval_ms),
+            suspect_after: Duration::from_millis(config.heartbeat.suspect_after_ms),
+            dead_after: Duration::from_millis(config.heartbeat.dead_after_ms),
+            hung_limit: Duration::from_millis(config.load_watchdog.hung_limit_ms),
+            rejoin_heartbeats: config.heartbeat.rejoin_heartbeats,
+            quorum: QuorumRules {
+                total_votes: config.hosts.len() as u32,
+                two_node: config.two_node(),
+                wait_for_all: config.wait_for_all(),
+            },
+            digest,
+        }
+    }
+
+    fn priority(&self, node: NodeId) -> (u32, std::cmp::Reverse<&str>) {
+        self.hosts
+            .iter()
+            .find(|h| h.0 == node)
+            .map(|h| (h.2, std::cmp::Reverse(h.1.as_str())))
+            .unwrap_or((0, std::cmp::Reverse("")))
+    }
+}
+
+/// The membership state machine of one host.
+#[derive(Debug)]
+pub struct Membership {
+    cfg: MembershipConfig,
+    incarnation: u64,
+    peers: Vec<Peer>,
+    watchdog: WatchdogVerdict,
+    quorum: QuorumState,
+    next_heartbeat: Duration,
+    domains_version: u64,
+}
+
+impl Membership {
+    /// A machine for `cfg.me`, started at `now` with `incarnation`.
+    pub fn new(cfg: MembershipConfig, incarnation: u64, now: Duration) -> Self {
+        let peers = cfg
+            .hosts
+            .iter()
+            .filter(|h| h.0 != cfg.me)
+            .map(|h| Peer::new(h.0, cfg.interconnects, now))
+            .collect();
+        let quorum = cfg.quorum.evaluate(1, cfg.hosts.len() <= 1);
+        Membership {
+            cfg,
+            incarnation,
+            peers,
+            watchdog: WatchdogVerdict::Ok,
+            quorum,
+            next_heartbeat: now,
+            domains_version: 0,
+        }
+    }
+
+    /// This host's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// This partition's quorum.
+    pub fn quorum(&self) -> QuorumState {
+        self.quorum
+    }
+
+    /// This host's node id.
+    pub fn me(&self) -> NodeId {
+        self.cfg.me
+    }
+
+    /// The machine's configuration.
+    pub fn config(&self) -> &MembershipConfig {
+        &self.cfg
+    }
+
+    /// Records this host's own load-watchdog verdict for the next heartbeats.
+    pub fn set_watchdog(&mut self, verdict: WatchdogVerdict) {
+        self.watchdog = verdict;
+    }
+
+    /// This host's own load-watchdog verdict.
+    pub fn watchdog(&self) -> WatchdogVerdict {
+        self.watchdog
+    }
+
+    /// State of `node` in this host's view (`None` for unknown ids and for itself).
+    pub fn state_of(&self, node: NodeId) -> Option<HostState> {
+        self.peer(node).map(|p| p.state)
+    }
+
+    /// Status of every peer.
+    pub fn peers(&self, now: Duration) -> Vec<PeerStatus> {
+        self.peers.iter().map(|p| p.status(now)).collect()
+    }
+
+    /// The heartbeat to send on interconnect `interconnect`.
+    pub fn heartbeat(&self, interconnect: usize) -> Heartbeat {
+        Heartbeat {
+            interconnect: interconnect as u8,
+            watchdog: self.watchdog,
+            quorate: self.quorum.quorate,
+            votes: self.quorum.votes,
+            config_digest: self.cfg.digest,
+            domains_version: self.domains_version,
+            view: self
+                .peers
+                .iter()
+                .map(|p| PeerView {
+                    node: p.id,
+                    incarnation: p.incarnation.unwrap_or(0),
+                    state: p.state,
+                })
+                .collect(),
+        }
+    }
+
+    /// Handles an authenticated heartbeat from `from`, received on `interconnect`.
+    /// `accepted` is the replay window's verdict on the frame's incarnation.
+    pub fn on_heartbeat(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        incarnation: u64,
+        accepted: Accepted,
+        hb: &Heartbeat,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let cfg = &self.cfg;
+        let Some(peer) = self.peers.iter_mut().find(|p| p.id == from) else {
+            return out;
+        };
+        if hb.config_digest != cfg.digest {
+            if !peer.config_mismatch {
+                peer.config_mismatch = true;
+                out.push(Action::Event(MembershipEvent::ConfigMismatch {
+                    node: from,
+                }));
+            }
+            return out;
+        }
+        peer.config_mismatch = false;
+        peer.heard(now, incarnation, accepted, hb, cfg, &mut out);
+        peer.says_i_failed = hb.view.iter().any(|v| {
+            v.node == cfg.me
+                && v.incarnation == self.incarnation
+                && matches!(v.state, HostState::Failed(_))
+        });
+        if peer.says_i_failed && hb.quorate && self.yields_to(from, hb.votes) {
+            out.push(Action::Event(MembershipEvent::Expelled { by: from }));
+            out.push(Action::Rejoin);
+        }
+        self.update_quorum(&mut out);
+        out
+    }
+
+    /// Handles a kdump panic notice from one of `node`'s addresses.
+    pub fn on_panic_notice(&mut self, now: Duration, node: NodeId) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(peer) = self.peers.iter_mut().find(|p| p.id == node) {
+            peer.panic_noticed = true;
+            if !matches!(peer.state, HostState::Failed(_)) {
+                peer.set_state(now, HostState::Failed(FailReason::Panic), &mut out);
+            }
+        }
+        self.update_quorum(&mut out);
+        out
+    }
+
+    /// Advances time: detects silence, and says when heartbeats are due.
+    pub fn tick(&mut self, now: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        for peer in &mut self.peers {
+            peer.check_silence(now, &self.cfg, &mut out);
+        }
+        self.update_quorum(&mut out);
+        if now >= self.next_heartbeat {
+            out.push(Action::SendHeartbeats);
+            // Never queue a burst after a stall: the next one is an interval from now.
+            self.next_heartbeat = now.max(self.next_heartbeat) + self.cfg.interval;
+        }
+        out
+    }
+
+    /// Starts over with `incarnation` after being expelled: every peer is Unknown again
+    /// and must be heard anew.
+    pub fn rejoin(&mut self, now: Duration, incarnation: u64) -> Vec<Action> {
+        self.incarnation = incarnation;
+        for peer in &mut self.peers {
+            *peer = Peer::new(peer.id, self.cfg.interconnects, now);
+        }
+        let mut out = Vec::new();
+        self.update_quorum(&mut out);
+        self.next_heartbeat = now;
+        out
+    }
+
+    /// Bumps the version of the running-domain list carried in heartbeats.
+    pub fn set_domains_version(&mut self, version: u64) {
+        self.domains_version = version;
+    }
+
+    fn peer(&self, node: NodeId) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.id == node)
+    }
+
+    /// Whether this host gives way to `other`, which has `their_votes` and declared this
+    /// host Failed. This host's own votes only count the peers that did not declare it
+    /// Failed (its view of them may be stale, e.g. right after a thaw). Without quorum
+    /// it yields; otherwise fewer votes yields, and on a tie the lower survival priority
+    /// (weight, then the name that sorts later) yields.
+    fn yields_to(&self, other: NodeId, their_votes: u32) -> bool {
+        let mine = 1 + self
+            .peers
+            .iter()
+            .filter(|p| p.state.present() && !p.says_i_failed)
+            .count() as u32;
+        let all_seen = self.peers.iter().all(|p| p.ever_heard);
+        if !self.cfg.quorum.evaluate(mine, all_seen).quorate {
+            return true;
+        }
+        match their_votes.cmp(&mine) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => self.cfg.priority(self.cfg.me) < self.cfg.priority(other),
+        }
+    }
+
+    fn update_quorum(&mut self, out: &mut Vec<Action>) {
+        let votes = 1 + self.peers.iter().filter(|p| p.state.present()).count() as u32;
+        let all_seen = self.peers.iter().all(|p| p.ever_heard);
+        let q = self.cfg.quorum.evaluate(votes, all_seen);
+        if q != self.quorum {
+            self.quorum = q;
+            out.push(Action::Event(MembershipEvent::Quorum(q)));
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! One peer host as seen by this host: its links and its state.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Action, FailReason, Heartbeat, HostState, MembershipConfig, MembershipEvent, WatchdogVerdict,
+};
+use crate::config::NodeId;
+use crate::wire::Accepted;
+
+/// State of one interconnect link to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Never heard on this interconnect.
+    Unknown,
+    /// Heartbeats arrive.
+    Up,
+    /// Silent for the dead time.
+    Down,
+}
+
+/// A peer's status, for `hvctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Node id.
+    pub node: NodeId,
+    /// Host state.
+    pub state: HostState,
+    /// How long it has been in that state, ms.
+    pub state_for_ms: u64,
+    /// Link state per interconnect, in configuration order.
+    pub links: Vec<LinkState>,
+    /// Its current incarnation, if heard.
+    pub incarnation: Option<u64>,
+    /// Its last reported load-watchdog verdict.
+    pub watchdog: WatchdogVerdict,
+    /// Failed but heard again: it must rejoin before counting.
+    pub must_rejoin: bool,
+    /// A kdump panic notice arrived from it since it was last Up.
+    pub panic_noticed: bool,
+    /// Time since last heard on any interconnect, ms.
+    pub silent_for_ms: Option<u64>,
+    /// Its configuration differs from ours.
+    pub config_mismatch: bool,
+    /// Whether its last heartbeat said it was quorate.
+    pub quorate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Link {
+    last_heard: Option<Duration>,
+    state: LinkState,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Peer {
+    pub(super) id: NodeId,
+    pub(super) incarnation: Option<u64>,
+    pub(super) state: HostState,
+    pub(super) since: Duration,
+    pub(super) ever_heard: bool,
+    pub(super) must_rejoin: bool,
+    pub(super) panic_noticed: bool,
+    pub(super) config_mismatch: bool,
+    pub(super) says_i_failed: bool,
+    links: Vec<Link>,
+    last_heard: Option<Duration>,
+    joining_count: u32,
+    watchdog: WatchdogVerdict,
+    quorate: bool,
+}
+
+impl Peer {
+    pub(super) fn new(id: NodeId, interconnects: usize, now: Duration) -> Self {
+        Peer {
+            id,
+            incarnation: None,
+            state: HostState::Unknown,
+            since: now,
+            ever_heard: false,
+            must_rejoin: false,
+            panic_noticed: false,
+            config_mismatch: false,
+            says_i_failed: false,
+            links: vec![
+                Link {
+                    last_heard: None,
+                    state: LinkState::Unknown
+                };
+                interconnects
+            ],
+            last_heard: None,
+            joining_count: 0,
+            watchdog: WatchdogVerdict::Ok,
+            quorate: false,
+        }
+    }
+
+    pub(super) fn set_state(&mut self, now: Duration, to: HostState, out: &mut Vec<Action>) {
+        if self.state == to {
+            return;
+        }
+        out.push(Action::Event(MembershipEvent::HostState {
+            node: self.id,
+            from: self.state,
+            to,
+        }));
+        self.state = to;
+        self.since = now;
+        if to == HostState::Up {
+            self.must_rejoin = false;
+            self.panic_noticed = false;
+        }
+    }
+
+    pub(super) fn heard(
+        &mut self,
+        now: Duration,
+        incarnation: u64,
+        accepted: Accepted,
+        hb: &Heartbeat,
+        cfg: &MembershipConfig,
+        out: &mut Vec<Action>,
+    ) {
+        let restarted = match (accepted, self.incarnation) {
+            (Accepted::NewIncarnation { previous }, _) => Some(previous),
+            (_, Some(known)) if known != incarnation => Some(known),
+            _ => None,
+        };
+        if let Some(previous) = restarted {
+            out.push(Action::Event(MembershipEvent::Incarnation {
+                node: self.id,
+                previous,
+                current: incarnation,
+            }));
+        }
+        self.incarnation = Some(incarnation);
+        self.ever_heard = true;
+        self.watchdog = hb.watchdog;
+        self.quorate = hb.quorate;
+
+        let gap = self.last_heard.map(|t| now.saturating_sub(t));
+        self.last_heard = Some(now);
+        let ic = hb.interconnect as usize;
+        if let Some(link) = self.links.get_mut(ic) {
+            link.last_heard = Some(now);
+            if link.state != LinkState::Up {
+                link.state = LinkState::Up;
+                out.push(Action::Event(MembershipEvent::Link {
+                    node: self.id,
+                    interconnect: ic,
+                    state: LinkState::Up,
+                }));
+            }
+        }
+
+        match self.state {
+            HostState::Failed(_) if restarted.is_some() => {
+                self.joining_count = 1;
+                self.set_state(now, HostState::Joining, out);
+            }
+            HostState::Failed(_) => {
+                if !self.must_rejoin {
+                    self.must_rejoin = true;
+                    out.push(Action::Event(MembershipEvent::MustRejoin { node: self.id }));
+                }
+            }
+            HostState::Unknown => {
+                self.joining_count = 1;
+                self.set_state(now, HostState::Joining, out);
+            }
+            HostState::Joining => {
+                if gap.is_some_and(|g| g >= cfg.suspect_after) {
+                    self.joining_count = 0;
+                }
+                self.joining_count += 1;
+            }
+            HostState::Suspect => self.set_state(now, HostState::Up, out),
+            HostState::Up => {}
+        }
+        if self.state == HostState::Joining && self.joining_count >= cfg.rejoin_heartbeats {
+            self.set_state(now, HostState::Up, out);
+        }
+        if let WatchdogVerdict::Hung { for_ms } = hb.watchdog {
+            if Duration::from_millis(for_ms as u64) >= cfg.hung_limit
+                && !matches!(self.state, HostState::Failed(_))
+            {
+                self.set_state(now, HostState::Failed(FailReason::Hung), out);
+            }
+        }
+    }
+
+    pub(super) fn check_silence(
+        &mut self,
+        now: Duration,
+        cfg: &MembershipConfig,
+        out: &mut Vec<Action>,
+    ) {
+        for (ic, link) in self.links.iter_mut().enumerate() {
+            if link.state == LinkState::Up
+                && link
+                    .last_heard
+                    .is_some_and(|t| now.saturating_sub(t) >= cfg.dead_after)
+            {
+                link.state = LinkState::Down;
+                out.push(Action::Event(MembershipEvent::Link {
+                    node: self.id,
+                    interconnect: ic,
+                    state: LinkState::Down,
+                }));
+            }
+        }
+        let Some(last) = self.last_heard else { return };
+        let silent = now.saturating_sub(last);
+        match self.state {
+            HostState::Up | HostState::Suspect | HostState::Joining if silent >= cfg.dead_after => {
+                self.set_state(now, HostState::Failed(FailReason::Silent), out);
+            }
+            HostState::Up if silent >= cfg.suspect_after => {
+                self.set_state(now, HostState::Suspect, out);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn status(&self, now: Duration) -> PeerStatus {
+        PeerStatus {
+            node: self.id,
+            state: self.state,
+            state_for_ms: now.saturating_sub(self.since).as_millis() as u64,
+            links: self.links.iter().map(|l| l.state).collect(),
+            incarnation: self.incarnation,
+            watchdog: self.watchdog,
+            must_rejoin: self.must_rejoin,
+            panic_noticed: self.panic_noticed,
+            silent_for_ms: self
+                .last_heard
+                .map(|t| now.saturating_sub(t).as_millis() as u64),
+            config_mismatch: self.config_mismatch,
+            quorate: self.quorate,
+        }
+    }
+}
