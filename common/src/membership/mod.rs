@@ -46,7 +46,7 @@ pub enum FailReason {
 
 /// A peer host's state in this host's view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+#[serde(rename_all = "snake_case")]
 pub enum HostState {
     /// Not heard since this agent started.
     Unknown,
@@ -69,7 +69,7 @@ impl HostState {
 
 /// The load watchdog's verdict about its own host, carried in heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "verdict")]
+#[serde(rename_all = "snake_case")]
 pub enum WatchdogVerdict {
     /// Scheduling is on time and pressure is low.
     #[default]
@@ -120,7 +120,7 @@ pub struct Heartbeat {
 
 /// Something that happened to the membership, for logs, status and the event stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "event")]
+#[serde(rename_all = "snake_case")]
 pub enum MembershipEvent {
     /// A host changed state.
     HostState {

@@ -396,3 +396,16 @@ fn heartbeats_are_due_every_interval_without_bursts_after_a_stall() {
     assert_eq!(due(&m.tick(5000 * MS)), 1);
     assert_eq!(due(&m.tick(5100 * MS)), 0);
 }
+
+#[test]
+fn heartbeat_survives_the_wire_encoding() {
+    let mut m = Membership::new(cfg(1, 3, 2), 42, Duration::ZERO);
+    m.set_watchdog(WatchdogVerdict::Slow {
+        lateness_ms: 120,
+        psi_percent: 50,
+    });
+    let _ = m.on_panic_notice(Duration::ZERO, 3);
+    let hb = m.heartbeat(1);
+    let bytes = postcard::to_allocvec(&hb).unwrap();
+    assert_eq!(postcard::from_bytes::<Heartbeat>(&bytes).unwrap(), hb);
+}

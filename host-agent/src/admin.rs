@@ -1,0 +1,156 @@
+//! The admin socket: root-only Unix socket speaking newline-delimited JSON
+//! ([`hvcluster_common::admin`]).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use hvcluster_common::admin::{Request, Response};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::agent::Input;
+use crate::events::EventLog;
+
+/// Longest request line accepted.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Binds the socket, replacing a stale one, readable and writable by root only.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "{} is in use: another hv-hostd runs on this host",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Accepts admin clients until the task is aborted.
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Input>, events: EventLog) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+        if uid != 0 {
+            tracing::warn!(uid, "admin connection refused: root only");
+            continue;
+        }
+        tokio::spawn(client(stream, tx.clone(), events.clone()));
+    }
+}
+
+async fn send(w: &mut (impl AsyncWriteExt + Unpin), r: &Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+async fn client(stream: UnixStream, tx: mpsc::Sender<Input>, events: EventLog) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.len() > MAX_LINE {
+            let _ = send(
+                &mut w,
+                &Response::Error {
+                    message: "request line too long".into(),
+                },
+            )
+            .await;
+            return;
+        }
+        let request: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("bad request: {e}");
+                if send(&mut w, &Response::Error { message }).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let done = match request {
+            Request::Status => {
+                let (reply, rx) = oneshot::channel();
+                let response = if tx.send(Input::Status(reply)).await.is_ok() {
+                    match rx.await {
+                        Ok(s) => Response::Status(Box::new(s)),
+                        Err(_) => Response::Error {
+                            message: "agent is stopping".into(),
+                        },
+                    }
+                } else {
+                    Response::Error {
+                        message: "agent is stopping".into(),
+                    }
+                };
+                send(&mut w, &response).await.is_err()
+            }
+            Request::Events { since, follow } => {
+                stream_events(&mut w, &events, since.unwrap_or(0), follow).await
+            }
+        };
+        if done {
+            return;
+        }
+    }
+}
+
+/// Sends the history after `since`, then, with `follow`, new events until the client
+/// goes away. Returns true when the connection is finished.
+async fn stream_events(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    events: &EventLog,
+    since: u64,
+    follow: bool,
+) -> bool {
+    let (mut rx, history) = events.subscribe_with_history(since);
+    let mut last = since;
+    for e in history {
+        last = e.seq;
+        if send(w, &Response::Event(e)).await.is_err() {
+            return true;
+        }
+    }
+    if send(w, &Response::EndOfHistory { last_seq: last })
+        .await
+        .is_err()
+    {
+        return true;
+    }
+    if !follow {
+        return false;
+    }
+    loop {
+        match rx.recv().await {
+            Ok(e) if e.seq > last => {
+                last = e.seq;
+                if send(w, &Response::Event(e)).await.is_err() {
+                    return true;
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                let message =
+                    format!("{n} events were skipped because this client read too slowly");
+                if send(w, &Response::Error { message }).await.is_err() {
+                    return true;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return true,
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! The agent's driver loop: owns the membership machine, feeds it what arrives and
+//! performs what it returns.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hvcluster_common::admin::{HostLine, HostStatus};
+use hvcluster_common::config::{ClusterConfig, LoadedConfig, NodeId};
+use hvcluster_common::membership::{
+    Action, Heartbeat, HostState, LinkState, Membership, MembershipConfig, MembershipEvent,
+    WatchdogVerdict,
+};
+use hvcluster_common::wire::{self, Header, Kind, ReplayError, ReplayWindow, WireError};
+use hvcluster_common::{kdump, membership};
+use serde_json::json;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::counters::Counters;
+use crate::events::EventLog;
+use crate::process::Prepared;
+use crate::{admin, incarnation, net, watchdog};
+
+/// What the driver loop receives from its tasks.
+#[derive(Debug)]
+pub enum Input {
+    /// A datagram on a heartbeat socket.
+    Frame {
+        /// Interconnect index.
+        ic: usize,
+        /// Source address.
+        from: SocketAddr,
+        /// When it was received.
+        at: Instant,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// A datagram on the kdump port.
+    Kdump {
+        /// Source address.
+        from: SocketAddr,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// The load watchdog changed its verdict.
+    Watchdog(WatchdogVerdict),
+    /// An admin client wants the status.
+    Status(oneshot::Sender<HostStatus>),
+}
+
+struct PeerRoute {
+    id: NodeId,
+    addrs: Vec<SocketAddr>,
+}
+
+/// A running host agent.
+pub struct Agent {
+    config: ClusterConfig,
+    key: Vec<u8>,
+    cluster_id: u64,
+    me: NodeId,
+    host: String,
+    names: HashMap<NodeId, String>,
+    membership: Membership,
+    origin: Instant,
+    sockets: Vec<Arc<UdpSocket>>,
+    routes: Vec<PeerRoute>,
+    kdump_sources: HashMap<IpAddr, NodeId>,
+    sequence: u64,
+    windows: HashMap<NodeId, ReplayWindow>,
+    counters: Counters,
+    events: EventLog,
+    started_unix_ms: u64,
+    prepared: Prepared,
+    rx: mpsc::Receiver<Input>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Binds every socket and starts the receiving tasks, the watchdog and the admin
+    /// server. Fails with a clear message when a socket cannot be bound.
+    pub async fn start(
+        loaded: LoadedConfig,
+        host: &str,
+        prepared: Prepared,
+    ) -> anyhow::Result<Agent> {
+        let LoadedConfig {
+            config,
+            key,
+            digest,
+        } = loaded;
+        let me_entry = config
+            .host(host)
+            .context("host not in configuration")?
+            .clone();
+        let me = me_entry.node_id;
+        let (tx, rx) = mpsc::channel(4096);
+        let mut tasks = Vec::new();
+
+        let mut sockets = Vec::new();
+        for (ic, icfg) in config.interconnects.iter().enumerate() {
+            let addr = SocketAddr::new(me_entry.addresses[&icfg.name], icfg.port);
+            let socket = net::bind_udp(addr, &format!("heartbeat ({})", icfg.name))?;
+            tasks.push(tokio::spawn(net::receive_frames(
+                socket.clone(),
+                ic,
+                tx.clone(),
+            )));
+            sockets.push(socket);
+        }
+        if config.kdump.enabled {
+            let addr = SocketAddr::new(config.kdump.listen, config.kdump.port);
+            let socket = net::bind_udp(addr, "kdump notice")?;
+            tasks.push(tokio::spawn(crate::kdump::listen(socket, tx.clone())));
+        }
+        let routes = config
+            .hosts
+            .iter()
+            .filter(|h| h.node_id != me)
+            .map(|h| PeerRoute {
+                id: h.node_id,
+                addrs: config
+                    .interconnects
+                    .iter()
+                    .map(|ic| SocketAddr::new(h.addresses[&ic.name], ic.port))
+                    .collect(),
+            })
+            .collect();
+        let kdump_sources = config
+            .hosts
+            .iter()
+            .flat_map(|h| net::host_addresses(h).map(move |a| (a, h.node_id)))
+            .collect();
+        let names = config
+            .hosts
+            .iter()
+            .map(|h| (h.node_id, h.name.clone()))
+            .collect();
+
+        let events = EventLog::new(host);
+        let listener = admin::bind(&config.admin.socket)?;
+        tasks.push(tokio::spawn(admin::serve(
+            listener,
+            tx.clone(),
+            events.clone(),
+        )));
+        watchdog::spawn((&config.load_watchdog).into(), tx.clone())
+            .context("cannot start the load watchdog")?;
+
+        let incarnation = incarnation::next(&config.cluster.state_dir);
+        let origin = Instant::now();
+        let membership = Membership::new(
+            MembershipConfig::from_cluster(&config, me, digest),
+            incarnation,
+            Duration::ZERO,
+        );
+        let started_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        events.record(
+            Some(host),
+            "started",
+            format!(
+                "agent started (incarnation {incarnation}, realtime {}, memory locked {})",
+                prepared.realtime, prepared.memory_locked
+            ),
+            json!({ "incarnation": incarnation, "realtime": prepared.realtime, "memory_locked": prepared.memory_locked }),
+        );
+        Ok(Agent {
+            cluster_id: config.cluster_id(),
+            config,
+            key,
+            me,
+            host: host.to_string(),
+            names,
+            membership,
+            origin,
+            sockets,
+            routes,
+            kdump_sources,
+            sequence: 0,
+            windows: HashMap::new(),
+            counters: Counters::default(),
+            events,
+            started_unix_ms,
+            prepared,
+            rx,
+            tasks,
+        })
+    }
+
+    /// Runs until `shutdown` completes, then stops every task and removes the socket.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let interval = Duration::from_millis(self.config.heartbeat.interval_ms);
+        let period = (interval / 8).clamp(Duration::from_millis(5), Duration::from_millis(50));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(input) = self.rx.recv() => self.on_input(input),
+                _ = ticker.tick() => {
+                    let actions = self.membership.tick(self.now());
+                    self.perform(actions);
+                }
+            }
+        }
+        self.events.record(
+            Some(&self.host.clone()),
+            "stopped",
+            "agent stopping".into(),
+            json!({}),
+        );
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.config.admin.socket);
+        Ok(())
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn name(&self, id: NodeId) -> String {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("node{id}"))
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Frame {
+                ic,
+                from,
+                at,
+                bytes,
+            } => self.on_frame(ic, from, at, &bytes),
+            Input::Kdump { from, bytes } => self.on_kdump(from, &bytes),
+            Input::Watchdog(verdict) => {
+                let before = self.membership.watchdog();
+                self.membership.set_watchdog(verdict);
+                if std::mem::discriminant(&before) != std::mem::discriminant(&verdict) {
+                    self.events.record(
+                        Some(&self.host.clone()),
+                        "watchdog",
+                        format!("load watchdog: {}", verdict_text(verdict)),
+                        serde_json::to_value(verdict).unwrap_or_default(),
+                    );
+                }
+            }
+            Input::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn drop_frame(&mut self, reason: &str, from: SocketAddr) {
+        let counter = format!("frames_dropped_{reason}");
+        if let Some(since) = self.counters.bump_logged(&counter, Instant::now()) {
+            self.events.record(
+                None,
+                "frame_dropped",
+                format!(
+                    "dropped {since} frame(s) ({reason}) since last report; latest from {from}"
+                ),
+                json!({ "reason": reason, "from": from.to_string(), "count_since_last": since }),
+            );
+        }
+    }
+
+    fn on_frame(&mut self, ic: usize, from: SocketAddr, at: Instant, bytes: &[u8]) {
+        self.counters.bump("frames_received");
+        let frame = match wire::decode(bytes, &self.key, self.cluster_id) {
+            Ok(f) => f,
+            Err(e) => {
+                let reason = match e {
+                    WireError::BadTag => "bad_tag",
+                    WireError::ForeignCluster => "foreign_cluster",
+                    WireError::Version(_) => "version",
+                    WireError::UnknownKind(_) => "unknown_kind",
+                    WireError::Malformed | WireError::BadMagic | WireError::TooLarge => "malformed",
+                };
+                return self.drop_frame(reason, from);
+            }
+        };
+        let sender = frame.header.sender;
+        if sender == self.me || !self.names.contains_key(&sender) {
+            return self.drop_frame("unknown_sender", from);
+        }
+        let accepted = match self
+            .windows
+            .entry(sender)
+            .or_default()
+            .accept(frame.header.incarnation, frame.header.sequence)
+        {
+            Ok(a) => a,
+            Err(ReplayError::Replayed) => return self.drop_frame("replayed", from),
+            Err(ReplayError::OldIncarnation) => return self.drop_frame("old_incarnation", from),
+        };
+        match frame.header.kind {
+            Kind::Heartbeat => {
+                let Ok(hb) = postcard::from_bytes::<Heartbeat>(frame.payload) else {
+                    return self.drop_frame("bad_payload", from);
+                };
+                if hb.interconnect as usize != ic {
+                    return self.drop_frame("wrong_interconnect", from);
+                }
+                self.counters.bump("heartbeats_accepted");
+                let now = at.saturating_duration_since(self.origin);
+                let actions = self.membership.on_heartbeat(
+                    now,
+                    sender,
+                    frame.header.incarnation,
+                    accepted,
+                    &hb,
+                );
+                self.perform(actions);
+            }
+        }
+    }
+
+    fn on_kdump(&mut self, from: SocketAddr, bytes: &[u8]) {
+        if let Err(e) = kdump::parse_notice(bytes) {
+            if self
+                .counters
+                .bump_logged("kdump_malformed", Instant::now())
+                .is_some()
+            {
+                tracing::warn!(from = %from, cause = %e, "malformed datagram on the kdump port");
+            }
+            return;
+        }
+        let Some(&node) = self.kdump_sources.get(&from.ip()) else {
+            if let Some(since) = self.counters.bump_logged("kdump_refused", Instant::now()) {
+                self.events.record(
+                    None,
+                    "kdump_refused",
+                    format!(
+                        "ignored {since} panic notice(s) from {} which is no host's address",
+                        from.ip()
+                    ),
+                    json!({ "from": from.to_string(), "count_since_last": since }),
+                );
+            }
+            return;
+        };
+        if node == self.me {
+            self.counters.bump("kdump_own");
+            return;
+        }
+        self.counters.bump("kdump_accepted");
+        let name = self.name(node);
+        let first = !self
+            .membership
+            .peers(self.now())
+            .iter()
+            .any(|p| p.node == node && p.panic_noticed);
+        if first {
+            self.events.record(
+                Some(&name),
+                "kdump_notice",
+                format!("{name}: panic notice received from {}", from.ip()),
+                json!({ "from": from.to_string() }),
+            );
+        }
+        let actions = self.membership.on_panic_notice(self.now(), node);
+        self.perform(actions);
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendHeartbeats => self.send_heartbeats(),
+                Action::Event(e) => self.report(e),
+                Action::Rejoin => {
+                    let inc = incarnation::next(&self.config.cluster.state_dir);
+                    self.sequence = 0;
+                    let host = self.host.clone();
+                    self.events.record(
+                        Some(&host),
+                        "rejoined",
+                        format!("rejoining the cluster with incarnation {inc}"),
+                        json!({ "incarnation": inc }),
+                    );
+                    let more = self.membership.rejoin(self.now(), inc);
+                    self.perform(more);
+                }
+            }
+        }
+    }
+
+    fn send_heartbeats(&mut self) {
+        for ic in 0..self.sockets.len() {
+            let hb = self.membership.heartbeat(ic);
+            let Ok(payload) = postcard::to_allocvec(&hb) else {
+                continue;
+            };
+            for r in 0..self.routes.len() {
+                self.sequence += 1;
+                let header = Header {
+                    kind: Kind::Heartbeat,
+                    cluster_id: self.cluster_id,
+                    sender: self.me,
+                    incarnation: self.membership.incarnation(),
+                    sequence: self.sequence,
+                };
+                let Ok(frame) = wire::encode(&header, &payload, &self.key) else {
+                    continue;
+                };
+                let to = self.routes[r].addrs[ic];
+                if let Err(e) = self.sockets[ic].try_send_to(&frame, to) {
+                    let name = format!("send_errors_{}", self.config.interconnects[ic].name);
+                    if self.counters.bump_logged(&name, Instant::now()).is_some() {
+                        tracing::warn!(to = %to, peer = %self.name(self.routes[r].id), cause = %e, "cannot send heartbeat");
+                    }
+                } else {
+                    self.counters.bump("heartbeats_sent");
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, e: MembershipEvent) {
+        let ic_name = |i: usize| {
+            self.config
+                .interconnects
+                .get(i)
+                .map(|c| c.name.clone())
+                .unwrap_or_default()
+        };
+        let detail = serde_json::to_value(&e).unwrap_or_default();
+        let (subject, kind, message) = match &e {
+            MembershipEvent::HostState { node, from, to } => {
+                let n = self.name(*node);
+                let msg = format!("{n}: {} -> {}", state_text(*from), state_text(*to));
+                (Some(n), "host_state", msg)
+            }
+            MembershipEvent::Link {
+                node,
+                interconnect,
+                state,
+            } => {
+                let n = self.name(*node);
+                let msg = format!("{n}: link {} {}", ic_name(*interconnect), link_text(*state));
+                (Some(n), "link", msg)
+            }
+            MembershipEvent::Quorum(q) => {
+                let msg = if q.quorate {
+                    format!(
+                        "quorum held ({} votes present, {} needed)",
+                        q.votes, q.needed
+                    )
+                } else if q.waiting_for_all {
+                    "no quorum: waiting to see every host once (wait_for_all)".to_string()
+                } else {
+                    format!(
+                        "QUORUM LOST: {} vote(s) present, {} needed; this host will not act",
+                        q.votes, q.needed
+                    )
+                };
+                (Some(self.host.clone()), "quorum", msg)
+            }
+            MembershipEvent::Incarnation {
+                node,
+                previous,
+                current,
+            } => {
+                let n = self.name(*node);
+                let msg = format!("{n}: agent restarted (incarnation {previous} -> {current})");
+                (Some(n), "incarnation", msg)
+            }
+            MembershipEvent::MustRejoin { node } => {
+                let n = self.name(*node);
+                let msg =
+                    format!("{n}: heard again after it failed; it must rejoin before it counts");
+                (Some(n), "must_rejoin", msg)
+            }
+            MembershipEvent::ConfigMismatch { node } => {
+                let n = self.name(*node);
+                let msg = format!(
+                    "{n}: its cluster configuration differs from this host's; its heartbeats are refused \
+                     (copy the same cluster.toml to every host)"
+                );
+                (Some(n), "config_mismatch", msg)
+            }
+            MembershipEvent::Expelled { by } => {
+                let msg = format!(
+                    "{} declared this host failed; starting a new incarnation",
+                    self.name(*by)
+                );
+                (Some(self.host.clone()), "expelled", msg)
+            }
+        };
+        self.events
+            .record(subject.as_deref(), kind, message, detail);
+    }
+
+    fn status(&self) -> HostStatus {
+        let now = self.now();
+        let peers = self.membership.peers(now);
+        let hosts = self
+            .config
+            .hosts
+            .iter()
+            .map(|h| {
+                if h.node_id == self.me {
+                    return HostLine {
+                        name: h.name.clone(),
+                        node_id: h.node_id,
+                        weight: h.weight,
+                        local: true,
+                        state: HostState::Up,
+                        state_for_ms: now.as_millis() as u64,
+                        links: vec![LinkState::Up; self.sockets.len()],
+                        incarnation: Some(self.membership.incarnation()),
+                        watchdog: self.membership.watchdog(),
+                        must_rejoin: false,
+                        panic_noticed: false,
+                        silent_for_ms: None,
+                        config_mismatch: false,
+                    };
+                }
+                let p = peers
+                    .iter()
+                    .find(|p| p.node == h.node_id)
+                    .expect("every peer is tracked");
+                HostLine {
+                    name: h.name.clone(),
+                    node_id: h.node_id,
+                    weight: h.weight,
+                    local: false,
+                    state: p.state,
+                    state_for_ms: p.state_for_ms,
+                    links: p.links.clone(),
+                    incarnation: p.incarnation,
+                    watchdog: p.watchdog,
+                    must_rejoin: p.must_rejoin,
+                    panic_noticed: p.panic_noticed,
+                    silent_for_ms: p.silent_for_ms,
+                    config_mismatch: p.config_mismatch,
+                }
+            })
+            .collect();
+        HostStatus {
+            cluster: self.config.cluster.name.clone(),
+            host: self.host.clone(),
+            node_id: self.me,
+            incarnation: self.membership.incarnation(),
+            started_unix_ms: self.started_unix_ms,
+            quorum: self.membership.quorum(),
+            watchdog: self.membership.watchdog(),
+            realtime: self.prepared.realtime,
+            memory_locked: self.prepared.memory_locked,
+            interconnects: self
+                .config
+                .interconnects
+                .iter()
+                .map(|i| i.name.clone())
+                .collect(),
+            hosts,
+            counters: self.counters.snapshot(),
+        }
+    }
+}
+
+/// Human text of a host state, as in logs and `hvctl status`.
+pub fn state_text(s: HostState) -> String {
+    match s {
+        HostState::Unknown => "Unknown".into(),
+        HostState::Joining => "Joining".into(),
+        HostState::Up => "Up".into(),
+        HostState::Suspect => "Suspect".into(),
+        HostState::Failed(r) => format!(
+            "Failed ({})",
+            match r {
+                membership::FailReason::Silent => "silent",
+                membership::FailReason::Panic => "panic notice",
+                membership::FailReason::Hung => "reported hung",
+            }
+        ),
+    }
+}
+
+fn link_text(s: LinkState) -> &'static str {
+    match s {
+        LinkState::Unknown => "unknown",
+        LinkState::Up => "up",
+        LinkState::Down => "DOWN",
+    }
+}
+
+fn verdict_text(v: WatchdogVerdict) -> String {
+    match v {
+        WatchdogVerdict::Ok => "ok".into(),
+        WatchdogVerdict::Slow {
+            lateness_ms,
+            psi_percent,
+        } => {
+            format!("slow (lateness {lateness_ms} ms, cpu pressure {psi_percent}%)")
+        }
+        WatchdogVerdict::Hung { for_ms } => format!("HUNG for {for_ms} ms"),
+    }
+}
