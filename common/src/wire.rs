@@ -9,7 +9,7 @@
 //!      8    8 cluster id
 //!     16    4 sender node id
 //!     20    8 sender incarnation (grows at every agent start)
-//!     28    8 sequence number (per incarnation, from 1)
+//!     28    8 sequence number (per incarnation and receiver, from 1)
 //!     36    4 payload length
 //!     40    n payload
 //!   40+n   32 HMAC-SHA256 over bytes 0..40+n with the cluster key
@@ -215,9 +215,11 @@ impl ReplayWindow {
             Some(_) => Accepted::Same,
         };
         if verdict != Accepted::Same {
+            // Anything older than the first frame of an incarnation is refused: it can
+            // only be a delayed duplicate or a replay.
             self.incarnation = Some(incarnation);
             self.highest = sequence;
-            self.seen = 1;
+            self.seen = u128::MAX;
             return Ok(verdict);
         }
         if sequence > self.highest {
@@ -284,8 +286,18 @@ mod tests {
     #[test]
     fn replay_window_rules() {
         let mut w = ReplayWindow::default();
-        assert_eq!(w.accept(10, 1), Ok(Accepted::First));
+        assert_eq!(w.accept(10, 5), Ok(Accepted::First));
+        assert_eq!(
+            w.accept(10, 4),
+            Err(ReplayError::Replayed),
+            "older than the first frame"
+        );
+        assert_eq!(w.accept(10, 5), Err(ReplayError::Replayed));
+        assert_eq!(w.accept(10, 3), Err(ReplayError::Replayed));
+        assert_eq!(w.accept(10, 6), Ok(Accepted::Same));
         assert_eq!(w.accept(10, 1), Err(ReplayError::Replayed));
+        let mut w = ReplayWindow::default();
+        assert_eq!(w.accept(10, 1), Ok(Accepted::First));
         assert_eq!(w.accept(10, 3), Ok(Accepted::Same));
         assert_eq!(
             w.accept(10, 2),

@@ -70,7 +70,9 @@ pub struct Agent {
     sockets: Vec<Arc<UdpSocket>>,
     routes: Vec<PeerRoute>,
     kdump_sources: HashMap<IpAddr, NodeId>,
-    sequence: u64,
+    /// Next sequence number per receiving peer, so a frame sent to one peer cannot be
+    /// replayed to another inside its window.
+    sequences: HashMap<NodeId, u64>,
     windows: HashMap<NodeId, ReplayWindow>,
     counters: Counters,
     events: EventLog,
@@ -191,7 +193,7 @@ impl Agent {
             sockets,
             routes,
             kdump_sources,
-            sequence: 0,
+            sequences: HashMap::new(),
             windows: HashMap::new(),
             counters: Counters::default(),
             events,
@@ -390,7 +392,7 @@ impl Agent {
                 Action::Event(e) => self.report(e),
                 Action::Rejoin => {
                     let inc = incarnation::next(&self.config.cluster.state_dir);
-                    self.sequence = 0;
+                    self.sequences.clear();
                     let host = self.host.clone();
                     self.events.record(
                         Some(&host),
@@ -412,13 +414,14 @@ impl Agent {
                 continue;
             };
             for r in 0..self.routes.len() {
-                self.sequence += 1;
+                let sequence = self.sequences.entry(self.routes[r].id).or_insert(0);
+                *sequence += 1;
                 let header = Header {
                     kind: Kind::Heartbeat,
                     cluster_id: self.cluster_id,
                     sender: self.me,
                     incarnation: self.membership.incarnation(),
-                    sequence: self.sequence,
+                    sequence: *sequence,
                 };
                 let Ok(frame) = wire::encode(&header, &payload, &self.key) else {
                     continue;

@@ -1,14 +1,12 @@
 //! hvctl: the hvcluster administrator's command line.
 
-mod client;
-mod render;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hvcluster_common::admin::{Request, Response};
 use hvcluster_common::config::{ClusterConfig, DEFAULT_ADMIN_SOCKET};
+use hvctl::{client, render};
 
 /// Administer an hvcluster host cluster.
 ///

@@ -1,1 +1,9 @@
+//! The hvcluster lab: simulated hosts in network namespaces, faults, scenarios and
+//! benchmarks, used by `hvlab`, the end-to-end tests and the demo.
 
+pub mod bench;
+pub mod cluster;
+pub mod collector;
+pub mod interrupt;
+pub mod lab;
+pub mod scenario;

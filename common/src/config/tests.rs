@@ -70,7 +70,7 @@ fn duplicate_node_id_names_key_and_line() {
     assert_eq!(p.key, "host[1].node_id");
     let expected_line = text
         .lines()
-        .position(|l| l.contains("node_id = 1") && true)
+        .position(|l| l.contains("node_id = 1"))
         .unwrap();
     // The second occurrence is the duplicate.
     let second = text

@@ -184,10 +184,10 @@ impl Peer {
         if self.state == HostState::Joining && self.joining_count >= cfg.rejoin_heartbeats {
             self.set_state(now, HostState::Up, out);
         }
+        // Only a counted host is failed for hanging: a rejoining host's first verdict
+        // describes the stall it is rejoining from.
         if let WatchdogVerdict::Hung { for_ms } = hb.watchdog {
-            if Duration::from_millis(for_ms as u64) >= cfg.hung_limit
-                && !matches!(self.state, HostState::Failed(_))
-            {
+            if Duration::from_millis(for_ms as u64) >= cfg.hung_limit && self.state.present() {
                 self.set_state(now, HostState::Failed(FailReason::Hung), out);
             }
         }

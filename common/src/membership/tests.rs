@@ -343,7 +343,21 @@ fn reported_hung_host_fails() {
     );
     sim.hung[2] = Some(1200);
     sim.run_for(400 * MS);
-    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Hung));
+    assert!(sim.events.iter().any(|(i, _, e)| *i == 0
+        && matches!(
+            e,
+            MembershipEvent::HostState {
+                node: 3,
+                to: HostState::Failed(FailReason::Hung),
+                ..
+            }
+        )));
+    // It is told, rejoins, and is not counted while it still reports itself hung.
+    assert_ne!(sim.state(0, 2), HostState::Up);
+    assert!(sim
+        .events
+        .iter()
+        .any(|(i, _, e)| *i == 2 && matches!(e, MembershipEvent::Expelled { .. })));
 }
 
 #[test]

@@ -1,1 +1,201 @@
-fn main() {}
+//! hvlab: the hvcluster lab. Simulated hypervisors as network namespaces with their
+//! processes in cgroups, real hv-hostd agents, injected faults, scenarios and benchmarks.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use hvlab::bench;
+use hvlab::cluster::ClusterSpec;
+use hvlab::scenario::{self, RunOptions, Scenario, EMBEDDED};
+
+/// The hvcluster lab: a whole host cluster on one Linux machine.
+///
+/// Each simulated host is a network namespace on one bridge per interconnect, with its
+/// processes in a cgroup (power loss kills it, a hang freezes it) and a real hv-hostd.
+/// Faults come from cgroups, nftables, stress-ng and fence_kdump_send. Every packet
+/// stays inside the lab's own namespaces. Needs root.
+#[derive(Debug, Parser)]
+#[command(name = "hvlab", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Three hosts, one loses power: watch the others detect it, as a timeline.
+    Demo,
+    /// Run a scenario; exit 0 only if every expectation holds.
+    Run {
+        /// An embedded scenario's name (see `hvlab list`) or a scenario file.
+        #[arg(long)]
+        scenario: String,
+        /// Print checks, measures and events as JSON instead of the timeline.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the embedded scenarios.
+    List,
+    /// Measure: repeated scenario runs or a load soak, printed as JSON.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    },
+    /// Remove labs left behind by interrupted runs (all labs with --all).
+    Cleanup {
+        /// Also labs whose owner is still running.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Time from fault injection until every survivor marked the host Failed.
+    Detect {
+        /// detect-power-loss, detect-hang, detect-kdump, or a file.
+        #[arg(long)]
+        scenario: String,
+        /// Number of runs.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print only the JSON object (progress goes to stderr otherwise too).
+        #[arg(long)]
+        json: bool,
+    },
+    /// stress-ng (cpu, vm, io) on every host; counts false Suspect and Failed marks.
+    FalsePositive {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Print only the JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hvlab: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn need_root() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab creates network namespaces and cgroups: run it as root");
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::List => {
+            for (name, text) in EMBEDDED {
+                let s = Scenario::parse(text, name)?;
+                println!(
+                    "{name:<20} {}",
+                    s.description
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup { all } => {
+            need_root()?;
+            let n = if all {
+                hvlab::lab::cleanup_all()?
+            } else {
+                hvlab::lab::cleanup_stale()?
+            };
+            println!("removed {n} lab(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            need_root()?;
+            hvlab::interrupt::install();
+            let s = Scenario::load("demo")?;
+            println!("hvlab demo: {}\n", s.description.trim());
+            println!(
+                "starting {} hosts (hv-hostd in network namespaces)...",
+                s.cluster.hosts
+            );
+            let outcome = scenario::run(&s, RunOptions { verbose: true })?;
+            println!("\n{}", outcome.timeline);
+            println!(
+                "{}",
+                if outcome.ok() {
+                    "demo: every expectation held"
+                } else {
+                    "demo: FAILED"
+                }
+            );
+            Ok(if outcome.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Run { scenario, json } => {
+            need_root()?;
+            hvlab::interrupt::install();
+            let s = Scenario::load(&scenario)?;
+            let outcome = scenario::run(&s, RunOptions { verbose: !json })?;
+            if json {
+                let checks: Vec<_> = outcome
+                    .checks
+                    .iter()
+                    .map(|c| serde_json::json!({"check": c.text, "ok": c.ok, "detail": c.detail}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"scenario": outcome.name, "ok": outcome.ok(), "checks": checks,
+                                       "measures_ms": outcome.measures, "events": outcome.events})
+                );
+            } else {
+                println!("\n{}", outcome.timeline);
+                println!(
+                    "scenario {}: {}",
+                    outcome.name,
+                    if outcome.ok() { "PASSED" } else { "FAILED" }
+                );
+            }
+            Ok(if outcome.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench {
+            bench:
+                BenchCommand::Detect {
+                    scenario,
+                    runs,
+                    json,
+                },
+        } => {
+            need_root()?;
+            hvlab::interrupt::install();
+            let s = Scenario::load(&scenario)?;
+            let result = bench::phases("detect", &s, runs, !json);
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            bench: BenchCommand::FalsePositive { seconds, json: _ },
+        } => {
+            need_root()?;
+            hvlab::interrupt::install();
+            let result = bench::false_positive(seconds, &ClusterSpec::default())?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! hvctl's library side: the admin-socket client and the renderers, shared with the lab.
+
+pub mod client;
+pub mod render;

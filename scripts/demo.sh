@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The lab demo: three simulated hypervisors, one loses power, the others detect it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cargo build --quiet --workspace --bins
+exec target/debug/hvlab demo

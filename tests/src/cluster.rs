@@ -1,0 +1,353 @@
+//! A host cluster running in a lab: the configuration every host shares, one `hv-hostd`
+//! per simulated host, and admin-socket access to each of them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hvcluster_common::admin::{HostStatus, Request, Response};
+use hvctl::client::Connection;
+use serde::Deserialize;
+
+use crate::collector::EventCollector;
+use crate::lab::{Lab, LabSpec};
+
+/// Heartbeat port of interconnect `k` in the lab.
+pub fn heartbeat_port(k: usize) -> u16 {
+    5405 + k as u16
+}
+
+/// Port of the kdump panic notices in the lab.
+pub const KDUMP_PORT: u16 = 7410;
+
+/// The cluster a scenario runs: size and timings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Number of hosts (h1..hN).
+    #[serde(default = "default_hosts")]
+    pub hosts: usize,
+    /// Number of interconnects.
+    #[serde(default = "default_interconnects")]
+    pub interconnects: usize,
+    /// Heartbeat interval.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    /// Silence before Suspect.
+    #[serde(default = "default_suspect")]
+    pub suspect_after_ms: u64,
+    /// Silence before Failed.
+    #[serde(default = "default_dead")]
+    pub dead_after_ms: u64,
+    /// Survival weights by host name (default 1).
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+}
+
+fn default_hosts() -> usize {
+    3
+}
+fn default_interconnects() -> usize {
+    1
+}
+fn default_interval() -> u64 {
+    200
+}
+fn default_suspect() -> u64 {
+    500
+}
+fn default_dead() -> u64 {
+    1000
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+/// A running lab cluster. Dropping it stops every agent and removes the lab.
+#[derive(Debug)]
+pub struct LabCluster {
+    /// The lab (namespaces, cgroups, faults).
+    pub lab: Lab,
+    /// The cluster's specification.
+    pub spec: ClusterSpec,
+    /// Where the configuration, key, sockets, state and logs live.
+    pub dir: PathBuf,
+    /// Path of the shared cluster.toml.
+    pub config_path: PathBuf,
+    /// The cluster key.
+    pub key: Vec<u8>,
+    agents: BTreeMap<String, Child>,
+    bin_dir: PathBuf,
+    /// Events of every agent, gathered as they happen.
+    pub events: EventCollector,
+}
+
+/// Directory holding the workspace's binaries (`hv-hostd`, `hvctl`, `hvlab`).
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("HVLAB_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("cannot find the running executable")?;
+    let mut dir = exe
+        .parent()
+        .context("executable without a directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    if !dir.join("hv-hostd").exists() {
+        bail!(
+            "hv-hostd is not in {} — build the workspace first (cargo build --workspace --bins), \
+             or point HVLAB_BIN_DIR at the binaries",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+impl LabCluster {
+    /// Creates the lab, writes the configuration and starts an agent on every host.
+    pub fn start(spec: &ClusterSpec) -> anyhow::Result<LabCluster> {
+        let bin_dir = bin_dir()?;
+        let lab = Lab::create(&LabSpec {
+            hosts: spec.hosts,
+            interconnects: spec.interconnects,
+        })
+        .context("cannot create the lab")?;
+        let dir = lab.run_dir().to_path_buf();
+        let key: Vec<u8> = (0..32)
+            .map(|i| {
+                (i as u8)
+                    .wrapping_mul(37)
+                    .wrapping_add(lab.id().len() as u8)
+            })
+            .collect();
+        std::fs::write(dir.join("cluster.key"), &key)?;
+        let config_path = dir.join("cluster.toml");
+        std::fs::write(&config_path, render_config(&lab, spec))?;
+        let events = EventCollector::new();
+        let mut cluster = LabCluster {
+            lab,
+            spec: spec.clone(),
+            dir,
+            config_path,
+            key,
+            agents: BTreeMap::new(),
+            bin_dir,
+            events,
+        };
+        for host in cluster.lab.host_names() {
+            cluster.start_agent(&host)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Host names, h1..hN.
+    pub fn hosts(&self) -> Vec<String> {
+        self.lab.host_names()
+    }
+
+    /// Admin socket of `host`'s agent.
+    pub fn socket(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("hostd.sock")
+    }
+
+    /// Log file of `host`'s agent.
+    pub fn log(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("hostd.log")
+    }
+
+    /// Address of `host` on interconnect `ic`.
+    pub fn address(&self, host: &str, ic: usize) -> IpAddr {
+        self.lab.address(host, ic)
+    }
+
+    /// Starts `host`'s agent (after a power loss, or a stop) and follows its events.
+    pub fn start_agent(&mut self, host: &str) -> anyhow::Result<()> {
+        let hdir = self.dir.join(host);
+        std::fs::create_dir_all(hdir.join("state"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(host))?;
+        let mut cmd = Command::new(self.bin_dir.join("hv-hostd"));
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .arg("--host")
+            .arg(host)
+            .arg("--admin-socket")
+            .arg(self.socket(host))
+            .arg("--state-dir")
+            .arg(hdir.join("state"))
+            .arg("--psi-source")
+            .arg(self.lab.psi_path(host))
+            .env("HV_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // hvlab blocks SIGINT/SIGTERM for its own handler; the agent must not inherit that.
+        // SAFETY: sigprocmask is async-signal-safe; nothing is allocated.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                let mut set = nix::sys::signal::SigSet::empty();
+                set.add(nix::sys::signal::Signal::SIGINT);
+                set.add(nix::sys::signal::Signal::SIGTERM);
+                set.thread_unblock().map_err(std::io::Error::from)
+            });
+        }
+        let child = self
+            .lab
+            .spawn(host, cmd)
+            .with_context(|| format!("cannot start hv-hostd on {host}"))?;
+        if let Some(mut old) = self.agents.insert(host.to_string(), child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        self.wait_for_socket(host, Duration::from_secs(10))?;
+        self.events.follow(host, self.socket(host));
+        Ok(())
+    }
+
+    /// Stops `host`'s agent with SIGTERM and waits for it.
+    pub fn stop_agent(&mut self, host: &str) -> anyhow::Result<()> {
+        if let Some(mut child) = self.agents.remove(host) {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if child.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Whether `host`'s agent process is still running.
+    pub fn agent_running(&mut self, host: &str) -> bool {
+        self.agents
+            .get_mut(host)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Forgets `host`'s agent after its cgroup was killed (power loss).
+    pub fn reap_agent(&mut self, host: &str) {
+        if let Some(mut c) = self.agents.remove(host) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn wait_for_socket(&mut self, host: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if Connection::open(&self.socket(host)).is_ok() {
+                return Ok(());
+            }
+            if !self.agent_running(host) {
+                bail!(
+                    "hv-hostd on {host} exited at start; its log {}:\n{}",
+                    self.log(host).display(),
+                    tail(&self.log(host))
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("hv-hostd on {host} did not open its admin socket within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `host`'s current status.
+    pub fn status(&self, host: &str) -> anyhow::Result<HostStatus> {
+        let mut conn = Connection::open(&self.socket(host))?;
+        match conn.request(&Request::Status)? {
+            Response::Status(s) => Ok(*s),
+            other => bail!("unexpected answer from {host}: {other:?}"),
+        }
+    }
+
+    /// Waits until every host sees every other host Up and is quorate.
+    pub fn wait_all_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut ok = true;
+            for h in self.hosts() {
+                match self.status(&h) {
+                    Ok(s) => {
+                        ok &= s.quorum.quorate
+                            && s.hosts
+                                .iter()
+                                .all(|l| l.state == hvcluster_common::membership::HostState::Up);
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not form within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LabCluster {
+    fn drop(&mut self) {
+        self.events.stop();
+        for (_, mut c) in std::mem::take(&mut self.agents) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The last lines of a log file, for error messages.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn render_config(lab: &Lab, spec: &ClusterSpec) -> String {
+    let mut out = format!(
+        "# Written by hvlab for lab {id}.\n[cluster]\nname = \"lab-{id}\"\nkey_file = \"cluster.key\"\n\n\
+         [heartbeat]\ninterval_ms = {}\nsuspect_after_ms = {}\ndead_after_ms = {}\n\n\
+         [kdump]\nport = {KDUMP_PORT}\n\n[load_watchdog]\nhung_limit_ms = {}\n\n",
+        spec.interval_ms,
+        spec.suspect_after_ms,
+        spec.dead_after_ms,
+        spec.dead_after_ms,
+        id = lab.id()
+    );
+    for k in 0..spec.interconnects {
+        out.push_str(&format!(
+            "[[interconnect]]\nname = \"ic{k}\"\nport = {}\n\n",
+            heartbeat_port(k)
+        ));
+    }
+    for (i, host) in lab.host_names().iter().enumerate() {
+        let addrs: Vec<String> = (0..spec.interconnects)
+            .map(|k| format!("ic{k} = \"{}\"", lab.address(host, k)))
+            .collect();
+        out.push_str(&format!(
+            "[[host]]\nname = \"{host}\"\nnode_id = {}\nweight = {}\naddresses = {{ {} }}\n\n",
+            i + 1,
+            spec.weights.get(host).copied().unwrap_or(1),
+            addrs.join(", ")
+        ));
+    }
+    out
+}

@@ -1,0 +1,9 @@
+//! Scenarios: files that describe a cluster, a timeline of faults and expectations.
+
+mod forge;
+mod run;
+pub mod spec;
+mod timeline;
+
+pub use run::{run, run_on, Check, Outcome, RunOptions};
+pub use spec::{Scenario, Step, EMBEDDED};

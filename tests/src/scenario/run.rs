@@ -1,0 +1,502 @@
+//! Running a scenario: perform the steps in order against a lab cluster, check every
+//! expectation, and keep the figures benchmarks need.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hvcluster_common::admin::HostStatus;
+
+use super::spec::{Scenario, Step};
+use super::{forge, timeline};
+use crate::cluster::{LabCluster, KDUMP_PORT};
+
+/// Polling period of the expectations.
+const POLL: Duration = Duration::from_millis(25);
+
+/// One checked expectation.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What was expected, in words.
+    pub text: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// What was seen when it did not.
+    pub detail: String,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Scenario name.
+    pub name: String,
+    /// Every expectation.
+    pub checks: Vec<Check>,
+    /// Measured phases, ms.
+    pub measures: BTreeMap<String, f64>,
+    /// The readable timeline.
+    pub timeline: String,
+    /// Every event the agents recorded during the run.
+    pub events: Vec<hvcluster_common::admin::EventRecord>,
+}
+
+impl Outcome {
+    /// Whether every expectation held.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+/// How a run reports as it goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Print each step and check as it happens.
+    pub verbose: bool,
+}
+
+pub(super) fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+struct Runner<'a> {
+    cluster: &'a mut LabCluster,
+    opts: RunOptions,
+    start_us: u64,
+    last_fault_us: u64,
+    checks: Vec<Check>,
+    measures: BTreeMap<String, f64>,
+    steps: Vec<(u64, String)>,
+}
+
+/// Starts a lab cluster for `scenario`, runs it, and removes the lab.
+pub fn run(scenario: &Scenario, opts: RunOptions) -> anyhow::Result<Outcome> {
+    let mut cluster =
+        LabCluster::start(&scenario.cluster).context("cannot start the lab cluster")?;
+    let outcome = run_on(&mut cluster, scenario, opts);
+    drop(cluster);
+    outcome
+}
+
+/// Runs `scenario` on an already started cluster.
+pub fn run_on(
+    cluster: &mut LabCluster,
+    scenario: &Scenario,
+    opts: RunOptions,
+) -> anyhow::Result<Outcome> {
+    let start_us = unix_us();
+    let mut r = Runner {
+        cluster,
+        opts,
+        start_us,
+        last_fault_us: start_us,
+        checks: Vec::new(),
+        measures: BTreeMap::new(),
+        steps: Vec::new(),
+    };
+    for step in &scenario.steps {
+        r.step(step)
+            .with_context(|| format!("scenario {}: step {step:?}", scenario.name))?;
+    }
+    let events = r.cluster.events.snapshot();
+    let timeline = timeline::render(r.start_us, &r.steps, &events, &r.checks, &r.measures);
+    Ok(Outcome {
+        name: scenario.name.clone(),
+        checks: r.checks,
+        measures: r.measures,
+        timeline,
+        events,
+    })
+}
+
+impl Runner<'_> {
+    fn note(&mut self, text: String) {
+        let now = unix_us();
+        if self.opts.verbose {
+            println!(
+                "  +{:>7.3}s  [lab]  {text}",
+                (now - self.start_us) as f64 / 1e6
+            );
+        }
+        self.steps.push((now, text));
+    }
+
+    fn fault(&mut self, text: String) {
+        self.last_fault_us = unix_us();
+        self.note(text);
+    }
+
+    fn check(&mut self, text: String, ok: bool, detail: String) {
+        if self.opts.verbose {
+            let mark = if ok { "ok  " } else { "FAIL" };
+            println!(
+                "  {mark} {text}{}",
+                if ok {
+                    String::new()
+                } else {
+                    format!(" — {detail}")
+                }
+            );
+        }
+        self.checks.push(Check { text, ok, detail });
+    }
+
+    /// Polls until `f` is true for every observer, or the time limit; returns the last
+    /// view of the observers that did not agree.
+    fn wait_for(
+        &self,
+        observers: &[String],
+        within: Duration,
+        f: impl Fn(&HostStatus) -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut failing = Vec::new();
+            for o in observers {
+                match self.cluster.status(o) {
+                    Ok(s) if f(&s) => {}
+                    Ok(s) => failing.push(format!("{o}: {}", brief(&s))),
+                    Err(e) => failing.push(format!("{o}: no answer ({e:#})")),
+                }
+            }
+            if failing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(failing.join("; "));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn step(&mut self, step: &Step) -> anyhow::Result<()> {
+        let lab_addr = |c: &LabCluster, h: &str| c.address(h, 0);
+        match step {
+            Step::WaitAllUp { timeout_ms } => {
+                self.cluster
+                    .wait_all_up(Duration::from_millis(*timeout_ms))?;
+                self.note("every host sees every other Up, quorum held".into());
+            }
+            Step::Sleep { ms } => std::thread::sleep(Duration::from_millis(*ms)),
+            Step::PowerLoss { host } => {
+                self.fault(format!("power loss on {host}"));
+                self.cluster.lab.power_loss(host)?;
+                self.cluster.reap_agent(host);
+            }
+            Step::Crash { host } => {
+                self.fault(format!("{host} crashes into its kdump kernel"));
+                self.cluster.lab.power_loss(host)?;
+                self.cluster.reap_agent(host);
+            }
+            Step::PowerOn { host } => {
+                self.note(format!("power on {host}"));
+                self.cluster.lab.clear_faults(host)?;
+                self.cluster.start_agent(host)?;
+            }
+            Step::Hang { host } => {
+                self.fault(format!("{host} hangs (frozen)"));
+                self.cluster.lab.hang(host)?;
+            }
+            Step::Thaw { host } => {
+                self.fault(format!("{host} thawed"));
+                self.cluster.lab.thaw(host)?;
+            }
+            Step::CutLink { host, interconnect } => {
+                self.fault(format!("interconnect ic{interconnect} of {host} cut"));
+                self.cluster.lab.cut_link(host, *interconnect)?;
+            }
+            Step::RestoreLink { host, interconnect } => {
+                self.note(format!("interconnect ic{interconnect} of {host} restored"));
+                self.cluster.lab.restore_link(host, *interconnect)?;
+            }
+            Step::Isolate { host } => {
+                self.fault(format!("{host} isolated from every interconnect"));
+                self.cluster.lab.isolate(host)?;
+            }
+            Step::Heal { host } => {
+                self.fault(format!("{host} reconnected"));
+                self.cluster.lab.heal(host)?;
+            }
+            Step::OneWayCut { from, to } => {
+                self.fault(format!("packets from {from} no longer reach {to}"));
+                self.cluster.lab.one_way_cut(from, to)?;
+            }
+            Step::Loss { host, percent } => {
+                self.fault(format!("{percent}% packet loss on {host}"));
+                self.cluster.lab.loss(host, *percent)?;
+            }
+            Step::ClearFaults { host } => {
+                self.note(format!("network faults of {host} cleared"));
+                self.cluster.lab.clear_faults(host)?;
+            }
+            Step::Load { hosts, seconds } => {
+                self.fault(format!("stress-ng on {} for {seconds} s", hosts.join(", ")));
+                for h in hosts {
+                    self.cluster.lab.start_load(h, *seconds)?;
+                }
+            }
+            Step::KdumpNotice { host } => {
+                let targets: Vec<_> = self
+                    .cluster
+                    .hosts()
+                    .iter()
+                    .filter(|h| *h != host)
+                    .map(|h| lab_addr(self.cluster, h))
+                    .collect();
+                self.fault(format!(
+                    "{host} panics: its crash kernel sends a kdump notice"
+                ));
+                self.cluster.lab.kdump_notice(host, &targets, KDUMP_PORT)?;
+            }
+            Step::KdumpNoticeRogue {} => {
+                let targets: Vec<_> = self
+                    .cluster
+                    .hosts()
+                    .iter()
+                    .map(|h| lab_addr(self.cluster, h))
+                    .collect();
+                self.fault("a kdump notice arrives from an address of no host".into());
+                self.cluster
+                    .lab
+                    .kdump_notice_from_rogue(&targets, KDUMP_PORT)?;
+            }
+            Step::Forge { to, kind, count } => {
+                self.fault(format!("{count} forged frames ({kind:?}) sent to {to}"));
+                forge::send(self.cluster, to, *kind, *count)?;
+            }
+            Step::RestartAgent { host } => {
+                self.fault(format!("hv-hostd restarted on {host}"));
+                self.cluster.stop_agent(host)?;
+                self.cluster.start_agent(host)?;
+            }
+            Step::ExpectState {
+                observers,
+                host,
+                state,
+                reason,
+                within_ms,
+                measure,
+            } => {
+                let text = format!(
+                    "{} see {host} {state:?}{}",
+                    observers.join(", "),
+                    reason.map(|r| format!(" ({r:?})")).unwrap_or_default()
+                );
+                let res = self.wait_for(observers, Duration::from_millis(*within_ms), |s| {
+                    s.hosts
+                        .iter()
+                        .any(|h| h.name == *host && state.matches(h.state, *reason))
+                });
+                if let (Ok(()), Some(phase)) = (&res, measure) {
+                    match self.measure_state_change(observers, host, |s| state.matches(s, *reason))
+                    {
+                        Some(ms) => {
+                            self.measures.insert(phase.clone(), ms);
+                        }
+                        None => self.check(
+                            format!("{phase} measured from events"),
+                            false,
+                            "no matching event".into(),
+                        ),
+                    }
+                }
+                self.check(text, res.is_ok(), res.err().unwrap_or_default());
+            }
+            Step::ExpectStays {
+                observers,
+                host,
+                state,
+                for_ms,
+            } => {
+                let text = format!(
+                    "{} see {host} {state:?} for {} s",
+                    observers.join(", "),
+                    *for_ms as f64 / 1000.0
+                );
+                let from_us = unix_us();
+                let deadline = Instant::now() + Duration::from_millis(*for_ms);
+                let mut res = Ok(());
+                while Instant::now() < deadline && res.is_ok() {
+                    res = self.wait_for(observers, Duration::ZERO, |s| {
+                        s.hosts
+                            .iter()
+                            .any(|h| h.name == *host && state.matches(h.state, None))
+                    });
+                    std::thread::sleep(POLL);
+                }
+                if res.is_ok() {
+                    let flaps: Vec<String> = self
+                        .cluster
+                        .events
+                        .snapshot()
+                        .into_iter()
+                        .filter(|e| e.unix_us >= from_us && e.kind == "host_state")
+                        .filter(|e| {
+                            e.subject.as_deref() == Some(host) && observers.contains(&e.observer)
+                        })
+                        .map(|e| format!("{}: {}", e.observer, e.message))
+                        .collect();
+                    if !flaps.is_empty() {
+                        res = Err(format!("state changed meanwhile: {}", flaps.join("; ")));
+                    }
+                }
+                self.check(text, res.is_ok(), res.err().unwrap_or_default());
+            }
+            Step::ExpectLink {
+                observers,
+                host,
+                interconnect,
+                state,
+                within_ms,
+            } => {
+                let text = format!(
+                    "{} see link ic{interconnect} to {host} {state:?}",
+                    observers.join(", ")
+                );
+                let res = self.wait_for(observers, Duration::from_millis(*within_ms), |s| {
+                    s.hosts.iter().any(|h| {
+                        h.name == *host
+                            && h.links
+                                .get(*interconnect)
+                                .is_some_and(|l| state.matches(*l))
+                    })
+                });
+                self.check(text, res.is_ok(), res.err().unwrap_or_default());
+            }
+            Step::ExpectQuorum {
+                hosts,
+                quorate,
+                within_ms,
+            } => {
+                let text = format!(
+                    "{} {} quorum",
+                    hosts.join(", "),
+                    if *quorate { "hold" } else { "report NO" }
+                );
+                let res = self.wait_for(hosts, Duration::from_millis(*within_ms), |s| {
+                    s.quorum.quorate == *quorate
+                });
+                self.check(text, res.is_ok(), res.err().unwrap_or_default());
+            }
+            Step::ExpectCounter {
+                host,
+                counter,
+                at_least,
+                within_ms,
+            } => {
+                let text = format!("{host} counts {counter} >= {at_least}");
+                let res = self.wait_for(
+                    std::slice::from_ref(host),
+                    Duration::from_millis(*within_ms),
+                    |s| s.counters.get(counter).copied().unwrap_or(0) >= *at_least,
+                );
+                let seen = self
+                    .cluster
+                    .status(host)
+                    .ok()
+                    .and_then(|s| s.counters.get(counter).copied())
+                    .unwrap_or(0);
+                self.check(text, res.is_ok(), format!("{counter} = {seen}"));
+            }
+            Step::ExpectEvent {
+                observers,
+                kind,
+                subject,
+                within_ms,
+            } => {
+                let text = format!(
+                    "{} record a {kind} event{}",
+                    observers.join(", "),
+                    subject
+                        .as_ref()
+                        .map(|s| format!(" about {s}"))
+                        .unwrap_or_default()
+                );
+                let since = self.last_fault_us;
+                let deadline = Instant::now() + Duration::from_millis(*within_ms);
+                let missing = loop {
+                    let events = self.cluster.events.snapshot();
+                    let missing: Vec<&String> = observers
+                        .iter()
+                        .filter(|o| {
+                            !events.iter().any(|e| {
+                                e.unix_us >= since
+                                    && &e.observer == *o
+                                    && e.kind == *kind
+                                    && subject
+                                        .as_ref()
+                                        .is_none_or(|s| e.subject.as_ref() == Some(s))
+                            })
+                        })
+                        .collect();
+                    if missing.is_empty() || Instant::now() >= deadline {
+                        break missing.into_iter().cloned().collect::<Vec<_>>();
+                    }
+                    std::thread::sleep(POLL);
+                };
+                let ok = missing.is_empty();
+                self.check(text, ok, format!("not recorded by {}", missing.join(", ")));
+            }
+            Step::ExpectAlive { hosts } => {
+                for h in hosts {
+                    let running = self.cluster.agent_running(h);
+                    let answers = self.cluster.status(h).is_ok();
+                    self.check(
+                        format!("hv-hostd on {h} is running and answers"),
+                        running && answers,
+                        format!("running {running}, answers {answers}"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Time from the last fault until the last of `observers` recorded a change of
+    /// `host` into a state accepted by `pred`, in ms.
+    fn measure_state_change(
+        &self,
+        observers: &[String],
+        host: &str,
+        pred: impl Fn(hvcluster_common::membership::HostState) -> bool,
+    ) -> Option<f64> {
+        // Events arrive through the followers a moment after the status shows them.
+        std::thread::sleep(Duration::from_millis(50));
+        let events = self.cluster.events.snapshot();
+        let mut worst = 0u64;
+        for o in observers {
+            let at = events.iter().find(|e| {
+                e.unix_us >= self.last_fault_us
+                    && &e.observer == o
+                    && e.kind == "host_state"
+                    && e.subject.as_deref() == Some(host)
+                    && serde_json::from_value::<TransitionDetail>(e.detail.clone())
+                        .is_ok_and(|d| pred(d.host_state.to))
+            })?;
+            worst = worst.max(at.unix_us);
+        }
+        Some((worst - self.last_fault_us) as f64 / 1000.0)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TransitionDetail {
+    host_state: Transition,
+}
+
+#[derive(serde::Deserialize)]
+struct Transition {
+    to: hvcluster_common::membership::HostState,
+}
+
+fn brief(s: &HostStatus) -> String {
+    let hosts: Vec<String> = s
+        .hosts
+        .iter()
+        .filter(|h| !h.local)
+        .map(|h| format!("{}={}", h.name, hvctl::render::state(h.state)))
+        .collect();
+    format!("{} quorum={}", hosts.join(" "), s.quorum.quorate)
+}

@@ -1,0 +1,422 @@
+//! Scenario files: a cluster, a timeline of faults and operator actions, and
+//! expectations. The same files drive `hvlab run`, the tests, the benchmarks and the demo.
+
+use std::path::Path;
+
+use anyhow::Context;
+use hvcluster_common::membership::{FailReason, HostState, LinkState};
+use serde::Deserialize;
+
+use crate::cluster::ClusterSpec;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name, as given to `hvlab run --scenario`.
+    pub name: String,
+    /// What it shows, in a sentence or two.
+    #[serde(default)]
+    pub description: String,
+    /// The cluster it runs on.
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    /// The timeline, in order.
+    #[serde(rename = "step", default)]
+    pub steps: Vec<Step>,
+}
+
+/// A state an expectation waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateName {
+    /// Up.
+    Up,
+    /// Joining.
+    Joining,
+    /// Suspect.
+    Suspect,
+    /// Failed, with any reason unless `reason` says.
+    Failed,
+    /// Unknown.
+    Unknown,
+}
+
+/// The reason of a Failed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonName {
+    /// Silent for the dead time.
+    Silent,
+    /// Panic notice.
+    Panic,
+    /// Reported hung.
+    Hung,
+}
+
+impl StateName {
+    /// Whether `s` is this state (and, for Failed, has `reason` when given).
+    pub fn matches(self, s: HostState, reason: Option<ReasonName>) -> bool {
+        match (self, s) {
+            (StateName::Up, HostState::Up)
+            | (StateName::Joining, HostState::Joining)
+            | (StateName::Suspect, HostState::Suspect)
+            | (StateName::Unknown, HostState::Unknown) => true,
+            (StateName::Failed, HostState::Failed(r)) => match reason {
+                None => true,
+                Some(ReasonName::Silent) => r == FailReason::Silent,
+                Some(ReasonName::Panic) => r == FailReason::Panic,
+                Some(ReasonName::Hung) => r == FailReason::Hung,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// A link state an expectation waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkName {
+    /// Heartbeats arrive.
+    Up,
+    /// Silent for the dead time.
+    Down,
+}
+
+impl LinkName {
+    /// Whether `l` is this state.
+    pub fn matches(self, l: LinkState) -> bool {
+        matches!(
+            (self, l),
+            (LinkName::Up, LinkState::Up) | (LinkName::Down, LinkState::Down)
+        )
+    }
+}
+
+/// What a forged frame gets wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForgeKind {
+    /// Signed with another key.
+    BadKey,
+    /// A copy of a sender's frame with a sequence number it used long ago.
+    Replay,
+    /// A sender's earlier incarnation.
+    OldIncarnation,
+    /// Right key, another cluster's id.
+    ForeignCluster,
+    /// Random bytes.
+    Garbage,
+}
+
+fn default_within() -> u64 {
+    10_000
+}
+fn default_all_up_timeout() -> u64 {
+    20_000
+}
+
+/// One step of the timeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Step {
+    /// Wait until every host sees every other Up and quorate.
+    WaitAllUp {
+        /// Give up after this long.
+        #[serde(default = "default_all_up_timeout")]
+        timeout_ms: u64,
+    },
+    /// Let time pass.
+    Sleep {
+        /// How long.
+        ms: u64,
+    },
+    /// Fault: the host's power is cut (every process of it killed at once).
+    PowerLoss {
+        /// The host.
+        host: String,
+    },
+    /// Fault: the host crashes into its kdump kernel: its processes die at once, its
+    /// network stays up (so the crash kernel can send a panic notice).
+    Crash {
+        /// The host.
+        host: String,
+    },
+    /// The host is powered on again: its agent starts afresh.
+    PowerOn {
+        /// The host.
+        host: String,
+    },
+    /// Fault: the host freezes (its processes stop, nothing is sent).
+    Hang {
+        /// The host.
+        host: String,
+    },
+    /// The frozen host runs again.
+    Thaw {
+        /// The host.
+        host: String,
+    },
+    /// Fault: one interconnect of the host stops carrying traffic.
+    CutLink {
+        /// The host.
+        host: String,
+        /// Interconnect index.
+        interconnect: usize,
+    },
+    /// The interconnect carries traffic again.
+    RestoreLink {
+        /// The host.
+        host: String,
+        /// Interconnect index.
+        interconnect: usize,
+    },
+    /// Fault: every interconnect of the host stops carrying traffic.
+    Isolate {
+        /// The host.
+        host: String,
+    },
+    /// The isolated host is reconnected.
+    Heal {
+        /// The host.
+        host: String,
+    },
+    /// Fault: packets from `from` no longer reach `to`; the other way works.
+    OneWayCut {
+        /// Sending host.
+        from: String,
+        /// Receiving host.
+        to: String,
+    },
+    /// Fault: random loss of `percent` of the host's packets.
+    Loss {
+        /// The host.
+        host: String,
+        /// Loss percentage.
+        percent: u8,
+    },
+    /// Removes every network fault of the host.
+    ClearFaults {
+        /// The host.
+        host: String,
+    },
+    /// Runs stress-ng (cpu, vm, io) on the hosts for a while.
+    Load {
+        /// The hosts.
+        hosts: Vec<String>,
+        /// For how long.
+        seconds: u64,
+    },
+    /// Fault: the host's crash kernel sends a kdump panic notice (fence_kdump_send).
+    KdumpNotice {
+        /// The host that "panicked".
+        host: String,
+    },
+    /// A panic notice from an address that belongs to no host.
+    KdumpNoticeRogue {},
+    /// Forged frames from outside the cluster towards `to`.
+    Forge {
+        /// Target host.
+        to: String,
+        /// What is wrong with them.
+        kind: ForgeKind,
+        /// How many.
+        #[serde(default = "default_forge_count")]
+        count: u32,
+    },
+    /// Restarts the host's agent (SIGTERM, start).
+    RestartAgent {
+        /// The host.
+        host: String,
+    },
+    /// Every observer sees `host` in `state` within the time limit.
+    ExpectState {
+        /// Hosts whose view is checked.
+        observers: Vec<String>,
+        /// The host looked at.
+        host: String,
+        /// The state.
+        state: StateName,
+        /// For Failed: the reason.
+        #[serde(default)]
+        reason: Option<ReasonName>,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+        /// Name of the benchmark phase this measures (from the last fault to the last
+        /// observer's state change).
+        #[serde(default)]
+        measure: Option<String>,
+    },
+    /// Every observer sees `host` in `state` for the whole period, without a change.
+    ExpectStays {
+        /// Hosts whose view is checked.
+        observers: Vec<String>,
+        /// The host looked at.
+        host: String,
+        /// The state.
+        state: StateName,
+        /// How long.
+        for_ms: u64,
+    },
+    /// Every observer sees the link to `host` on `interconnect` in `state`.
+    ExpectLink {
+        /// Hosts whose view is checked.
+        observers: Vec<String>,
+        /// The host at the other end.
+        host: String,
+        /// Interconnect index.
+        interconnect: usize,
+        /// The link state.
+        state: LinkName,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+    },
+    /// Each host reports quorum as given.
+    ExpectQuorum {
+        /// The hosts.
+        hosts: Vec<String>,
+        /// Quorate or not.
+        quorate: bool,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+    },
+    /// A counter of `host`'s agent reaches a value.
+    ExpectCounter {
+        /// The host.
+        host: String,
+        /// Counter name as in `hvctl status --json`.
+        counter: String,
+        /// Smallest accepted value.
+        at_least: u64,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+    },
+    /// Each observer recorded an event of `kind` (about `subject`) since the last fault.
+    ExpectEvent {
+        /// Hosts whose events are checked.
+        observers: Vec<String>,
+        /// Event kind, e.g. `incarnation`, `must_rejoin`, `kdump_refused`.
+        kind: String,
+        /// Host the event is about.
+        #[serde(default)]
+        subject: Option<String>,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+    },
+    /// The hosts' agents are running and answer.
+    ExpectAlive {
+        /// The hosts.
+        hosts: Vec<String>,
+    },
+}
+
+fn default_forge_count() -> u32 {
+    20
+}
+
+impl Step {
+    /// Whether this step injects a fault (benchmarks measure from the last one).
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            Step::PowerLoss { .. }
+                | Step::Crash { .. }
+                | Step::Hang { .. }
+                | Step::CutLink { .. }
+                | Step::Isolate { .. }
+                | Step::OneWayCut { .. }
+                | Step::Loss { .. }
+                | Step::KdumpNotice { .. }
+                | Step::KdumpNoticeRogue {}
+                | Step::Forge { .. }
+                | Step::RestartAgent { .. }
+                | Step::Thaw { .. }
+                | Step::Heal { .. }
+                | Step::Load { .. }
+        )
+    }
+}
+
+/// The scenarios shipped with hvlab, embedded in the binary.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("demo", include_str!("../../scenarios/demo.toml")),
+    (
+        "detect-power-loss",
+        include_str!("../../scenarios/detect-power-loss.toml"),
+    ),
+    (
+        "detect-hang",
+        include_str!("../../scenarios/detect-hang.toml"),
+    ),
+    (
+        "detect-kdump",
+        include_str!("../../scenarios/detect-kdump.toml"),
+    ),
+    ("link-cut", include_str!("../../scenarios/link-cut.toml")),
+    ("isolation", include_str!("../../scenarios/isolation.toml")),
+    ("forged", include_str!("../../scenarios/forged.toml")),
+    (
+        "agent-restart",
+        include_str!("../../scenarios/agent-restart.toml"),
+    ),
+];
+
+impl Scenario {
+    /// Parses a scenario file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Scenario> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            anyhow::anyhow!(
+                "{origin}{}: {}",
+                line.map(|l| format!(":{l}")).unwrap_or_default(),
+                e.message().trim()
+            )
+        })
+    }
+
+    /// An embedded scenario by name, or a scenario file by path.
+    pub fn load(name_or_path: &str) -> anyhow::Result<Scenario> {
+        if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
+            return Scenario::parse(text, &format!("scenario {name_or_path}"));
+        }
+        let path = Path::new(name_or_path);
+        if path.exists() {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            return Scenario::parse(&text, &path.display().to_string());
+        }
+        anyhow::bail!(
+            "no scenario {name_or_path:?}: give a file path or one of: {}",
+            EMBEDDED
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_scenario_parses() {
+        for (name, text) in EMBEDDED {
+            let s = Scenario::parse(text, name).unwrap();
+            assert_eq!(&s.name, name, "file name and scenario name agree");
+            assert!(!s.steps.is_empty());
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = Scenario::parse("name = \"x\"\n[[step]]\ndo = \"jump\"\n", "x.toml").unwrap_err();
+        assert!(err.to_string().starts_with("x.toml:"), "{err}");
+    }
+}
