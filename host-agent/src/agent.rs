@@ -502,6 +502,12 @@ impl Agent {
                 );
                 (Some(n), "config_mismatch", msg)
             }
+            MembershipEvent::Stalled { for_ms } => {
+                let msg = format!(
+                    "this host did not run for {for_ms} ms (frozen or starved); peers' silence meanwhile is not held against them"
+                );
+                (Some(self.host.clone()), "stalled", msg)
+            }
             MembershipEvent::Expelled { by } => {
                 let msg = format!(
                     "{} declared this host failed; starting a new incarnation",

@@ -58,3 +58,61 @@ fn forged() {
 fn agent_restart() {
     run("agent-restart");
 }
+
+/// `hvctl status` and `hvctl events` against live agents, as an operator runs them.
+#[test]
+fn hvctl_against_live_agents() {
+    use hvlab::cluster::{bin_dir, ClusterSpec, LabCluster};
+    use std::process::Command;
+    use std::time::Duration;
+
+    let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cluster = LabCluster::start(&ClusterSpec::default()).unwrap();
+    cluster.wait_all_up(Duration::from_secs(20)).unwrap();
+    cluster.lab.power_loss("h3").unwrap();
+    cluster.reap_agent("h3");
+    std::thread::sleep(Duration::from_millis(2000));
+    let hvctl = |args: &[&str]| {
+        let out = Command::new(bin_dir().unwrap().join("hvctl"))
+            .arg("--socket")
+            .arg(cluster.socket("h1"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hvctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = hvctl(&["status"]);
+    assert!(
+        table.contains("seen from h1 (node 1)  quorum: yes (2 votes, 2 needed)"),
+        "{table}"
+    );
+    let h3 = table.lines().find(|l| l.contains(" h3 ")).unwrap();
+    assert!(
+        h3.contains("Failed (silent)") && h3.contains("DOWN"),
+        "{table}"
+    );
+    let h2 = table.lines().find(|l| l.contains(" h2 ")).unwrap();
+    assert!(h2.contains(" Up ") && h2.contains(" up "), "{table}");
+
+    let json: serde_json::Value = serde_json::from_str(&hvctl(&["status", "--json"])).unwrap();
+    assert_eq!(json["host"], "h1");
+    assert_eq!(json["hosts"][2]["state"]["failed"], "silent");
+
+    let events = hvctl(&["events"]);
+    assert!(
+        events.contains("h3: Suspect -> Failed (silent)"),
+        "{events}"
+    );
+    let lines: Vec<serde_json::Value> = hvctl(&["events", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|e| e["kind"] == "host_state" && e["subject"] == "h3"));
+}

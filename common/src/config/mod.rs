@@ -5,6 +5,7 @@
 //! configuration or every problem found at once, so `hvctl config check` can list them
 //! all in one pass.
 
+mod fencing;
 mod locate;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use fencing::{DeviceKind, FenceDevice, FencingSection};
 pub use locate::{display_path, line_of, Seg};
 
 /// Node identifier of a host, unique in the cluster, at least 1.
@@ -65,6 +67,12 @@ pub struct ClusterConfig {
     /// `[admin]`: the local admin socket.
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[fencing]`: retry and race timing.
+    #[serde(default)]
+    pub fencing: FencingSection,
+    /// `[[fence_device]]`: the devices hosts' fence levels name.
+    #[serde(rename = "fence_device", default)]
+    pub fence_devices: Vec<FenceDevice>,
 }
 
 /// `[cluster]`
@@ -135,6 +143,10 @@ pub struct HostEntry {
     /// Extra source addresses its kdump kernel may send panic notices from.
     #[serde(default)]
     pub kdump_addresses: Vec<IpAddr>,
+    /// Fence levels in the order they are tried; each names devices that must all
+    /// succeed.
+    #[serde(default)]
+    pub fence_levels: Vec<Vec<String>>,
 }
 
 /// `[kdump]`
@@ -340,9 +352,14 @@ impl ClusterConfig {
         let mut config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigErrors {
             problems: vec![parse_problem(path, text, &e)],
         })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         if config.cluster.key_file.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             config.cluster.key_file = base.join(&config.cluster.key_file);
+        }
+        for d in &mut config.fence_devices {
+            if let Some(p) = d.password_file.as_mut().filter(|p| p.is_relative()) {
+                *p = base.join(&*p);
+            }
         }
         let (problems, key) = validate::validate(&config, path, text);
         if !problems.is_empty() {
@@ -386,6 +403,11 @@ impl ClusterConfig {
     /// The host entry called `name`.
     pub fn host(&self, name: &str) -> Option<&HostEntry> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The fence device called `name`.
+    pub fn fence_device(&self, name: &str) -> Option<&FenceDevice> {
+        self.fence_devices.iter().find(|d| d.name == name)
     }
 
     /// The host entry with node id `id`.

@@ -159,3 +159,80 @@ fn two_node_flag_needs_two_hosts() {
     let err = load(&text).unwrap_err();
     assert_eq!(err.problems[0].key, "quorum.two_node");
 }
+
+const FENCED: &str = r#"
+[[fence_device]]
+name = "ipmi-h1"
+kind = "agent"
+agent = "fence_ipmilan"
+params = { ip = "192.0.2.101", username = "admin", lanplus = "1" }
+password_file = "ipmi.pass"
+
+[[fence_device]]
+name = "kdump"
+kind = "kdump"
+wait_ms = 5000
+"#;
+
+fn with_fencing(levels: &str) -> String {
+    let hosts = GOOD.replace(
+        "addresses = { ic0 = \"198.18.0.1\", ic1 = \"198.19.0.1\" }",
+        &format!(
+            "addresses = {{ ic0 = \"198.18.0.1\", ic1 = \"198.19.0.1\" }}\nfence_levels = {levels}"
+        ),
+    );
+    format!("{hosts}\n{FENCED}")
+}
+
+#[test]
+fn fencing_config_loads_and_resolves_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path());
+    std::fs::write(dir.path().join("ipmi.pass"), "secret\n").unwrap();
+    let loaded = ClusterConfig::load_str(
+        &dir.path().join("cluster.toml"),
+        &with_fencing(r#"[["kdump"], ["ipmi-h1"]]"#),
+    )
+    .unwrap();
+    let h1 = loaded.config.host("h1").unwrap();
+    assert_eq!(
+        h1.fence_levels,
+        vec![vec!["kdump".to_string()], vec!["ipmi-h1".to_string()]]
+    );
+    let d = loaded.config.fence_device("ipmi-h1").unwrap();
+    assert_eq!(
+        d.password_file.as_deref(),
+        Some(dir.path().join("ipmi.pass").as_path())
+    );
+    assert_eq!(d.timeout_ms, fencing::DEFAULT_FENCE_TIMEOUT_MS);
+    assert_eq!(
+        loaded.config.fencing.race_delay_ms,
+        fencing::DEFAULT_RACE_DELAY_MS
+    );
+}
+
+#[test]
+fn fencing_problems_are_located() {
+    let err = load(&with_fencing(r#"[["ipmi-h2"], []]"#)).unwrap_err();
+    let msgs: Vec<String> = err
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    assert!(
+        msgs.iter().any(
+            |m| m.starts_with("host[0].fence_levels[0]: fence level 1 of h1 names \"ipmi-h2\"")
+        ),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("host[0].fence_levels[1]: fence level 2 of h1 names no device")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("fence_device[0].password_file: cannot read")),
+        "{msgs:?}"
+    );
+}

@@ -41,6 +41,7 @@ pub(super) fn validate(
     check_hosts(&mut c, config);
     check_watchdog(&mut c, config);
     check_quorum(&mut c, config);
+    check_fencing(&mut c, config);
     let mut problems = c.problems;
     problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     (problems, key)
@@ -282,5 +283,103 @@ fn check_quorum(c: &mut Collector<'_>, config: &ClusterConfig) {
                 config.hosts.len()
             ),
         );
+    }
+}
+
+fn check_fencing(c: &mut Collector<'_>, config: &ClusterConfig) {
+    use super::DeviceKind;
+    let f = &config.fencing;
+    if f.retry_backoff_ms == 0 {
+        c.push(
+            &[Seg::Key("fencing"), Seg::Key("retry_backoff_ms")],
+            "must be at least 1 ms",
+        );
+    }
+    if f.max_backoff_ms < f.retry_backoff_ms {
+        c.push(
+            &[Seg::Key("fencing"), Seg::Key("max_backoff_ms")],
+            format!(
+                "must not be shorter than retry_backoff_ms ({} ms)",
+                f.retry_backoff_ms
+            ),
+        );
+    }
+    let mut names = BTreeMap::new();
+    for (i, d) in config.fence_devices.iter().enumerate() {
+        let at = |k| [Seg::Key("fence_device"), Seg::Index(i), Seg::Key(k)];
+        if !valid_name(&d.name) {
+            c.push(
+                &at("name"),
+                format!("{:?} is not a valid device name", d.name),
+            );
+        }
+        if let Some(first) = names.insert(d.name.as_str(), i) {
+            c.push(
+                &at("name"),
+                format!(
+                    "device {:?} is already defined by fence_device[{first}]",
+                    d.name
+                ),
+            );
+        }
+        match d.kind {
+            DeviceKind::Agent => {
+                if d.agent.as_deref().is_none_or(str::is_empty) {
+                    c.push(&at("agent"), "a device of kind \"agent\" needs the fence agent program, e.g. agent = \"fence_ipmilan\"");
+                }
+                if d.timeout_ms == 0 {
+                    c.push(&at("timeout_ms"), "must be at least 1 ms");
+                }
+                if d.params.contains_key("action") {
+                    c.push(
+                        &at("params"),
+                        "\"action\" is chosen by the agent (off, then status); remove it",
+                    );
+                }
+                if let Some(pf) = &d.password_file {
+                    if let Err(e) = std::fs::read(pf) {
+                        c.push(
+                            &at("password_file"),
+                            format!("cannot read {}: {e}", pf.display()),
+                        );
+                    }
+                    if d.params.contains_key("password") {
+                        c.push(
+                            &at("params"),
+                            "give the password either in params or in password_file, not both",
+                        );
+                    }
+                }
+            }
+            DeviceKind::Kdump | DeviceKind::Manual => {
+                if d.agent.is_some() || !d.params.is_empty() || d.password_file.is_some() {
+                    c.push(
+                        &at("kind"),
+                        format!("agent, params and password_file only apply to kind = \"agent\", not {:?}", d.kind),
+                    );
+                }
+            }
+        }
+    }
+    for (i, h) in config.hosts.iter().enumerate() {
+        for (l, level) in h.fence_levels.iter().enumerate() {
+            let at = [
+                Seg::Key("host"),
+                Seg::Index(i),
+                Seg::Key("fence_levels"),
+                Seg::Index(l),
+            ];
+            if level.is_empty() {
+                c.push(
+                    &at,
+                    format!("fence level {} of {} names no device", l + 1, h.name),
+                );
+            }
+            for name in level {
+                if !names.contains_key(name.as_str()) {
+                    c.push(&at, format!("fence level {} of {} names {name:?}, which no [[fence_device]] defines", l + 1, h.name));
+                }
+            }
+        }
     }
 }

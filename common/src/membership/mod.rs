@@ -161,6 +161,12 @@ pub enum MembershipEvent {
         /// The host.
         node: NodeId,
     },
+    /// This host itself did not run for a while (frozen, starved); peers' silence
+    /// during that time is not held against them.
+    Stalled {
+        /// How long this host did not tick, ms.
+        for_ms: u64,
+    },
     /// The quorate side declared this host failed; it rejoins with a new incarnation.
     Expelled {
         /// The host whose heartbeat said so.
@@ -247,6 +253,7 @@ pub struct Membership {
     watchdog: WatchdogVerdict,
     quorum: QuorumState,
     next_heartbeat: Duration,
+    last_tick: Option<Duration>,
     domains_version: u64,
 }
 
@@ -267,6 +274,7 @@ impl Membership {
             watchdog: WatchdogVerdict::Ok,
             quorum,
             next_heartbeat: now,
+            last_tick: None,
             domains_version: 0,
         }
     }
@@ -387,6 +395,22 @@ impl Membership {
     /// Advances time: detects silence, and says when heartbeats are due.
     pub fn tick(&mut self, now: Duration) -> Vec<Action> {
         let mut out = Vec::new();
+        let gap = self
+            .last_tick
+            .map(|t| now.saturating_sub(t))
+            .unwrap_or_default();
+        self.last_tick = Some(now);
+        if gap >= self.cfg.suspect_after {
+            // This host did not run: whatever it missed is its own fault. Restart the
+            // peers' timers; if they declared it failed meanwhile, their heartbeats say
+            // so and it rejoins.
+            out.push(Action::Event(MembershipEvent::Stalled {
+                for_ms: gap.as_millis() as u64,
+            }));
+            for peer in &mut self.peers {
+                peer.forgive_silence(now);
+            }
+        }
         for peer in &mut self.peers {
             peer.check_silence(now, &self.cfg, &mut out);
         }

@@ -193,6 +193,18 @@ impl Peer {
         }
     }
 
+    /// Treats the peer and its links as heard at `now` (after this host stalled).
+    pub(super) fn forgive_silence(&mut self, now: Duration) {
+        if self.last_heard.is_some() {
+            self.last_heard = Some(now);
+        }
+        for link in &mut self.links {
+            if link.last_heard.is_some() {
+                link.last_heard = Some(now);
+            }
+        }
+    }
+
     pub(super) fn check_silence(
         &mut self,
         now: Duration,

@@ -423,3 +423,30 @@ fn heartbeat_survives_the_wire_encoding() {
     let bytes = postcard::to_allocvec(&hb).unwrap();
     assert_eq!(postcard::from_bytes::<Heartbeat>(&bytes).unwrap(), hb);
 }
+
+#[test]
+fn a_stalled_host_does_not_blame_its_peers() {
+    let mut sim = Sim::new(3, 1);
+    sim.run_for(1000 * MS);
+    sim.frozen[2] = true;
+    sim.run_for(2000 * MS);
+    sim.frozen[2] = false;
+    sim.run_for(2000 * MS);
+    assert!(sim.all_up());
+    assert!(sim
+        .events
+        .iter()
+        .any(|(i, _, e)| *i == 2
+            && matches!(e, MembershipEvent::Stalled { for_ms } if *for_ms >= 2000)));
+    assert!(
+        !sim.events.iter().any(|(i, _, e)| *i == 2
+            && matches!(
+                e,
+                MembershipEvent::HostState {
+                    to: HostState::Failed(_),
+                    ..
+                }
+            )),
+        "the thawed host never marks its live peers Failed"
+    );
+}

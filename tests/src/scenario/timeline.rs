@@ -21,6 +21,7 @@ const SHOWN: &[&str] = &[
     "config_mismatch",
     "started",
     "watchdog",
+    "stalled",
 ];
 
 /// Renders steps and events relative to `start_us`, then the checks and measures.

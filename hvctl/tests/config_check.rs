@@ -1,0 +1,111 @@
+//! `hvctl config check` as an operator runs it: exit status and located messages.
+
+use std::process::Command;
+
+const GOOD: &str = r#"[cluster]
+name = "prod"
+key_file = "cluster.key"
+
+[[interconnect]]
+name = "ic0"
+
+[[host]]
+name = "hv1"
+node_id = 1
+addresses = { ic0 = "192.0.2.1" }
+
+[[host]]
+name = "hv2"
+node_id = 2
+addresses = { ic0 = "192.0.2.2" }
+"#;
+
+fn check(text: &str, with_key: bool, json: bool) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    if with_key {
+        std::fs::write(dir.path().join("cluster.key"), [7u8; 32]).unwrap();
+    }
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hvctl"));
+    cmd.args(["config", "check"]).arg(&file);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_valid_file_is_summarised() {
+    let (code, out, _) = check(GOOD, true, false);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("valid: cluster \"prod\", 2 host(s), 1 interconnect(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_problem_is_listed_with_file_line_and_key() {
+    let bad = GOOD.replace("node_id = 2", "node_id = 1").replace(
+        "addresses = { ic0 = \"192.0.2.2\" }",
+        "addresses = { ic9 = \"192.0.2.2\" }",
+    );
+    let (code, _, err) = check(&bad, false, false);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cluster.toml:3: cluster.key_file: cannot read the cluster key"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "cluster.toml:15: host[1].node_id: node id 1 is already used by host[0] (hv1)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("host[1].addresses.ic9: there is no [[interconnect]] named \"ic9\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("host[1].addresses: host hv2 has no address on interconnect \"ic0\""),
+        "{err}"
+    );
+    assert!(err.contains("4 problem(s) found"), "{err}");
+}
+
+#[test]
+fn json_output_for_scripts() {
+    let (code, out, _) = check(
+        &GOOD.replace("name = \"prod\"", "name = \"prod\"\nbogus = 1"),
+        true,
+        true,
+    );
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"][0]["line"], 3);
+    assert!(v["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown field `bogus`"));
+}
+
+#[test]
+fn a_missing_socket_says_what_to_check() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hvctl"))
+        .args(["--socket", "/nonexistent/hostd.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the agent at /nonexistent/hostd.sock (is hv-hostd running"),
+        "{err}"
+    );
+}
