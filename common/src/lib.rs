@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod fencing;
 pub mod kdump;
 pub mod membership;
 pub mod quorum;

@@ -7,6 +7,7 @@ mod agent;
 mod counters;
 mod events;
 mod incarnation;
+pub mod journal;
 mod kdump;
 mod net;
 mod process;

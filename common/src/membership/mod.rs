@@ -254,6 +254,7 @@ pub struct Membership {
     quorum: QuorumState,
     next_heartbeat: Duration,
     last_tick: Option<Duration>,
+    stalled_at: Option<Duration>,
     domains_version: u64,
 }
 
@@ -275,6 +276,7 @@ impl Membership {
             quorum,
             next_heartbeat: now,
             last_tick: None,
+            stalled_at: None,
             domains_version: 0,
         }
     }
@@ -312,6 +314,22 @@ impl Membership {
     /// State of `node` in this host's view (`None` for unknown ids and for itself).
     pub fn state_of(&self, node: NodeId) -> Option<HostState> {
         self.peer(node).map(|p| p.state)
+    }
+
+    /// Peers whose last heartbeat declared this host (in its current incarnation)
+    /// Failed although this host did not yield to them: the link between the two is
+    /// broken in at least one direction.
+    pub fn accusers(&self) -> Vec<NodeId> {
+        self.peers
+            .iter()
+            .filter(|p| p.says_i_failed && p.state.present())
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// How long ago this host last found itself stalled, if it ever did.
+    pub fn stalled_ago(&self, now: Duration) -> Option<Duration> {
+        self.stalled_at.map(|t| now.saturating_sub(t))
     }
 
     /// Status of every peer.
@@ -371,7 +389,15 @@ impl Membership {
                 && v.incarnation == self.incarnation
                 && matches!(v.state, HostState::Failed(_))
         });
-        if peer.says_i_failed && hb.quorate && self.yields_to(from, hb.votes) {
+        // Without quorum on either side (say two survivors of three that each declared
+        // the other failed), the weaker one gives way so that the two can re-form.
+        let says_i_failed = peer.says_i_failed;
+        let yields = if hb.quorate {
+            self.yields_to(now, from, hb.votes)
+        } else {
+            !self.quorum.quorate && self.cfg.priority(self.cfg.me) < self.cfg.priority(from)
+        };
+        if says_i_failed && yields {
             out.push(Action::Event(MembershipEvent::Expelled { by: from }));
             out.push(Action::Rejoin);
         }
@@ -407,6 +433,7 @@ impl Membership {
             out.push(Action::Event(MembershipEvent::Stalled {
                 for_ms: gap.as_millis() as u64,
             }));
+            self.stalled_at = Some(now);
             for peer in &mut self.peers {
                 peer.forgive_silence(now);
             }
@@ -450,7 +477,14 @@ impl Membership {
     /// Failed (its view of them may be stale, e.g. right after a thaw). Without quorum
     /// it yields; otherwise fewer votes yields, and on a tie the lower survival priority
     /// (weight, then the name that sorts later) yields.
-    fn yields_to(&self, other: NodeId, their_votes: u32) -> bool {
+    fn yields_to(&self, now: Duration, other: NodeId, their_votes: u32) -> bool {
+        // Just back from a stall, this host's own view is the stale one.
+        if self
+            .stalled_at
+            .is_some_and(|t| now.saturating_sub(t) < self.cfg.dead_after)
+        {
+            return true;
+        }
         let mine = 1 + self
             .peers
             .iter()
@@ -468,6 +502,16 @@ impl Membership {
     }
 
     fn update_quorum(&mut self, out: &mut Vec<Action>) {
+        // Once every peer is Up again, a past stall no longer colours this host's view.
+        if let Some(at) = self.stalled_at {
+            if self
+                .peers
+                .iter()
+                .all(|p| p.state == HostState::Up && p.heard_after(at))
+            {
+                self.stalled_at = None;
+            }
+        }
         let votes = 1 + self.peers.iter().filter(|p| p.state.present()).count() as u32;
         let all_seen = self.peers.iter().all(|p| p.ever_heard);
         let q = self.cfg.quorum.evaluate(votes, all_seen);

@@ -193,6 +193,11 @@ impl Peer {
         }
     }
 
+    /// Whether a heartbeat of it arrived after `t`.
+    pub(super) fn heard_after(&self, t: Duration) -> bool {
+        self.last_heard.is_some_and(|h| h > t)
+    }
+
     /// Treats the peer and its links as heard at `now` (after this host stalled).
     pub(super) fn forgive_silence(&mut self, now: Duration) {
         if self.last_heard.is_some() {

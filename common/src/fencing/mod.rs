@@ -1,0 +1,473 @@
+//! The fencing decision, as a pure state machine.
+//!
+//! A Failed host is only DOWN with proof that it is off: a fence level that powered it
+//! off and confirmed it, a kdump panic notice where a `kdump` level says that counts,
+//! an operator's confirmation, or the same proof shared by another host. Never a
+//! timeout.
+//!
+//! Who shoots: only a quorate partition, and in it one coordinator: the live host with
+//! the lowest node id. If the coordinator dies mid-fence, the next one starts over (a
+//! power-off of a host already off succeeds). In two-node mode both sides stay quorate
+//! after a split; the side with the lower survival priority waits `race_delay_ms`
+//! before it shoots, so the stronger side fences first and the weaker one is off before
+//! its delay ends.
+//!
+//! The machine is driven by [`Fencing::tick`] with a [`View`] of the membership, by
+//! [`Fencing::on_level_result`], [`Fencing::on_peer_down`] and the operator calls; it
+//! returns [`FenceAction`]s.
+
+mod target;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ClusterConfig, DeviceKind, NodeId};
+use crate::membership::HostState;
+
+use target::Target;
+pub use target::{FenceState, TargetStatus};
+
+/// What proves a host is down.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proof {
+    /// These fence devices powered it off and confirmed it.
+    PowerOff {
+        /// Devices of the level that succeeded.
+        devices: Vec<String>,
+    },
+    /// Its crash kernel sent a panic notice and a kdump level accepts that.
+    KdumpNotice,
+    /// An operator confirmed it is off.
+    Operator,
+}
+
+/// A host declared down, as journaled and shared with peers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DownRecord {
+    /// The host.
+    pub target: NodeId,
+    /// Its incarnation when it failed (0 if never heard).
+    pub incarnation: u64,
+    /// What proves it.
+    pub proof: Proof,
+    /// The host that obtained the proof.
+    pub by: NodeId,
+}
+
+/// Kind of a fence level, from its devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LevelKind {
+    /// Fence agents; all must power the host off and confirm.
+    Agents(Vec<String>),
+    /// A kdump notice is proof; wait this long for one.
+    Kdump {
+        /// How long to wait for a notice.
+        wait: Duration,
+    },
+    /// Wait for an operator.
+    Manual,
+}
+
+/// What the fencing configuration says, reduced to what the machine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FencingConfig {
+    /// This host.
+    pub me: NodeId,
+    /// Levels of every host, in order.
+    pub levels: BTreeMap<NodeId, Vec<LevelKind>>,
+    /// Survival priority of every host (higher survives).
+    pub priority: BTreeMap<NodeId, (u32, std::cmp::Reverse<String>)>,
+    /// Two-node rules apply.
+    pub two_node: bool,
+    /// Delay of the weaker side in a two-node race.
+    pub race_delay: Duration,
+    /// First retry pause after every level failed.
+    pub retry_backoff: Duration,
+    /// Longest retry pause.
+    pub max_backoff: Duration,
+}
+
+impl FencingConfig {
+    /// Builds the machine's configuration for host `me`.
+    pub fn from_cluster(config: &ClusterConfig, me: NodeId) -> Self {
+        let level_kind = |names: &Vec<String>| {
+            let devices: Vec<_> = names
+                .iter()
+                .filter_map(|n| config.fence_device(n))
+                .collect();
+            if let Some(k) = devices.iter().find(|d| d.kind == DeviceKind::Kdump) {
+                LevelKind::Kdump {
+                    wait: Duration::from_millis(k.wait_ms),
+                }
+            } else if devices.iter().any(|d| d.kind == DeviceKind::Manual) {
+                LevelKind::Manual
+            } else {
+                LevelKind::Agents(names.clone())
+            }
+        };
+        FencingConfig {
+            me,
+            levels: config
+                .hosts
+                .iter()
+                .map(|h| (h.node_id, h.fence_levels.iter().map(level_kind).collect()))
+                .collect(),
+            priority: config
+                .hosts
+                .iter()
+                .map(|h| (h.node_id, (h.weight, std::cmp::Reverse(h.name.clone()))))
+                .collect(),
+            two_node: config.two_node(),
+            race_delay: Duration::from_millis(config.fencing.race_delay_ms),
+            retry_backoff: Duration::from_millis(config.fencing.retry_backoff_ms),
+            max_backoff: Duration::from_millis(config.fencing.max_backoff_ms),
+        }
+    }
+}
+
+/// The membership facts fencing decides on, taken at each tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Whether this host's partition is quorate.
+    pub quorate: bool,
+    /// Every other host: state, incarnation (0 if never heard), panic notice seen.
+    pub peers: Vec<PeerFacts>,
+    /// How long ago this host itself was stalled (frozen, starved), if ever.
+    pub stalled_ago: Option<Duration>,
+}
+
+/// One peer as membership sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerFacts {
+    /// The host.
+    pub node: NodeId,
+    /// Its state.
+    pub state: HostState,
+    /// Its incarnation, 0 if never heard.
+    pub incarnation: u64,
+    /// A kdump panic notice arrived from it.
+    pub panic_noticed: bool,
+    /// Failed, but heard again (so not off).
+    pub must_rejoin: bool,
+    /// Heard, and its heartbeats declare this host Failed: a one-way partition.
+    pub accuses_me: bool,
+}
+
+/// Something for the operator and the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FenceEvent {
+    /// This host starts fencing `target` at `level` (1-based).
+    Started {
+        /// The host being fenced.
+        target: NodeId,
+        /// Level number, from 1.
+        level: usize,
+    },
+    /// This host waits before shooting (two-node race, weaker side).
+    RaceDelay {
+        /// The host it would fence.
+        target: NodeId,
+        /// How long it waits, ms.
+        delay_ms: u64,
+    },
+    /// A level failed; the next one runs.
+    LevelFailed {
+        /// The host being fenced.
+        target: NodeId,
+        /// Level number, from 1.
+        level: usize,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Every level failed: the host stays Failed-unfenced; nothing of it is recovered.
+    AllLevelsFailed {
+        /// The host.
+        target: NodeId,
+        /// Retry round that just ended, from 1.
+        round: u32,
+        /// When the next round starts, ms from now.
+        retry_in_ms: u64,
+    },
+    /// A manual level waits for `hvctl host confirm-down`.
+    AwaitingOperator {
+        /// The host.
+        target: NodeId,
+    },
+    /// The host is DOWN, with proof.
+    Down(DownRecord),
+    /// A host that was DOWN came back with a new incarnation.
+    Rejoined {
+        /// The host.
+        target: NodeId,
+        /// Its new incarnation.
+        incarnation: u64,
+    },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceAction {
+    /// Run every device of this level against `target`: `off`, then `status` must say
+    /// OFF; report with [`Fencing::on_level_result`].
+    RunLevel {
+        /// The host to power off.
+        target: NodeId,
+        /// Level index, from 0.
+        level: usize,
+        /// Device names.
+        devices: Vec<String>,
+    },
+    /// Record and report this event; a `Down` event must be journaled (fsync) before
+    /// anything is recovered because of it.
+    Event(FenceEvent),
+}
+
+/// Why an operator request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The host is heard alive.
+    #[error("host {0} is heard alive ({1}); it cannot be declared down")]
+    HeardAlive(NodeId, String),
+    /// The host is already down.
+    #[error("host {0} is already down")]
+    AlreadyDown(NodeId),
+    /// Unknown host.
+    #[error("there is no host with node id {0}")]
+    UnknownHost(NodeId),
+    /// This partition has no quorum.
+    #[error("this host's partition has no quorum; only a quorate partition fences")]
+    NoQuorum,
+}
+
+/// The fencing state machine of one host.
+#[derive(Debug)]
+pub struct Fencing {
+    cfg: FencingConfig,
+    targets: BTreeMap<NodeId, Target>,
+    last_view: Option<View>,
+}
+
+impl Fencing {
+    /// A machine with every host alive.
+    pub fn new(cfg: FencingConfig) -> Self {
+        let targets = cfg
+            .levels
+            .keys()
+            .filter(|n| **n != cfg.me)
+            .map(|n| (*n, Target::default()))
+            .collect();
+        Fencing {
+            cfg,
+            targets,
+            last_view: None,
+        }
+    }
+
+    /// Restores DOWN decisions from the journal (latest record per host wins).
+    pub fn restore(&mut self, records: impl IntoIterator<Item = DownRecord>) {
+        for r in records {
+            if let Some(t) = self.targets.get_mut(&r.target) {
+                t.state = FenceState::Down(r);
+            }
+        }
+    }
+
+    /// State of every other host.
+    pub fn status(&self) -> Vec<TargetStatus> {
+        self.targets.iter().map(|(n, t)| t.status(*n)).collect()
+    }
+
+    /// The DOWN record of `target`, if it is down.
+    pub fn down(&self, target: NodeId) -> Option<&DownRecord> {
+        match &self.targets.get(&target)?.state {
+            FenceState::Down(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Every DOWN record, for heartbeats (peers adopt them).
+    pub fn down_records(&self) -> Vec<DownRecord> {
+        self.targets
+            .values()
+            .filter_map(|t| {
+                if let FenceState::Down(r) = &t.state {
+                    Some(r.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn coordinator(&self, view: &View) -> bool {
+        let lowest_live = view
+            .peers
+            .iter()
+            .filter(|p| p.state.present())
+            .map(|p| p.node)
+            .min();
+        lowest_live.is_none_or(|n| self.cfg.me < n)
+    }
+
+    fn stronger_than_me(&self, other: NodeId) -> bool {
+        self.cfg.priority.get(&other) > self.cfg.priority.get(&self.cfg.me)
+    }
+
+    /// Advances time with the current membership view.
+    pub fn tick(&mut self, now: Duration, view: &View) -> Vec<FenceAction> {
+        let mut out = Vec::new();
+        let coordinator = self.coordinator(view);
+        let recently_stalled = view
+            .stalled_ago
+            .is_some_and(|d| d < self.cfg.race_delay * 2);
+        for p in &view.peers {
+            let stronger = self.stronger_than_me(p.node);
+            let levels = self.cfg.levels.get(&p.node).cloned().unwrap_or_default();
+            let Some(t) = self.targets.get_mut(&p.node) else {
+                continue;
+            };
+            let ctx = target::Ctx {
+                now,
+                me: self.cfg.me,
+                quorate: view.quorate,
+                // The stronger end of a one-way partition acts on it itself.
+                coordinator: coordinator || (p.accuses_me && !stronger),
+                // The weaker side of a two-node race waits; so does a side that was
+                // just stalled, since the other side may have started its wait while
+                // this one could not notice anything.
+                race_delay: if self.cfg.two_node && (stronger || recently_stalled) {
+                    Some(self.cfg.race_delay)
+                } else {
+                    None
+                },
+                retry_backoff: self.cfg.retry_backoff,
+                max_backoff: self.cfg.max_backoff,
+                levels: &levels,
+            };
+            t.tick(p, &ctx, &mut out);
+        }
+        self.last_view = Some(view.clone());
+        out
+    }
+
+    /// The result of a level this machine asked to run.
+    pub fn on_level_result(
+        &mut self,
+        now: Duration,
+        target: NodeId,
+        level: usize,
+        ok: bool,
+        detail: String,
+    ) -> Vec<FenceAction> {
+        let mut out = Vec::new();
+        let levels = self.cfg.levels.get(&target).cloned().unwrap_or_default();
+        let me = self.cfg.me;
+        let (backoff, max) = (self.cfg.retry_backoff, self.cfg.max_backoff);
+        if let Some(t) = self.targets.get_mut(&target) {
+            t.on_level_result(
+                now, target, me, level, ok, detail, &levels, backoff, max, &mut out,
+            );
+        }
+        out
+    }
+
+    /// A peer says `record.target` is DOWN. Adopted unless this host hears the target
+    /// alive (`present`) in a newer incarnation than the proof: then it rebooted since.
+    pub fn on_peer_down(
+        &mut self,
+        record: &DownRecord,
+        current_incarnation: u64,
+        present: bool,
+    ) -> Vec<FenceAction> {
+        let mut out = Vec::new();
+        if record.target == self.cfg.me || (present && current_incarnation > record.incarnation) {
+            return out;
+        }
+        if let Some(t) = self.targets.get_mut(&record.target) {
+            if !matches!(t.state, FenceState::Down(_)) {
+                t.state = FenceState::Down(record.clone());
+                out.push(FenceAction::Event(FenceEvent::Down(record.clone())));
+            }
+        }
+        out
+    }
+
+    /// `hvctl host confirm-down`: an operator verified the host is off. Refused while
+    /// the host is heard alive.
+    pub fn confirm_down(&mut self, target: NodeId) -> Result<Vec<FenceAction>, Refusal> {
+        let view = self.last_view.as_ref();
+        let facts = view
+            .and_then(|v| v.peers.iter().find(|p| p.node == target))
+            .copied();
+        let t = self
+            .targets
+            .get_mut(&target)
+            .ok_or(Refusal::UnknownHost(target))?;
+        if matches!(t.state, FenceState::Down(_)) {
+            return Err(Refusal::AlreadyDown(target));
+        }
+        if let Some(f) = facts {
+            let alive = match f.state {
+                HostState::Failed(_) => f.must_rejoin,
+                HostState::Unknown => false,
+                _ => true,
+            };
+            if alive {
+                let how = if f.must_rejoin {
+                    "its heartbeats arrive again".to_string()
+                } else {
+                    format!("{:?}", f.state)
+                };
+                return Err(Refusal::HeardAlive(target, how));
+            }
+        }
+        let record = DownRecord {
+            target,
+            incarnation: facts.map(|f| f.incarnation).unwrap_or(0),
+            proof: Proof::Operator,
+            by: self.cfg.me,
+        };
+        t.state = FenceState::Down(record.clone());
+        Ok(vec![FenceAction::Event(FenceEvent::Down(record))])
+    }
+
+    /// `hvctl fence HOST`: fence a host now, whatever its state, from level 1.
+    pub fn request_fence(
+        &mut self,
+        now: Duration,
+        target: NodeId,
+    ) -> Result<Vec<FenceAction>, Refusal> {
+        if !self.last_view.as_ref().is_some_and(|v| v.quorate) {
+            return Err(Refusal::NoQuorum);
+        }
+        let levels = self
+            .cfg
+            .levels
+            .get(&target)
+            .cloned()
+            .ok_or(Refusal::UnknownHost(target))?;
+        let incarnation = self
+            .last_view
+            .as_ref()
+            .and_then(|v| v.peers.iter().find(|p| p.node == target))
+            .map(|p| p.incarnation)
+            .unwrap_or(0);
+        let t = self
+            .targets
+            .get_mut(&target)
+            .ok_or(Refusal::UnknownHost(target))?;
+        if matches!(t.state, FenceState::Down(_)) {
+            return Err(Refusal::AlreadyDown(target));
+        }
+        t.failed_incarnation = incarnation;
+        let mut out = Vec::new();
+        t.start(now, target, 0, &levels, &mut out);
+        Ok(out)
+    }
+}

@@ -1,0 +1,269 @@
+//! Unit tests of the fencing decision on hand-made views.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::membership::FailReason;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn cfg(me: NodeId, n: u32, levels: Vec<LevelKind>) -> FencingConfig {
+    FencingConfig {
+        me,
+        levels: (1..=n).map(|i| (i, levels.clone())).collect(),
+        priority: (1..=n)
+            .map(|i| (i, (1, std::cmp::Reverse(format!("h{i}")))))
+            .collect(),
+        two_node: n == 2,
+        race_delay: 2000 * MS,
+        retry_backoff: 1000 * MS,
+        max_backoff: 8000 * MS,
+    }
+}
+
+fn agents(name: &str) -> LevelKind {
+    LevelKind::Agents(vec![name.to_string()])
+}
+
+fn peer(node: NodeId, state: HostState) -> PeerFacts {
+    PeerFacts {
+        node,
+        state,
+        incarnation: 10 + node as u64,
+        panic_noticed: false,
+        must_rejoin: false,
+        accuses_me: false,
+    }
+}
+
+fn view(quorate: bool, peers: Vec<PeerFacts>) -> View {
+    View {
+        quorate,
+        peers,
+        stalled_ago: None,
+    }
+}
+
+fn failed(node: NodeId) -> PeerFacts {
+    peer(node, HostState::Failed(FailReason::Silent))
+}
+
+fn runs(actions: &[FenceAction]) -> Vec<(NodeId, usize)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            FenceAction::RunLevel { target, level, .. } => Some((*target, *level)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn downs(actions: &[FenceAction]) -> Vec<DownRecord> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            FenceAction::Event(FenceEvent::Down(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn coordinator_fences_and_only_proof_makes_down() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let v = view(true, vec![peer(2, HostState::Up), failed(3)]);
+    let a = f.tick(Duration::ZERO, &v);
+    assert_eq!(runs(&a), vec![(3, 0)]);
+    // Time alone never makes it down.
+    for t in 1..100 {
+        assert!(downs(&f.tick(t * 100 * MS, &v)).is_empty());
+    }
+    assert_eq!(f.status()[1].phase, "fencing");
+    let a = f.on_level_result(10_000 * MS, 3, 0, true, String::new());
+    assert_eq!(
+        downs(&a),
+        vec![DownRecord {
+            target: 3,
+            incarnation: 13,
+            proof: Proof::PowerOff {
+                devices: vec!["ipmi".into()]
+            },
+            by: 1
+        }]
+    );
+}
+
+#[test]
+fn non_coordinator_and_minority_do_not_shoot() {
+    let mut f = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
+    let a = f.tick(Duration::ZERO, &view(true, vec![peer(1, HostState::Up), failed(3)]));
+    assert!(runs(&a).is_empty(), "h1 is the coordinator");
+    let mut g = Fencing::new(cfg(3, 3, vec![agents("ipmi")]));
+    let a = g.tick(Duration::ZERO, &view(false, vec![failed(1), failed(2)]));
+    assert!(runs(&a).is_empty(), "no quorum, no fencing");
+}
+
+#[test]
+fn a_new_coordinator_takes_over() {
+    let mut f = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
+    assert!(runs(&f.tick(Duration::ZERO, &view(true, vec![peer(1, HostState::Up), failed(3)]))).is_empty());
+    // h1 dies mid-fence: h2 is now the lowest live node.
+    let a = f.tick(1000 * MS, &view(true, vec![failed(1), failed(3)]));
+    assert_eq!(runs(&a), vec![(1, 0), (3, 0)]);
+}
+
+#[test]
+fn levels_fall_back_then_rounds_back_off() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("dummy"), agents("ipmi")]));
+    let v = view(true, vec![peer(2, HostState::Up), failed(3)]);
+    assert_eq!(runs(&f.tick(Duration::ZERO, &v)), vec![(3, 0)]);
+    let a = f.on_level_result(100 * MS, 3, 0, false, "fence_dummy failed".into());
+    assert!(matches!(
+        a[0],
+        FenceAction::Event(FenceEvent::LevelFailed {
+            target: 3,
+            level: 1,
+            ..
+        })
+    ));
+    assert_eq!(runs(&f.tick(110 * MS, &v)), vec![(3, 1)]);
+    let a = f.on_level_result(200 * MS, 3, 1, false, "timeout".into());
+    assert!(a.iter().any(|a| matches!(
+        a,
+        FenceAction::Event(FenceEvent::AllLevelsFailed {
+            round: 1,
+            retry_in_ms: 1000,
+            ..
+        })
+    )));
+    assert_eq!(f.status()[1].phase, "unfenced");
+    assert!(
+        runs(&f.tick(1100 * MS, &v)).is_empty(),
+        "waits for the backoff"
+    );
+    assert_eq!(
+        runs(&f.tick(1200 * MS, &v)),
+        vec![(3, 0)],
+        "round 2 starts from level 1"
+    );
+    let _ = f.on_level_result(1300 * MS, 3, 0, false, String::new());
+    let _ = f.tick(1310 * MS, &v);
+    let a = f.on_level_result(1400 * MS, 3, 1, false, String::new());
+    assert!(a.iter().any(|a| matches!(
+        a,
+        FenceAction::Event(FenceEvent::AllLevelsFailed {
+            round: 2,
+            retry_in_ms: 2000,
+            ..
+        })
+    )));
+}
+
+#[test]
+fn kdump_level_accepts_a_notice_or_gives_way() {
+    let kd = LevelKind::Kdump { wait: 3000 * MS };
+    let mut f = Fencing::new(cfg(1, 3, vec![kd.clone(), agents("ipmi")]));
+    let mut p3 = failed(3);
+    p3.state = HostState::Failed(FailReason::Panic);
+    p3.panic_noticed = true;
+    let a = f.tick(Duration::ZERO, &view(true, vec![peer(2, HostState::Up), p3]));
+    assert_eq!(downs(&a)[0].proof, Proof::KdumpNotice);
+    assert!(runs(&a).is_empty(), "no power-off needed");
+
+    let mut g = Fencing::new(cfg(1, 3, vec![kd, agents("ipmi")]));
+    let v = view(true, vec![peer(2, HostState::Up), failed(3)]);
+    assert!(runs(&g.tick(Duration::ZERO, &v)).is_empty());
+    assert_eq!(g.status()[1].phase, "waiting-kdump");
+    assert!(runs(&g.tick(2900 * MS, &v)).is_empty());
+    let _ = g.tick(3000 * MS, &v);
+    assert_eq!(runs(&g.tick(3010 * MS, &v)), vec![(3, 1)]);
+}
+
+#[test]
+fn two_node_race_weaker_side_waits() {
+    let mut strong = Fencing::new(cfg(1, 2, vec![agents("ipmi")]));
+    let mut weak = Fencing::new(cfg(2, 2, vec![agents("ipmi")]));
+    assert_eq!(
+        runs(&strong.tick(Duration::ZERO, &view(true, vec![failed(2)]))),
+        vec![(2, 0)]
+    );
+    let a = weak.tick(Duration::ZERO, &view(true, vec![failed(1)]));
+    assert!(runs(&a).is_empty());
+    assert!(matches!(
+        a[0],
+        FenceAction::Event(FenceEvent::RaceDelay {
+            target: 1,
+            delay_ms: 2000
+        })
+    ));
+    assert!(runs(&weak.tick(1999 * MS, &view(true, vec![failed(1)]))).is_empty());
+    assert_eq!(
+        runs(&weak.tick(2000 * MS, &view(true, vec![failed(1)]))),
+        vec![(1, 0)],
+        "the stronger side was really dead"
+    );
+}
+
+#[test]
+fn confirm_down_is_refused_while_heard_alive() {
+    let mut f = Fencing::new(cfg(1, 3, vec![LevelKind::Manual]));
+    let mut p3 = failed(3);
+    let _ = f.tick(Duration::ZERO, &view(true, vec![peer(2, HostState::Up), p3]));
+    assert_eq!(f.status()[1].phase, "awaiting-operator");
+    assert!(matches!(f.confirm_down(2), Err(Refusal::HeardAlive(2, _))));
+    p3.must_rejoin = true;
+    let _ = f.tick(10 * MS, &view(true, vec![peer(2, HostState::Up), p3]));
+    assert!(matches!(f.confirm_down(3), Err(Refusal::HeardAlive(3, _))));
+    p3.must_rejoin = false;
+    let _ = f.tick(20 * MS, &view(true, vec![peer(2, HostState::Up), p3]));
+    let a = f.confirm_down(3).unwrap();
+    assert_eq!(downs(&a)[0].proof, Proof::Operator);
+    assert_eq!(f.confirm_down(3), Err(Refusal::AlreadyDown(3)));
+}
+
+#[test]
+fn peers_adopt_down_and_a_rebooted_host_rejoins() {
+    let mut f = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
+    let _ = f.tick(Duration::ZERO, &view(true, vec![peer(1, HostState::Up), failed(3)]));
+    let rec = DownRecord {
+        target: 3,
+        incarnation: 13,
+        proof: Proof::PowerOff {
+            devices: vec!["ipmi".into()],
+        },
+        by: 1,
+    };
+    assert_eq!(downs(&f.on_peer_down(&rec, 13, false)), vec![rec.clone()]);
+    assert!(f.on_peer_down(&rec, 13, false).is_empty(), "idempotent");
+    assert_eq!(f.down_records(), vec![rec.clone()]);
+    let mut back = peer(3, HostState::Joining);
+    back.incarnation = 99;
+    let a = f.tick(5000 * MS, &view(true, vec![peer(1, HostState::Up), back]));
+    assert!(matches!(
+        a[0],
+        FenceAction::Event(FenceEvent::Rejoined {
+            target: 3,
+            incarnation: 99
+        })
+    ));
+    assert_eq!(f.status()[1].phase, "alive");
+    // An old record about a previous life is not adopted while the host is heard...
+    assert!(f.on_peer_down(&rec, 99, true).is_empty());
+}
+
+#[test]
+fn restore_from_journal() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let rec = DownRecord {
+        target: 2,
+        incarnation: 12,
+        proof: Proof::Operator,
+        by: 1,
+    };
+    f.restore([rec.clone()]);
+    assert_eq!(f.down(2), Some(&rec));
+    let status: BTreeMap<_, _> = f.status().into_iter().map(|s| (s.node, s.phase)).collect();
+    assert_eq!(status[&2], "down");
+    assert_eq!(status[&3], "alive");
+}
