@@ -236,3 +236,22 @@ fn fencing_problems_are_located() {
         "{msgs:?}"
     );
 }
+
+#[test]
+fn addresses_must_name_one_host_and_interconnect() {
+    let text = GOOD.replace(r#"ic1 = "198.19.0.2""#, r#"ic1 = "198.18.0.2""#);
+    let err = load(&text).unwrap_err();
+    assert!(
+        err.problems[0]
+            .message
+            .contains("already an address of this host on another interconnect"),
+        "{err}"
+    );
+    let text = GOOD.replace(
+        "weight = 2",
+        "weight = 2\nkdump_addresses = [\"198.18.0.1\"]",
+    );
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.problems[0].key, "host[1].kdump_addresses[0]");
+    assert!(err.problems[0].message.contains("ambiguous"), "{err}");
+}

@@ -237,11 +237,25 @@ fn check_hosts(c: &mut Collector<'_>, config: &ClusterConfig) {
                 c.push(&path, format!("{addr} cannot be a host address"));
             }
             if let Some(first) = addrs.insert(*addr, i) {
+                let whose = if first == i {
+                    "this host on another interconnect".to_string()
+                } else {
+                    format!("host[{first}]")
+                };
+                c.push(&path, format!("{addr} is already an address of {whose}; every interconnect needs its own address"));
+            }
+        }
+        // A panic notice is attributed by its source address: each must name one host.
+        for (k, addr) in h.kdump_addresses.iter().enumerate() {
+            let path = [
+                Seg::Key("host"),
+                Seg::Index(i),
+                Seg::Key("kdump_addresses"),
+                Seg::Index(k),
+            ];
+            if let Some(first) = addrs.insert(*addr, i) {
                 if first != i {
-                    c.push(
-                        &path,
-                        format!("{addr} is already an address of host[{first}]"),
-                    );
+                    c.push(&path, format!("{addr} is already an address of host[{first}]; a panic notice from it would be ambiguous"));
                 }
             }
         }
@@ -262,6 +276,9 @@ fn check_watchdog(c: &mut Collector<'_>, config: &ClusterConfig) {
                 wd.slow_lateness_ms, wd.hung_lateness_ms
             ),
         );
+    }
+    if wd.hung_limit_ms == 0 {
+        c.push(&key("hung_limit_ms"), "must be at least 1 ms");
     }
     if !(0.0..=100.0).contains(&wd.slow_psi_percent) {
         c.push(&key("slow_psi_percent"), "must be between 0 and 100");
@@ -355,7 +372,10 @@ fn check_fencing(c: &mut Collector<'_>, config: &ClusterConfig) {
                 if d.agent.is_some() || !d.params.is_empty() || d.password_file.is_some() {
                     c.push(
                         &at("kind"),
-                        format!("agent, params and password_file only apply to kind = \"agent\", not {:?}", d.kind),
+                        format!(
+                            "agent, params and password_file only apply to kind = \"agent\", not {:?}",
+                            format!("{:?}", d.kind).to_lowercase()
+                        ),
                     );
                 }
             }

@@ -97,7 +97,10 @@ fn coordinator_fences_and_only_proof_makes_down() {
 #[test]
 fn non_coordinator_and_minority_do_not_shoot() {
     let mut f = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
-    let a = f.tick(Duration::ZERO, &view(true, vec![peer(1, HostState::Up), failed(3)]));
+    let a = f.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(1, HostState::Up), failed(3)]),
+    );
     assert!(runs(&a).is_empty(), "h1 is the coordinator");
     let mut g = Fencing::new(cfg(3, 3, vec![agents("ipmi")]));
     let a = g.tick(Duration::ZERO, &view(false, vec![failed(1), failed(2)]));
@@ -107,7 +110,11 @@ fn non_coordinator_and_minority_do_not_shoot() {
 #[test]
 fn a_new_coordinator_takes_over() {
     let mut f = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
-    assert!(runs(&f.tick(Duration::ZERO, &view(true, vec![peer(1, HostState::Up), failed(3)]))).is_empty());
+    assert!(runs(&f.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(1, HostState::Up), failed(3)])
+    ))
+    .is_empty());
     // h1 dies mid-fence: h2 is now the lowest live node.
     let a = f.tick(1000 * MS, &view(true, vec![failed(1), failed(3)]));
     assert_eq!(runs(&a), vec![(1, 0), (3, 0)]);
@@ -167,7 +174,10 @@ fn kdump_level_accepts_a_notice_or_gives_way() {
     let mut p3 = failed(3);
     p3.state = HostState::Failed(FailReason::Panic);
     p3.panic_noticed = true;
-    let a = f.tick(Duration::ZERO, &view(true, vec![peer(2, HostState::Up), p3]));
+    let a = f.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(2, HostState::Up), p3]),
+    );
     assert_eq!(downs(&a)[0].proof, Proof::KdumpNotice);
     assert!(runs(&a).is_empty(), "no power-off needed");
 
@@ -209,7 +219,10 @@ fn two_node_race_weaker_side_waits() {
 fn confirm_down_is_refused_while_heard_alive() {
     let mut f = Fencing::new(cfg(1, 3, vec![LevelKind::Manual]));
     let mut p3 = failed(3);
-    let _ = f.tick(Duration::ZERO, &view(true, vec![peer(2, HostState::Up), p3]));
+    let _ = f.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(2, HostState::Up), p3]),
+    );
     assert_eq!(f.status()[1].phase, "awaiting-operator");
     assert!(matches!(f.confirm_down(2), Err(Refusal::HeardAlive(2, _))));
     p3.must_rejoin = true;
@@ -225,7 +238,10 @@ fn confirm_down_is_refused_while_heard_alive() {
 #[test]
 fn peers_adopt_down_and_a_rebooted_host_rejoins() {
     let mut f = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
-    let _ = f.tick(Duration::ZERO, &view(true, vec![peer(1, HostState::Up), failed(3)]));
+    let _ = f.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(1, HostState::Up), failed(3)]),
+    );
     let rec = DownRecord {
         target: 3,
         incarnation: 13,

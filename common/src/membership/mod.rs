@@ -392,8 +392,14 @@ impl Membership {
         // Without quorum on either side (say two survivors of three that each declared
         // the other failed), the weaker one gives way so that the two can re-form.
         let says_i_failed = peer.says_i_failed;
-        let yields = if hb.quorate {
-            self.yields_to(now, from, hb.votes)
+        let just_stalled = self
+            .stalled_at
+            .is_some_and(|t| now.saturating_sub(t) < self.cfg.dead_after);
+        let yields = if just_stalled {
+            // Just back from a stall, this host's own view is the stale one.
+            true
+        } else if hb.quorate {
+            self.yields_to(from, hb.votes)
         } else {
             !self.quorum.quorate && self.cfg.priority(self.cfg.me) < self.cfg.priority(from)
         };
@@ -477,14 +483,7 @@ impl Membership {
     /// Failed (its view of them may be stale, e.g. right after a thaw). Without quorum
     /// it yields; otherwise fewer votes yields, and on a tie the lower survival priority
     /// (weight, then the name that sorts later) yields.
-    fn yields_to(&self, now: Duration, other: NodeId, their_votes: u32) -> bool {
-        // Just back from a stall, this host's own view is the stale one.
-        if self
-            .stalled_at
-            .is_some_and(|t| now.saturating_sub(t) < self.cfg.dead_after)
-        {
-            return true;
-        }
+    fn yields_to(&self, other: NodeId, their_votes: u32) -> bool {
         let mine = 1 + self
             .peers
             .iter()

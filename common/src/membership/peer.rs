@@ -230,7 +230,16 @@ impl Peer {
                 }));
             }
         }
-        let Some(last) = self.last_heard else { return };
+        let Some(last) = self.last_heard else {
+            // Never heard since this host started (or rejoined): after the dead time it
+            // counts as failed, so a quorate partition can fence it before recovering
+            // what it may still run (startup fencing).
+            if self.state == HostState::Unknown && now.saturating_sub(self.since) >= cfg.dead_after
+            {
+                self.set_state(now, HostState::Failed(FailReason::Silent), out);
+            }
+            return;
+        };
         let silent = now.saturating_sub(last);
         match self.state {
             HostState::Up | HostState::Suspect | HostState::Joining if silent >= cfg.dead_after => {

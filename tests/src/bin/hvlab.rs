@@ -186,7 +186,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = Scenario::load(&scenario)?;
             let result = bench::phases("detect", &s, runs, !json);
             println!("{}", serde_json::to_string(&result)?);
-            Ok(ExitCode::SUCCESS)
+            // Figures from failed runs are left out; say so through the exit status.
+            Ok(if result.ok_runs == result.runs && result.violations == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Bench {
             bench: BenchCommand::FalsePositive { seconds, json: _ },
