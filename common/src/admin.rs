@@ -108,6 +108,9 @@ pub struct HostLine {
     pub silent_for_ms: Option<u64>,
     /// Its configuration differs.
     pub config_mismatch: bool,
+    /// Where fencing of it stands (absent for the reporting host itself).
+    #[serde(default)]
+    pub fence: Option<crate::fencing::TargetStatus>,
 }
 
 /// A recorded event.

@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use hvcluster_common::fencing::{
-    FenceAction, FenceEvent, Fencing, FencingConfig, LevelKind, PeerFacts, Proof, View,
+    FenceAction, FenceEvent, Fencing, FencingConfig, LevelKind, Proof, View,
 };
-use hvcluster_common::membership::{Action, HostState, Membership, MembershipConfig};
+use hvcluster_common::membership::{Action, Membership, MembershipConfig};
 use hvcluster_common::quorum::QuorumRules;
 use hvcluster_common::wire::Accepted;
 
@@ -241,15 +241,9 @@ impl World {
                 .m
                 .on_heartbeat(now, from as u32 + 1, inc, accepted, &hb);
             self.membership_actions(to, actions)?;
-            for r in &downs {
-                let peers = self.nodes[to].m.peers(now);
-                let cur = peers.iter().find(|p| p.node == r.target);
-                let inc = cur.and_then(|p| p.incarnation).unwrap_or(0);
-                let present =
-                    cur.is_some_and(|p| p.state.present() || p.state == HostState::Joining);
-                let acts = self.nodes[to].f.on_peer_down(r, inc, present);
-                self.fence_actions(to, acts)?;
-            }
+            let node = &mut self.nodes[to];
+            let acts = node.f.on_peer_downs(&downs, &node.m, now);
+            self.fence_actions(to, acts)?;
         }
         Ok(())
     }
@@ -355,24 +349,7 @@ impl World {
                         .on_level_result(now, t as u32 + 1, level, ok, "sim".into());
                 self.fence_actions(i, acts)?;
             }
-            let accusers = self.nodes[i].m.accusers();
-            let view = View {
-                stalled_ago: self.nodes[i].m.stalled_ago(now),
-                quorate: self.nodes[i].m.quorum().quorate,
-                peers: self.nodes[i]
-                    .m
-                    .peers(now)
-                    .iter()
-                    .map(|p| PeerFacts {
-                        node: p.node,
-                        state: p.state,
-                        incarnation: p.incarnation.unwrap_or(0),
-                        panic_noticed: p.panic_noticed,
-                        must_rejoin: p.must_rejoin,
-                        accuses_me: accusers.contains(&p.node),
-                    })
-                    .collect(),
-            };
+            let view = View::of(&self.nodes[i].m, now);
             let acts = self.nodes[i].f.tick(now, &view);
             self.fence_actions(i, acts)?;
         }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counters;
 use crate::events::EventLog;
+use crate::fence::FenceDriver;
 use crate::process::Prepared;
 use crate::{admin, incarnation, net, watchdog};
 
@@ -50,6 +51,17 @@ pub enum Input {
     Watchdog(WatchdogVerdict),
     /// An admin client wants the status.
     Status(oneshot::Sender<HostStatus>),
+    /// A fence level finished.
+    FenceResult {
+        /// The host fenced.
+        target: NodeId,
+        /// Level index, from 0.
+        level: usize,
+        /// Every device powered it off and confirmed OFF.
+        ok: bool,
+        /// What each device did.
+        detail: String,
+    },
 }
 
 struct PeerRoute {
@@ -66,6 +78,7 @@ pub struct Agent {
     host: String,
     names: HashMap<NodeId, String>,
     membership: Membership,
+    fence: FenceDriver,
     origin: Instant,
     sockets: Vec<Arc<UdpSocket>>,
     routes: Vec<PeerRoute>,
@@ -162,6 +175,12 @@ impl Agent {
             .context("cannot start the load watchdog")?;
 
         let incarnation = incarnation::next(&config.cluster.state_dir);
+        let (fence, restored) = FenceDriver::open(&config, me, tx.clone()).with_context(|| {
+            format!(
+                "cannot open the fencing journal in {}",
+                config.cluster.state_dir.display()
+            )
+        })?;
         let origin = Instant::now();
         let membership = Membership::new(
             MembershipConfig::from_cluster(&config, me, digest),
@@ -181,6 +200,18 @@ impl Agent {
             ),
             json!({ "incarnation": incarnation, "realtime": prepared.realtime, "memory_locked": prepared.memory_locked }),
         );
+        for r in &restored {
+            let n = config
+                .host_by_id(r.target)
+                .map(|h| h.name.clone())
+                .unwrap_or_default();
+            events.record(
+                Some(&n),
+                "host_down_restored",
+                format!("{n}: DOWN (restored from the fencing journal)"),
+                serde_json::to_value(r).unwrap_or_default(),
+            );
+        }
         Ok(Agent {
             cluster_id: config.cluster_id(),
             config,
@@ -189,6 +220,7 @@ impl Agent {
             host: host.to_string(),
             names,
             membership,
+            fence,
             origin,
             sockets,
             routes,
@@ -218,6 +250,10 @@ impl Agent {
                 _ = ticker.tick() => {
                     let actions = self.membership.tick(self.now());
                     self.perform(actions);
+                    let now = self.now();
+                    let view = FenceDriver::view(&self.membership, now);
+                    let events = self.fence.tick(now, &view);
+                    self.report_fence(events);
                 }
             }
         }
@@ -268,6 +304,17 @@ impl Agent {
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Input::FenceResult {
+                target,
+                level,
+                ok,
+                detail,
+            } => {
+                let events = self
+                    .fence
+                    .on_level_result(self.now(), target, level, ok, detail);
+                self.report_fence(events);
             }
         }
     }
@@ -333,6 +380,10 @@ impl Agent {
                     &hb,
                 );
                 self.perform(actions);
+                if !hb.down.is_empty() {
+                    let events = self.fence.on_peer_downs(&hb.down, &self.membership, now);
+                    self.report_fence(events);
+                }
             }
         }
     }
@@ -409,7 +460,8 @@ impl Agent {
 
     fn send_heartbeats(&mut self) {
         for ic in 0..self.sockets.len() {
-            let hb = self.membership.heartbeat(ic);
+            let mut hb = self.membership.heartbeat(ic);
+            hb.down = self.fence.down_records();
             let Ok(payload) = postcard::to_allocvec(&hb) else {
                 continue;
             };
@@ -436,6 +488,18 @@ impl Agent {
                     self.counters.bump("heartbeats_sent");
                 }
             }
+        }
+    }
+
+    fn report_fence(&mut self, events: Vec<hvcluster_common::fencing::FenceEvent>) {
+        for e in events {
+            let (subject, kind, message) = crate::fence::describe(&e, |n| self.name(n));
+            self.events.record(
+                Some(&subject),
+                kind,
+                message,
+                serde_json::to_value(&e).unwrap_or_default(),
+            );
         }
     }
 
@@ -523,6 +587,7 @@ impl Agent {
     fn status(&self) -> HostStatus {
         let now = self.now();
         let peers = self.membership.peers(now);
+        let fence = self.fence.machine().status();
         let hosts = self
             .config
             .hosts
@@ -543,6 +608,7 @@ impl Agent {
                         panic_noticed: false,
                         silent_for_ms: None,
                         config_mismatch: false,
+                        fence: None,
                     };
                 }
                 let p = peers
@@ -563,6 +629,7 @@ impl Agent {
                     panic_noticed: p.panic_noticed,
                     silent_for_ms: p.silent_for_ms,
                     config_mismatch: p.config_mismatch,
+                    fence: fence.iter().find(|f| f.node == h.node_id).cloned(),
                 }
             })
             .collect();

@@ -6,6 +6,8 @@ mod admin;
 mod agent;
 mod counters;
 mod events;
+mod fence;
+pub mod fence_runner;
 mod incarnation;
 pub mod journal;
 mod kdump;

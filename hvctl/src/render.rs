@@ -78,6 +78,16 @@ pub fn status(s: &HostStatus) -> String {
         }));
         row.push(verdict(h.watchdog));
         let mut notes = Vec::new();
+        if let Some(f) = &h.fence {
+            match f.phase.as_str() {
+                "alive" => {}
+                "down" => notes.push("DOWN (fenced, proof held)".to_string()),
+                "fencing" => notes.push(format!("fencing, level {}", f.level.unwrap_or(1))),
+                "unfenced" => notes.push(format!("UNFENCED after {} round(s)", f.failed_rounds)),
+                "awaiting-operator" => notes.push("awaiting hvctl host confirm-down".to_string()),
+                other => notes.push(format!("fence: {other}")),
+            }
+        }
         if h.must_rejoin {
             notes.push("heard again, must rejoin".to_string());
         }

@@ -45,6 +45,22 @@ pub struct ClusterSpec {
     /// Survival weights by host name (default 1).
     #[serde(default)]
     pub weights: BTreeMap<String, u32>,
+    /// Fencing: simulated BMCs and fence levels for every host.
+    #[serde(default)]
+    pub fence: Option<FenceSpec>,
+}
+
+/// Fencing of a lab cluster: every host gets the same levels, made of device templates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FenceSpec {
+    /// Levels in order, each a list of templates: `ipmi` (fence_ipmilan against the
+    /// host's simulated BMC), `fail` (fence_dummy that always fails), `kdump` (a panic
+    /// notice is proof), `manual` (an operator confirms).
+    pub levels: Vec<Vec<String>>,
+    /// Two-node race delay of the weaker side.
+    #[serde(default)]
+    pub race_delay_ms: Option<u64>,
 }
 
 fn default_hosts() -> usize {
@@ -115,11 +131,15 @@ impl LabCluster {
     /// Creates the lab, writes the configuration and starts an agent on every host.
     pub fn start(spec: &ClusterSpec) -> anyhow::Result<LabCluster> {
         let bin_dir = bin_dir()?;
-        let lab = Lab::create(&LabSpec {
+        let mut lab = Lab::create(&LabSpec {
             hosts: spec.hosts,
             interconnects: spec.interconnects,
         })
         .context("cannot create the lab")?;
+        if spec.fence.is_some() {
+            lab.start_bmcs()
+                .context("cannot start the simulated BMCs")?;
+        }
         let dir = lab.run_dir().to_path_buf();
         let key: Vec<u8> = (0..32)
             .map(|i| {
@@ -130,7 +150,7 @@ impl LabCluster {
             .collect();
         std::fs::write(dir.join("cluster.key"), &key)?;
         let config_path = dir.join("cluster.toml");
-        std::fs::write(&config_path, render_config(&lab, spec))?;
+        std::fs::write(&config_path, render_config(&lab, spec)?)?;
         let events = EventCollector::new();
         let mut cluster = LabCluster {
             lab,
@@ -321,7 +341,7 @@ pub fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-fn render_config(lab: &Lab, spec: &ClusterSpec) -> String {
+fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
     let mut out = format!(
         "# Written by hvlab for lab {id}.\n[cluster]\nname = \"lab-{id}\"\nkey_file = \"cluster.key\"\n\n\
          [heartbeat]\ninterval_ms = {}\nsuspect_after_ms = {}\ndead_after_ms = {}\n\n\
@@ -338,16 +358,77 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> String {
             heartbeat_port(k)
         ));
     }
+    if let Some(fence) = &spec.fence {
+        out.push_str(&render_fencing(lab, fence)?);
+    }
     for (i, host) in lab.host_names().iter().enumerate() {
+        let levels = spec.fence.as_ref().map(|f| {
+            let lv: Vec<String> = f
+                .levels
+                .iter()
+                .map(|l| {
+                    format!(
+                        "[{}]",
+                        l.iter()
+                            .map(|t| format!("\"{t}-{host}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+                .collect();
+            format!("fence_levels = [{}]\n", lv.join(", "))
+        });
         let addrs: Vec<String> = (0..spec.interconnects)
             .map(|k| format!("ic{k} = \"{}\"", lab.address(host, k)))
             .collect();
         out.push_str(&format!(
-            "[[host]]\nname = \"{host}\"\nnode_id = {}\nweight = {}\naddresses = {{ {} }}\n\n",
+            "[[host]]\nname = \"{host}\"\nnode_id = {}\nweight = {}\naddresses = {{ {} }}\n{}\n",
             i + 1,
             spec.weights.get(host).copied().unwrap_or(1),
-            addrs.join(", ")
+            addrs.join(", "),
+            levels.unwrap_or_default()
         ));
     }
-    out
+    Ok(out)
+}
+
+/// `[fencing]` and one `[[fence_device]]` per host and template.
+fn render_fencing(lab: &Lab, fence: &FenceSpec) -> anyhow::Result<String> {
+    let mut out = String::from("[fencing]\nretry_backoff_ms = 1000\nmax_backoff_ms = 8000\n");
+    if let Some(d) = fence.race_delay_ms {
+        out.push_str(&format!("race_delay_ms = {d}\n"));
+    }
+    out.push('\n');
+    let templates: std::collections::BTreeSet<&str> =
+        fence.levels.iter().flatten().map(String::as_str).collect();
+    for host in lab.host_names() {
+        for t in &templates {
+            let name = format!("{t}-{host}");
+            match *t {
+                "ipmi" => {
+                    let (user, password) = lab.bmc_credentials(&host);
+                    let pass_file = lab.run_dir().join(format!("{name}.pass"));
+                    std::fs::write(&pass_file, format!("{password}\n"))?;
+                    out.push_str(&format!(
+                        "[[fence_device]]\nname = \"{name}\"\nkind = \"agent\"\nagent = \"fence_ipmilan\"\n\
+                         password_file = \"{}\"\ntimeout_ms = 10000\nretries = 0\n\
+                         params = {{ ip = \"{}\", username = \"{user}\", lanplus = \"1\", cipher = \"3\", \
+                         power_wait = \"0\", power_timeout = \"2\" }}\n\n",
+                        pass_file.display(),
+                        lab.bmc_address(&host)
+                    ));
+                }
+                "fail" => out.push_str(&format!(
+                    "[[fence_device]]\nname = \"{name}\"\nkind = \"agent\"\nagent = \"fence_dummy\"\n\
+                     timeout_ms = 10000\nretries = 0\nparams = {{ type = \"fail\", power_timeout = \"1\" }}\n\n"
+                )),
+                "kdump" => out.push_str(&format!(
+                    "[[fence_device]]\nname = \"{name}\"\nkind = \"kdump\"\nwait_ms = 5000\n\n"
+                )),
+                "manual" => out.push_str(&format!("[[fence_device]]\nname = \"{name}\"\nkind = \"manual\"\n\n")),
+                other => anyhow::bail!("unknown fence device template {other:?}: use ipmi, fail, kdump or manual"),
+            }
+        }
+    }
+    Ok(out)
 }

@@ -116,3 +116,18 @@ fn hvctl_against_live_agents() {
         .iter()
         .any(|e| e["kind"] == "host_state" && e["subject"] == "h3"));
 }
+
+#[test]
+fn fence_power_loss() {
+    run("fence-power-loss");
+}
+
+#[test]
+fn fence_level_fallback() {
+    run("fence-level-fallback");
+}
+
+#[test]
+fn demo() {
+    run("demo");
+}

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ClusterConfig, DeviceKind, NodeId};
-use crate::membership::HostState;
+use crate::membership::{HostState, Membership};
 
 use target::Target;
 pub use target::{FenceState, TargetStatus};
@@ -141,6 +141,29 @@ pub struct View {
     pub stalled_ago: Option<Duration>,
 }
 
+impl View {
+    /// What `membership` says at `now`.
+    pub fn of(membership: &Membership, now: Duration) -> View {
+        let accusers = membership.accusers();
+        View {
+            quorate: membership.quorum().quorate,
+            stalled_ago: membership.stalled_ago(now),
+            peers: membership
+                .peers(now)
+                .iter()
+                .map(|p| PeerFacts {
+                    node: p.node,
+                    state: p.state,
+                    incarnation: p.incarnation.unwrap_or(0),
+                    panic_noticed: p.panic_noticed,
+                    must_rejoin: p.must_rejoin,
+                    accuses_me: accusers.contains(&p.node),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One peer as membership sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerFacts {
@@ -193,6 +216,12 @@ pub enum FenceEvent {
         round: u32,
         /// When the next round starts, ms from now.
         retry_in_ms: u64,
+    },
+    /// The host has no fence level configured: it stays Failed-unfenced until an
+    /// operator confirms it is off.
+    NoFenceLevels {
+        /// The host.
+        target: NodeId,
     },
     /// A manual level waits for `hvctl host confirm-down`.
     AwaitingOperator {
@@ -394,6 +423,24 @@ impl Fencing {
                 t.state = FenceState::Down(record.clone());
                 out.push(FenceAction::Event(FenceEvent::Down(record.clone())));
             }
+        }
+        out
+    }
+
+    /// DOWN records a peer's heartbeat carried, judged against `membership` at `now`.
+    pub fn on_peer_downs(
+        &mut self,
+        records: &[DownRecord],
+        membership: &Membership,
+        now: Duration,
+    ) -> Vec<FenceAction> {
+        let peers = membership.peers(now);
+        let mut out = Vec::new();
+        for r in records {
+            let facts = peers.iter().find(|p| p.node == r.target);
+            let inc = facts.and_then(|p| p.incarnation).unwrap_or(0);
+            let present = facts.is_some_and(|p| p.state.present() || p.state == HostState::Joining);
+            out.extend(self.on_peer_down(r, inc, present));
         }
         out
     }

@@ -277,6 +277,16 @@ impl Target {
             return;
         }
         self.rounds += 1;
+        if levels.is_empty() {
+            // Nothing to run: say so once, then only an operator can help.
+            self.state = FenceState::Unfenced {
+                retry_at: now + max,
+            };
+            if self.rounds == 1 {
+                out.push(FenceAction::Event(FenceEvent::NoFenceLevels { target }));
+            }
+            return;
+        }
         let wait = backoff(self.rounds, base, max);
         self.state = FenceState::Unfenced {
             retry_at: now + wait,

@@ -283,3 +283,22 @@ fn restore_from_journal() {
     assert_eq!(status[&2], "down");
     assert_eq!(status[&3], "alive");
 }
+
+#[test]
+fn a_host_without_fence_levels_is_reported_once() {
+    let mut f = Fencing::new(cfg(1, 3, vec![]));
+    let v = view(true, vec![peer(2, HostState::Up), failed(3)]);
+    let a = f.tick(Duration::ZERO, &v);
+    assert_eq!(
+        a,
+        vec![FenceAction::Event(FenceEvent::NoFenceLevels { target: 3 })]
+    );
+    for t in 1..300 {
+        assert!(
+            f.tick(t * 1000 * MS, &v).is_empty(),
+            "not repeated, never down without proof"
+        );
+    }
+    assert_eq!(f.status()[1].phase, "unfenced");
+    assert_eq!(downs(&f.confirm_down(3).unwrap())[0].proof, Proof::Operator);
+}

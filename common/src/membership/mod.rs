@@ -116,6 +116,9 @@ pub struct Heartbeat {
     pub domains_version: u64,
     /// The sender's view of every other host.
     pub view: Vec<PeerView>,
+    /// Hosts the sender holds DOWN with proof; repeated in every heartbeat so every
+    /// survivor learns them even across message loss.
+    pub down: Vec<crate::fencing::DownRecord>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -355,6 +358,7 @@ impl Membership {
                     state: p.state,
                 })
                 .collect(),
+            down: Vec::new(),
         }
     }
 

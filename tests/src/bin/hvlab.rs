@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Three hosts, one loses power: watch the others detect it, as a timeline.
+    /// Three hosts, one loses power: watch the others detect it and fence it, as a timeline.
     Demo,
     /// Run a scenario; exit 0 only if every expectation holds.
     Run {

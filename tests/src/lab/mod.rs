@@ -3,18 +3,30 @@
 //!
 //! Nothing here touches the machine's own network: the bridges live in a switch namespace
 //! of the lab, and lab addresses (198.18.0.0/15) are routable only inside lab namespaces.
+//! Optionally ([`Lab::start_bmcs`]) every host also gets a simulated BMC on a management
+//! network, driven by the real fence agents.
 
+mod bmc;
+mod bmc_files;
 mod cgroup;
 mod cleanup;
 mod faults;
+mod fence;
+mod mgmt;
 mod names;
 mod netns;
 mod nft;
 mod probe;
+mod rmcp;
 mod spawn;
 mod tools;
 
+pub use bmc::BMC_USER;
 pub use cleanup::{cleanup_all, cleanup_owned_by, cleanup_stale};
+pub use fence::{
+    fence_dummy_params, stdin_text as fence_stdin, FenceRun, FENCE_DUMMY, FENCE_IPMILAN,
+    IPMI_POWER_TIMEOUT_SECS,
+};
 pub use names::{MAX_HOSTS, MAX_INTERCONNECTS};
 pub use tools::{ping_command, LoadSpec};
 
@@ -62,6 +74,7 @@ pub struct Lab {
     spec: LabSpec,
     faults: Mutex<HashMap<usize, nft::FaultSet>>,
     loads: Mutex<HashMap<usize, Vec<Child>>>,
+    bmcs: bmc::Bmcs,
     destroyed: bool,
 }
 
@@ -98,6 +111,7 @@ impl Lab {
             spec: *spec,
             faults: Mutex::new(HashMap::new()),
             loads: Mutex::new(HashMap::new()),
+            bmcs: bmc::Bmcs::default(),
             destroyed: false,
         };
         match lab.build() {
@@ -302,6 +316,7 @@ impl Lab {
         }
         self.destroyed = true;
         self.stop_all_loads();
+        self.stop_all_bmcs();
         if let Err(e) = cleanup::remove_lab(&self.id) {
             tracing::warn!("destroying lab {}: {e:#}", self.id);
         }

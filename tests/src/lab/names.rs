@@ -141,6 +141,50 @@ pub fn rogue_addr(k: usize) -> Ipv4Addr {
 /// Prefix length of every interconnect subnet.
 pub const PREFIX_LEN: u8 = 24;
 
+/// Interface of the management network inside a host or BMC namespace.
+pub const MGMT_IF: &str = "mgmt";
+/// Third octet of the management subnet 198.19.254.0/24: outside 198.18.0.0/16, where the
+/// interconnects live, so no interconnect count can ever reach it.
+pub const MGMT_NET_OCTET: u8 = 254;
+/// Added to a host's index to form the last octet of its BMC's address (`.101`..`.199`).
+pub const BMC_OCTET_BASE: u8 = 100;
+
+/// Network namespace of host `i`'s simulated BMC.
+pub fn netns_bmc(id: &str, i: usize) -> String {
+    format!("{NETNS_PREFIX}{id}-bmc{i}")
+}
+
+/// Bridge of the management network in the switch namespace.
+pub fn mgmt_bridge(id: &str) -> String {
+    format!("{id}mgmt")
+}
+
+/// Switch-side end of host `i`'s veth on the management network.
+pub fn mgmt_host_port(id: &str, i: usize) -> String {
+    format!("{id}h{i}m")
+}
+
+/// Switch-side end of the veth of host `i`'s BMC.
+pub fn mgmt_bmc_port(id: &str, i: usize) -> String {
+    format!("{id}bmc{i}")
+}
+
+/// Address of host `i` on the management network.
+pub fn mgmt_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, MGMT_NET_OCTET, i as u8)
+}
+
+/// Address of host `i`'s BMC on the management network.
+pub fn bmc_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, MGMT_NET_OCTET, BMC_OCTET_BASE + i as u8)
+}
+
+/// Cgroup of host `i`'s BMC inside the lab cgroup: beside the host's, so that cutting the
+/// host's power leaves its BMC running.
+pub fn bmc_cgroup(i: usize) -> String {
+    format!("bmc{i}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +236,37 @@ mod tests {
         assert_eq!(id_of_netns("other"), None);
         assert_eq!(id_of_cgroup("hvlab-0a1b"), Some("0a1b"));
         assert_eq!(id_of_cgroup("hvlab-x"), None);
+    }
+
+    #[test]
+    fn management_names_fit_and_parse_back() {
+        let id = "ffff";
+        for i in [1, MAX_HOSTS] {
+            for n in [
+                mgmt_bridge(id),
+                mgmt_host_port(id, i),
+                mgmt_bmc_port(id, i),
+                MGMT_IF.to_string(),
+            ] {
+                assert!(n.len() <= IFNAME_MAX, "{n} too long");
+            }
+            assert_eq!(id_of_netns(&netns_bmc(id, i)), Some(id));
+        }
+        // No management port may collide with an interconnect port or bridge.
+        assert_ne!(mgmt_bmc_port(id, 1), bridge(id, 1));
+        assert_ne!(mgmt_host_port(id, 1), switch_port(id, 1, 0));
+    }
+
+    #[test]
+    fn management_addresses_stay_apart() {
+        assert_eq!(mgmt_addr(3), Ipv4Addr::new(198, 19, 254, 3));
+        assert_eq!(bmc_addr(3), Ipv4Addr::new(198, 19, 254, 103));
+        assert!(bmc_addr(MAX_HOSTS).octets()[3] < ROGUE_OCTET);
+        assert!(mgmt_addr(MAX_HOSTS).octets()[3] < bmc_addr(1).octets()[3]);
+        assert_ne!(
+            mgmt_addr(1).octets()[..3],
+            host_addr(1, MAX_INTERCONNECTS - 1).octets()[..3]
+        );
     }
 
     #[test]

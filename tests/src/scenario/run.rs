@@ -439,6 +439,76 @@ impl Runner<'_> {
                 let ok = missing.is_empty();
                 self.check(text, ok, format!("not recorded by {}", missing.join(", ")));
             }
+            Step::ExpectDown {
+                observers,
+                host,
+                proof,
+                within_ms,
+                measure,
+            } => {
+                let text = format!(
+                    "{} hold {host} DOWN{}",
+                    observers.join(", "),
+                    proof
+                        .as_ref()
+                        .map(|p| format!(" by {p}"))
+                        .unwrap_or_default()
+                );
+                let want = proof.as_ref().map(|p| p.replace('-', "_"));
+                let res = self.wait_for(observers, Duration::from_millis(*within_ms), |s| {
+                    s.hosts.iter().any(|h| {
+                        h.name == *host
+                            && h.fence
+                                .as_ref()
+                                .and_then(|f| f.down.as_ref())
+                                .is_some_and(|d| {
+                                    let kind = match serde_json::to_value(&d.proof) {
+                                        Ok(serde_json::Value::String(k)) => k,
+                                        Ok(serde_json::Value::Object(m)) => {
+                                            m.keys().next().cloned().unwrap_or_default()
+                                        }
+                                        _ => String::new(),
+                                    };
+                                    want.as_ref().is_none_or(|w| *w == kind)
+                                })
+                    })
+                });
+                if let (Ok(()), Some(phase)) = (&res, measure) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let events = self.cluster.events.snapshot();
+                    let times: Option<Vec<u64>> = observers
+                        .iter()
+                        .map(|o| {
+                            events
+                                .iter()
+                                .find(|e| {
+                                    e.unix_us >= self.last_fault_us
+                                        && &e.observer == o
+                                        && e.kind == "host_down"
+                                        && e.subject.as_deref() == Some(host.as_str())
+                                })
+                                .map(|e| e.unix_us)
+                        })
+                        .collect();
+                    if let Some(last) = times.and_then(|v| v.into_iter().max()) {
+                        self.measures
+                            .insert(phase.clone(), (last - self.last_fault_us) as f64 / 1000.0);
+                    }
+                }
+                self.check(text, res.is_ok(), res.err().unwrap_or_default());
+            }
+            Step::ExpectPower { host, on } => {
+                let state = self.cluster.lab.bmc_power_state(host);
+                let ok = state.as_ref().is_ok_and(|s| s == on);
+                self.check(
+                    format!(
+                        "the BMC of {host} reports power {}",
+                        if *on { "on" } else { "off" }
+                    ),
+                    ok,
+                    format!("{state:?}"),
+                );
+            }
             Step::ExpectAlive { hosts } => {
                 for h in hosts {
                     let running = self.cluster.agent_running(h);

@@ -308,6 +308,30 @@ pub enum Step {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+    /// Every observer holds `host` DOWN with proof (of kind `proof` when given).
+    ExpectDown {
+        /// Hosts whose view is checked.
+        observers: Vec<String>,
+        /// The host looked at.
+        host: String,
+        /// `power-off`, `kdump-notice` or `operator`.
+        #[serde(default)]
+        proof: Option<String>,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+        /// Name of the benchmark phase this measures (last fault to the last
+        /// observer's `host_down` event).
+        #[serde(default)]
+        measure: Option<String>,
+    },
+    /// The simulated BMC of `host` reports its power as given.
+    ExpectPower {
+        /// The host.
+        host: String,
+        /// On or off.
+        on: bool,
+    },
     /// The hosts' agents are running and answer.
     ExpectAlive {
         /// The hosts.
@@ -363,6 +387,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "agent-restart",
         include_str!("../../scenarios/agent-restart.toml"),
+    ),
+    (
+        "fence-power-loss",
+        include_str!("../../scenarios/fence-power-loss.toml"),
+    ),
+    (
+        "fence-level-fallback",
+        include_str!("../../scenarios/fence-level-fallback.toml"),
     ),
 ];
 

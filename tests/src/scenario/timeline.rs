@@ -22,6 +22,15 @@ const SHOWN: &[&str] = &[
     "started",
     "watchdog",
     "stalled",
+    "fence_started",
+    "fence_race_delay",
+    "fence_level_failed",
+    "fence_failed",
+    "fence_unconfigured",
+    "fence_manual",
+    "host_down",
+    "host_down_restored",
+    "fence_cleared",
 ];
 
 /// Renders steps and events relative to `start_us`, then the checks and measures.
