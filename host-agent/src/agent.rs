@@ -492,6 +492,10 @@ impl Agent {
     }
 
     fn report_fence(&mut self, events: Vec<hvcluster_common::fencing::FenceEvent>) {
+        // A new DOWN goes out at once rather than with the next regular heartbeat.
+        let news = events
+            .iter()
+            .any(|e| matches!(e, hvcluster_common::fencing::FenceEvent::Down(_)));
         for e in events {
             let (subject, kind, message) = crate::fence::describe(&e, |n| self.name(n));
             self.events.record(
@@ -500,6 +504,9 @@ impl Agent {
                 message,
                 serde_json::to_value(&e).unwrap_or_default(),
             );
+        }
+        if news {
+            self.send_heartbeats();
         }
     }
 

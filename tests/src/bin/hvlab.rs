@@ -64,6 +64,19 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Fault to DOWN with proof: phases detect, fence (decision to confirmed OFF) and
+    /// total, and fence_ipmilan alone against the same simulated BMC.
+    Fence {
+        /// fence-power-loss or a file.
+        #[arg(long, default_value = "fence-power-loss")]
+        scenario: String,
+        /// Number of runs.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print only the JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// stress-ng (cpu, vm, io) on every host; counts false Suspect and Failed marks.
     FalsePositive {
         /// Seconds of load.
@@ -179,12 +192,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     scenario,
                     runs,
                     json,
+                }
+                | BenchCommand::Fence {
+                    scenario,
+                    runs,
+                    json,
                 },
         } => {
             need_root()?;
             hvlab::interrupt::install();
             let s = Scenario::load(&scenario)?;
-            let result = bench::phases("detect", &s, runs, !json);
+            let name = if s.cluster.fence.is_some() {
+                "fence"
+            } else {
+                "detect"
+            };
+            let result = bench::phases(name, &s, runs, !json);
             println!("{}", serde_json::to_string(&result)?);
             // Figures from failed runs are left out; say so through the exit status.
             Ok(if result.ok_runs == result.runs && result.violations == 0 {

@@ -474,28 +474,92 @@ impl Runner<'_> {
                     })
                 });
                 if let (Ok(()), Some(phase)) = (&res, measure) {
-                    std::thread::sleep(Duration::from_millis(50));
-                    let events = self.cluster.events.snapshot();
-                    let times: Option<Vec<u64>> = observers
-                        .iter()
-                        .map(|o| {
-                            events
-                                .iter()
-                                .find(|e| {
-                                    e.unix_us >= self.last_fault_us
-                                        && &e.observer == o
-                                        && e.kind == "host_down"
-                                        && e.subject.as_deref() == Some(host.as_str())
-                                })
-                                .map(|e| e.unix_us)
-                        })
-                        .collect();
-                    if let Some(last) = times.and_then(|v| v.into_iter().max()) {
+                    let since = self.last_fault_us;
+                    let about = |e: &hvcluster_common::admin::EventRecord, kind: &str| {
+                        e.unix_us >= since
+                            && e.kind == kind
+                            && e.subject.as_deref() == Some(host.as_str())
+                    };
+                    let last_down = self.search_events(|events| {
+                        let times: Option<Vec<u64>> = observers
+                            .iter()
+                            .map(|o| {
+                                events
+                                    .iter()
+                                    .find(|e| about(e, "host_down") && &e.observer == o)
+                                    .map(|e| e.unix_us)
+                            })
+                            .collect();
+                        times.and_then(|v| v.into_iter().max())
+                    });
+                    if let Some(last) = last_down {
                         self.measures
-                            .insert(phase.clone(), (last - self.last_fault_us) as f64 / 1000.0);
+                            .insert(phase.clone(), (last - since) as f64 / 1000.0);
+                    }
+                    // The fence phase: from the coordinator's decision to its proof.
+                    let fence = self.search_events(|events| {
+                        let start = events.iter().find(|e| about(e, "fence_started"))?;
+                        let done = events
+                            .iter()
+                            .find(|e| about(e, "host_down") && e.observer == start.observer)?;
+                        Some((done.unix_us - start.unix_us) as f64 / 1000.0)
+                    });
+                    if let Some(ms) = fence {
+                        self.measures.insert("fence".into(), ms);
                     }
                 }
                 self.check(text, res.is_ok(), res.err().unwrap_or_default());
+            }
+            Step::TimeFenceAgent {
+                from,
+                target,
+                measure,
+            } => {
+                let lab = &self.cluster.lab;
+                let agent = std::path::Path::new(crate::lab::FENCE_IPMILAN);
+                let timeout = Duration::from_secs(20);
+                // Like the agent's run, against a host that is on: fence_ipmilan skips the
+                // power command for a host already off.
+                let on = lab.run_fence_agent(
+                    from,
+                    agent,
+                    &lab.fence_ipmilan_params(target, "on"),
+                    timeout,
+                )?;
+                anyhow::ensure!(
+                    on.succeeded(),
+                    "fence_ipmilan could not power {target} on: {}",
+                    on.stderr.trim()
+                );
+                let off = lab.run_fence_agent(
+                    from,
+                    agent,
+                    &lab.fence_ipmilan_params(target, "off"),
+                    timeout,
+                )?;
+                let status = lab.run_fence_agent(
+                    from,
+                    agent,
+                    &lab.fence_ipmilan_params(target, "status"),
+                    timeout,
+                )?;
+                let ok = off.succeeded() && status.reports_off();
+                if ok {
+                    self.measures.insert(
+                        measure.clone(),
+                        (off.elapsed + status.elapsed).as_secs_f64() * 1000.0,
+                    );
+                }
+                self.check(
+                    format!("fence_ipmilan alone powers {target} off and confirms OFF from {from}"),
+                    ok,
+                    format!(
+                        "off exit {:?}, status exit {:?}: {}",
+                        off.code,
+                        status.code,
+                        status.stderr.trim()
+                    ),
+                );
             }
             Step::ExpectPower { host, on } => {
                 let state = self.cluster.lab.bmc_power_state(host);
@@ -532,22 +596,37 @@ impl Runner<'_> {
         host: &str,
         pred: impl Fn(hvcluster_common::membership::HostState) -> bool,
     ) -> Option<f64> {
-        // Events arrive through the followers a moment after the status shows them.
-        std::thread::sleep(Duration::from_millis(50));
-        let events = self.cluster.events.snapshot();
-        let mut worst = 0u64;
-        for o in observers {
-            let at = events.iter().find(|e| {
-                e.unix_us >= self.last_fault_us
-                    && &e.observer == o
-                    && e.kind == "host_state"
-                    && e.subject.as_deref() == Some(host)
-                    && serde_json::from_value::<TransitionDetail>(e.detail.clone())
-                        .is_ok_and(|d| pred(d.host_state.to))
-            })?;
-            worst = worst.max(at.unix_us);
+        self.search_events(|events| {
+            let mut worst = 0u64;
+            for o in observers {
+                let at = events.iter().find(|e| {
+                    e.unix_us >= self.last_fault_us
+                        && &e.observer == o
+                        && e.kind == "host_state"
+                        && e.subject.as_deref() == Some(host)
+                        && serde_json::from_value::<TransitionDetail>(e.detail.clone())
+                            .is_ok_and(|d| pred(d.host_state.to))
+                })?;
+                worst = worst.max(at.unix_us);
+            }
+            Some((worst - self.last_fault_us) as f64 / 1000.0)
+        })
+    }
+
+    /// Applies `f` to the gathered events until it finds what it looks for; events
+    /// reach the followers a moment after the status shows their effect.
+    fn search_events<T>(
+        &self,
+        f: impl Fn(&[hvcluster_common::admin::EventRecord]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let found = f(&self.cluster.events.snapshot());
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(POLL);
         }
-        Some((worst - self.last_fault_us) as f64 / 1000.0)
     }
 }
 

@@ -332,6 +332,16 @@ pub enum Step {
         /// On or off.
         on: bool,
     },
+    /// Times the real fence_ipmilan alone (`off`, then `status`) from `from` against
+    /// `target`'s simulated BMC, as the agent would run it, and records it as `measure`.
+    TimeFenceAgent {
+        /// Host the agent runs on.
+        from: String,
+        /// Host whose BMC is driven.
+        target: String,
+        /// Name of the measure.
+        measure: String,
+    },
     /// The hosts' agents are running and answer.
     ExpectAlive {
         /// The hosts.
