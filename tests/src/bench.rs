@@ -70,7 +70,8 @@ fn faulted_hosts(s: &Scenario) -> BTreeSet<String> {
             | Step::Heal { host }
             | Step::Loss { host, .. }
             | Step::KdumpNotice { host }
-            | Step::RestartAgent { host } => vec![host.clone()],
+            | Step::RestartAgent { host }
+            | Step::KillAgent { host } => vec![host.clone()],
             Step::OneWayCut { from, to } => vec![from.clone(), to.clone()],
             Step::Load { hosts, .. } => hosts.clone(),
             _ => vec![],

@@ -253,6 +253,17 @@ impl LabCluster {
         Ok(())
     }
 
+    /// Kills `host`'s agent with SIGKILL, as a crash would, and reaps it.
+    pub fn kill_agent(&mut self, host: &str) -> anyhow::Result<()> {
+        if let Some(mut child) = self.agents.remove(host) {
+            child
+                .kill()
+                .with_context(|| format!("cannot kill hv-hostd on {host}"))?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Whether `host`'s agent process is still running.
     pub fn agent_running(&mut self, host: &str) -> bool {
         self.agents

@@ -131,3 +131,38 @@ fn fence_level_fallback() {
 fn demo() {
     run("demo");
 }
+
+#[test]
+fn fence_hang() {
+    run("fence-hang");
+}
+
+#[test]
+fn fence_kdump() {
+    run("fence-kdump");
+}
+
+#[test]
+fn fence_kdump_proof() {
+    run("fence-kdump-proof");
+}
+
+#[test]
+fn fence_race_2node() {
+    run("fence-race-2node");
+}
+
+#[test]
+fn fence_minority() {
+    run("fence-minority");
+}
+
+#[test]
+fn fence_coordinator_dies() {
+    run("fence-coordinator-dies");
+}
+
+#[test]
+fn fence_journal() {
+    run("fence-journal");
+}

@@ -561,6 +561,67 @@ impl Runner<'_> {
                     ),
                 );
             }
+            Step::KillAgent { host } => {
+                self.fault(format!("hv-hostd on {host} killed with SIGKILL"));
+                self.cluster.kill_agent(host)?;
+            }
+            Step::StartAgent { host } => {
+                self.note(format!("hv-hostd on {host} started"));
+                self.cluster.start_agent(host)?;
+            }
+            Step::Hvctl { on, args, exit } => {
+                self.note(format!("operator on {on}: hvctl {}", args.join(" ")));
+                let out = std::process::Command::new(crate::cluster::bin_dir()?.join("hvctl"))
+                    .arg("--socket")
+                    .arg(self.cluster.socket(on))
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .output()?;
+                let code = out.status.code().unwrap_or(-1);
+                let said = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                self.check(
+                    format!("hvctl {} exits {exit}", args.join(" ")),
+                    code == *exit,
+                    format!("exit {code}: {said}"),
+                );
+            }
+            Step::ExpectNoEvent {
+                observers,
+                kind,
+                subject,
+                for_ms,
+            } => {
+                std::thread::sleep(Duration::from_millis(*for_ms));
+                let since = self.last_fault_us;
+                let seen: Vec<String> = self
+                    .cluster
+                    .events
+                    .snapshot()
+                    .into_iter()
+                    .filter(|e| {
+                        e.unix_us >= since && e.kind == *kind && observers.contains(&e.observer)
+                    })
+                    .filter(|e| {
+                        subject
+                            .as_ref()
+                            .is_none_or(|s| e.subject.as_ref() == Some(s))
+                    })
+                    .map(|e| format!("{}: {}", e.observer, e.message))
+                    .collect();
+                let text = format!(
+                    "{} record no {kind} event{}",
+                    observers.join(", "),
+                    subject
+                        .as_ref()
+                        .map(|s| format!(" about {s}"))
+                        .unwrap_or_default()
+                );
+                self.check(text, seen.is_empty(), seen.join("; "));
+            }
             Step::ExpectPower { host, on } => {
                 let state = self.cluster.lab.bmc_power_state(host);
                 let ok = state.as_ref().is_ok_and(|s| s == on);

@@ -229,6 +229,26 @@ pub enum Step {
         /// The host.
         host: String,
     },
+    /// Fault: the host's agent is killed with SIGKILL (the host itself keeps running).
+    KillAgent {
+        /// The host.
+        host: String,
+    },
+    /// Starts the host's agent again.
+    StartAgent {
+        /// The host.
+        host: String,
+    },
+    /// Runs the real `hvctl` against `on`'s agent with `args`; expects exit code `exit`.
+    Hvctl {
+        /// Host whose admin socket is used.
+        on: String,
+        /// Arguments after `--socket PATH`.
+        args: Vec<String>,
+        /// Expected exit code.
+        #[serde(default)]
+        exit: i32,
+    },
     /// Every observer sees `host` in `state` within the time limit.
     ExpectState {
         /// Hosts whose view is checked.
@@ -342,6 +362,19 @@ pub enum Step {
         /// Name of the measure.
         measure: String,
     },
+    /// No observer records an event of `kind` (about `subject`) for the whole period
+    /// (events since the last fault count too).
+    ExpectNoEvent {
+        /// Hosts whose events are checked.
+        observers: Vec<String>,
+        /// Event kind.
+        kind: String,
+        /// Host the event is about.
+        #[serde(default)]
+        subject: Option<String>,
+        /// How long to watch.
+        for_ms: u64,
+    },
     /// The hosts' agents are running and answer.
     ExpectAlive {
         /// The hosts.
@@ -369,6 +402,7 @@ impl Step {
                 | Step::KdumpNoticeRogue {}
                 | Step::Forge { .. }
                 | Step::RestartAgent { .. }
+                | Step::KillAgent { .. }
                 | Step::Thaw { .. }
                 | Step::Heal { .. }
                 | Step::Load { .. }
@@ -405,6 +439,38 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "fence-level-fallback",
         include_str!("../../scenarios/fence-level-fallback.toml"),
+    ),
+    (
+        "fence-hang",
+        include_str!("../../scenarios/fence-hang.toml"),
+    ),
+    (
+        "fence-kdump",
+        include_str!("../../scenarios/fence-kdump.toml"),
+    ),
+    (
+        "fence-kdump-proof",
+        include_str!("../../scenarios/fence-kdump-proof.toml"),
+    ),
+    (
+        "fence-race-2node",
+        include_str!("../../scenarios/fence-race-2node.toml"),
+    ),
+    (
+        "fence-minority",
+        include_str!("../../scenarios/fence-minority.toml"),
+    ),
+    (
+        "fence-coordinator-dies",
+        include_str!("../../scenarios/fence-coordinator-dies.toml"),
+    ),
+    (
+        "fence-journal",
+        include_str!("../../scenarios/fence-journal.toml"),
+    ),
+    (
+        "fence-all-fail",
+        include_str!("../../scenarios/fence-all-fail.toml"),
     ),
 ];
 
