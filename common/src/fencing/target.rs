@@ -108,11 +108,14 @@ impl Target {
         }
     }
 
+    /// Alive in this host's current view: it restarted, or this host itself rejoined
+    /// and heard it anew. Membership never turns a Failed host back to Up in the same
+    /// incarnation, so this is a fresh sign of life.
     fn back_again(&self, p: &PeerFacts) -> bool {
         matches!(
             p.state,
             HostState::Joining | HostState::Up | HostState::Suspect
-        ) && p.incarnation > self.failed_incarnation
+        )
     }
 
     pub(super) fn tick(&mut self, p: &PeerFacts, ctx: &Ctx<'_>, out: &mut Vec<FenceAction>) {
@@ -142,9 +145,13 @@ impl Target {
                 }
             }
             FenceState::Pending { level, not_before } => {
-                if self.back_again(p) {
-                    // It restarted before anyone fenced it; nothing of it was recovered.
+                if self.back_again(p) && !p.accuses_me {
+                    // Alive before anyone fenced it; nothing of it was recovered.
                     *self = Target::default();
+                    return;
+                }
+                if p.state == HostState::Unknown {
+                    // This host rejoined and has not heard it yet: wait for the verdict.
                     return;
                 }
                 if !(ctx.quorate && ctx.coordinator) {
