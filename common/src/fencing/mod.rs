@@ -398,7 +398,18 @@ impl Fencing {
         let levels = self.cfg.levels.get(&target).cloned().unwrap_or_default();
         let me = self.cfg.me;
         let (backoff, max) = (self.cfg.retry_backoff, self.cfg.max_backoff);
+        // A power-off confirmed now also ends any incarnation heard before now (the
+        // target may have rejoined while the fence was running).
+        let known = self
+            .last_view
+            .as_ref()
+            .and_then(|v| v.peers.iter().find(|p| p.node == target))
+            .map(|p| p.incarnation)
+            .unwrap_or(0);
         if let Some(t) = self.targets.get_mut(&target) {
+            if ok {
+                t.failed_incarnation = t.failed_incarnation.max(known);
+            }
             t.on_level_result(
                 now, target, me, level, ok, detail, &levels, backoff, max, &mut out,
             );
