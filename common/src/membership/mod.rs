@@ -465,7 +465,11 @@ impl Membership {
     pub fn rejoin(&mut self, now: Duration, incarnation: u64) -> Vec<Action> {
         self.incarnation = incarnation;
         for peer in &mut self.peers {
+            // wait_for_all is a start-up rule: once every host was seen, a rejoin does
+            // not arm it again (a two-node survivor must still be able to act).
+            let seen = peer.ever_heard;
             *peer = Peer::new(peer.id, self.cfg.interconnects, now);
+            peer.ever_heard = seen;
         }
         let mut out = Vec::new();
         self.update_quorum(&mut out);
