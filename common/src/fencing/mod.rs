@@ -348,10 +348,22 @@ impl Fencing {
         self.cfg.priority.get(&other) > self.cfg.priority.get(&self.cfg.me)
     }
 
+    /// First pause after a failed round. In a two-node cluster at least twice the race
+    /// delay: the other side may be about to shoot, and a retry in flight at that
+    /// moment would take both hosts down.
+    fn base_backoff(&self) -> Duration {
+        if self.cfg.two_node {
+            self.cfg.retry_backoff.max(self.cfg.race_delay * 2)
+        } else {
+            self.cfg.retry_backoff
+        }
+    }
+
     /// Advances time with the current membership view.
     pub fn tick(&mut self, now: Duration, view: &View) -> Vec<FenceAction> {
         let mut out = Vec::new();
         let coordinator = self.coordinator(view);
+        let base_backoff = self.base_backoff();
         let recently_stalled = view
             .stalled_ago
             .is_some_and(|d| d < self.cfg.race_delay * 2);
@@ -375,7 +387,7 @@ impl Fencing {
                 } else {
                     None
                 },
-                retry_backoff: self.cfg.retry_backoff,
+                retry_backoff: base_backoff,
                 max_backoff: self.cfg.max_backoff,
                 levels: &levels,
             };
@@ -397,7 +409,7 @@ impl Fencing {
         let mut out = Vec::new();
         let levels = self.cfg.levels.get(&target).cloned().unwrap_or_default();
         let me = self.cfg.me;
-        let (backoff, max) = (self.cfg.retry_backoff, self.cfg.max_backoff);
+        let (backoff, max) = (self.base_backoff(), self.cfg.max_backoff);
         // A power-off confirmed now also ends any incarnation heard before now (the
         // target may have rejoined while the fence was running).
         let known = self

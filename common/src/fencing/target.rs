@@ -208,7 +208,7 @@ impl Target {
                 }
             }
             FenceState::Unfenced { retry_at } => {
-                if self.back_again(p) {
+                if self.back_again(p) && !p.accuses_me {
                     *self = Target::default();
                 } else if ctx.now >= retry_at {
                     self.state = FenceState::Pending {
