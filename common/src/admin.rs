@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::NodeId;
+use crate::config::{DeviceKind, NodeId};
+use crate::fencing::FenceEvent;
 use crate::membership::{HostState, LinkState, WatchdogVerdict};
 use crate::quorum::QuorumState;
 
@@ -28,6 +29,29 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Fence a host now, from level 1, whatever its membership state (`hvctl fence`).
+    /// Refused (with [`Response::Refused`]) when this host's partition has no quorum, for
+    /// this host itself, for a host without fence levels, for a host already DOWN and
+    /// while one of its levels runs. Answered with [`Response::Done`] once level 1 has
+    /// started, not when it ends: the outcome arrives as events.
+    Fence {
+        /// Host name, as in `cluster.toml`.
+        host: String,
+    },
+    /// An operator verified that the host is off (`hvctl host confirm-down`): declare it
+    /// DOWN with the operator as proof. Allowed without quorum. Refused while the host is
+    /// heard alive (Joining, Up, Suspect, or Failed but heard again), for this host
+    /// itself and for a host already DOWN. Answered with [`Response::Done`] once the DOWN
+    /// is journaled.
+    ConfirmDown {
+        /// Host name, as in `cluster.toml`.
+        host: String,
+    },
+    /// The fencing journal of this host, oldest first. Always allowed.
+    FenceHistory,
+    /// Run `monitor` on every `agent` fence device at once. Always allowed; answered
+    /// when every run ended (each is bounded by its device's `timeout_ms`).
+    FenceCheck,
 }
 
 /// The agent's answer.
@@ -42,6 +66,23 @@ pub enum Response {
     EndOfHistory {
         /// Sequence number of the last event sent.
         last_seq: u64,
+    },
+    /// An operator command was carried out (`fence` started, `confirm-down` journaled).
+    Done {
+        /// What was done, and what to watch next.
+        message: String,
+    },
+    /// An operator command was understood and refused: nothing was done.
+    Refused {
+        /// What was wrong, and what to do instead.
+        message: String,
+    },
+    /// Answer to `fence-history`.
+    FenceHistory(FenceHistory),
+    /// Answer to `fence-check`.
+    FenceCheck {
+        /// One result per configured fence device, in configuration order.
+        devices: Vec<DeviceCheck>,
     },
     /// The request could not be served.
     Error {
@@ -130,4 +171,128 @@ pub struct EventRecord {
     pub message: String,
     /// Structured details.
     pub detail: serde_json::Value,
+}
+
+/// The fencing journal of one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceHistory {
+    /// Host name of every node id, for the ids inside the events. A list, not a map:
+    /// integer map keys do not survive the tagged [`Response`] encoding.
+    pub hosts: Vec<HostName>,
+    /// Every intact record, oldest first.
+    pub records: Vec<FenceHistoryRecord>,
+    /// Damage that stopped reading before the end of the journal (the agent stops at
+    /// its next start on such damage, so this is worth a look now).
+    #[serde(default)]
+    pub damage: Option<String>,
+}
+
+impl FenceHistory {
+    /// The name of host `id`, or `node<id>` for an id no longer configured.
+    pub fn host_name(&self, id: NodeId) -> String {
+        self.hosts
+            .iter()
+            .find(|h| h.node_id == id)
+            .map_or_else(|| format!("node{id}"), |h| h.name.clone())
+    }
+}
+
+/// A node id and its host name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostName {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Host name.
+    pub name: String,
+}
+
+/// One record of the fencing journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceHistoryRecord {
+    /// Position in the journal, from 1.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch when it was journaled.
+    pub unix_ms: u64,
+    /// What happened.
+    pub event: FenceEvent,
+}
+
+/// The result of checking one fence device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCheck {
+    /// Device name.
+    pub name: String,
+    /// Device kind.
+    pub kind: DeviceKind,
+    /// Whether `monitor` succeeded; `None` for kinds with nothing to call (kdump, manual).
+    pub ok: Option<bool>,
+    /// How long the run took; `None` when nothing ran.
+    pub elapsed_ms: Option<u64>,
+    /// One line: `reachable`, the failure (`(exit 1): ...`), or why it is not checkable.
+    pub summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fencing::{DownRecord, Proof};
+
+    fn round_trip(r: &Response) {
+        let line = serde_json::to_string(r).unwrap();
+        let back: Response = serde_json::from_str(&line).unwrap();
+        assert_eq!(&back, r, "{line}");
+    }
+
+    #[test]
+    fn operator_answers_survive_the_wire() {
+        round_trip(&Response::Done {
+            message: "fencing h3 from level 1".into(),
+        });
+        round_trip(&Response::Refused {
+            message: "no quorum".into(),
+        });
+        round_trip(&Response::FenceHistory(FenceHistory {
+            hosts: vec![HostName {
+                node_id: 3,
+                name: "h3".into(),
+            }],
+            records: vec![FenceHistoryRecord {
+                seq: 1,
+                unix_ms: 1_735_689_600_000,
+                event: FenceEvent::Down(DownRecord {
+                    target: 3,
+                    incarnation: 4,
+                    proof: Proof::PowerOff {
+                        devices: vec!["ipmi-h3".into()],
+                    },
+                    by: 1,
+                }),
+            }],
+            damage: Some("record 2 damaged".into()),
+        }));
+        round_trip(&Response::FenceCheck {
+            devices: vec![DeviceCheck {
+                name: "crash".into(),
+                kind: DeviceKind::Kdump,
+                ok: None,
+                elapsed_ms: None,
+                summary: "not checkable (kind kdump)".into(),
+            }],
+        });
+    }
+
+    #[test]
+    fn operator_requests_are_kebab_case_commands() {
+        let fence: Request = serde_json::from_str(r#"{"cmd":"fence","host":"h3"}"#).unwrap();
+        assert_eq!(fence, Request::Fence { host: "h3".into() });
+        let confirm: Request =
+            serde_json::from_str(r#"{"cmd":"confirm-down","host":"h3"}"#).unwrap();
+        assert_eq!(confirm, Request::ConfirmDown { host: "h3".into() });
+        for (line, r) in [
+            (r#"{"cmd":"fence-history"}"#, Request::FenceHistory),
+            (r#"{"cmd":"fence-check"}"#, Request::FenceCheck),
+        ] {
+            assert_eq!(serde_json::from_str::<Request>(line).unwrap(), r);
+        }
+    }
 }

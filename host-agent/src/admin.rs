@@ -84,28 +84,44 @@ async fn client(stream: UnixStream, tx: mpsc::Sender<Input>, events: EventLog) {
         };
         let done = match request {
             Request::Status => {
-                let (reply, rx) = oneshot::channel();
-                let response = if tx.send(Input::Status(reply)).await.is_ok() {
-                    match rx.await {
-                        Ok(s) => Response::Status(Box::new(s)),
-                        Err(_) => Response::Error {
-                            message: "agent is stopping".into(),
-                        },
-                    }
-                } else {
-                    Response::Error {
-                        message: "agent is stopping".into(),
-                    }
-                };
+                let response = ask(&tx, Input::Status)
+                    .await
+                    .map_or_else(stopping, |s| Response::Status(Box::new(s)));
                 send(&mut w, &response).await.is_err()
             }
             Request::Events { since, follow } => {
                 stream_events(&mut w, &events, since.unwrap_or(0), follow).await
             }
+            request @ (Request::Fence { .. }
+            | Request::ConfirmDown { .. }
+            | Request::FenceHistory
+            | Request::FenceCheck) => {
+                let response = ask(&tx, |reply| Input::Operator { request, reply })
+                    .await
+                    .unwrap_or_else(stopping);
+                send(&mut w, &response).await.is_err()
+            }
         };
         if done {
             return;
         }
+    }
+}
+
+/// Hands the driver loop a request carrying a oneshot and waits for its answer; `None`
+/// when the loop is gone (the agent is stopping).
+async fn ask<T>(
+    tx: &mpsc::Sender<Input>,
+    input: impl FnOnce(oneshot::Sender<T>) -> Input,
+) -> Option<T> {
+    let (reply, rx) = oneshot::channel();
+    tx.send(input(reply)).await.ok()?;
+    rx.await.ok()
+}
+
+fn stopping() -> Response {
+    Response::Error {
+        message: "agent is stopping".into(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use hvcluster_common::admin::{HostLine, HostStatus};
+use hvcluster_common::admin::{HostLine, HostStatus, Request, Response};
 use hvcluster_common::config::{ClusterConfig, LoadedConfig, NodeId};
 use hvcluster_common::membership::{
     Action, Heartbeat, HostState, LinkState, Membership, MembershipConfig, MembershipEvent,
@@ -24,7 +24,7 @@ use crate::counters::Counters;
 use crate::events::EventLog;
 use crate::fence::FenceDriver;
 use crate::process::Prepared;
-use crate::{admin, incarnation, net, watchdog};
+use crate::{admin, incarnation, net, operator, watchdog};
 
 /// What the driver loop receives from its tasks.
 #[derive(Debug)]
@@ -51,6 +51,13 @@ pub enum Input {
     Watchdog(WatchdogVerdict),
     /// An admin client wants the status.
     Status(oneshot::Sender<HostStatus>),
+    /// An operator command from the admin socket ([`crate::operator`]).
+    Operator {
+        /// The command.
+        request: Request,
+        /// Where its answer goes.
+        reply: oneshot::Sender<Response>,
+    },
     /// A fence level finished.
     FenceResult {
         /// The host fenced.
@@ -304,6 +311,19 @@ impl Agent {
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Input::Operator { request, reply } => {
+                let cx = operator::Ctx {
+                    now: self.now(),
+                    config: &self.config,
+                    me: self.me,
+                    membership: &self.membership,
+                    fence: &mut self.fence,
+                    events: &self.events,
+                };
+                let (events, answer) = operator::handle(cx, request, reply);
+                self.report_fence(events);
+                answer.send();
             }
             Input::FenceResult {
                 target,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hvcluster_common::config::{ClusterConfig, FenceDevice, NodeId};
 use hvcluster_common::fencing::{
-    DownRecord, FenceAction, FenceEvent, Fencing, FencingConfig, View,
+    DownRecord, FenceAction, FenceEvent, Fencing, FencingConfig, Refusal, View,
 };
 use hvcluster_common::membership::Membership;
 use tokio::sync::mpsc;
@@ -127,6 +127,29 @@ impl FenceDriver {
         &self.machine
     }
 
+    /// `hvctl fence`: starts fencing `target` from level 1; returns the events to
+    /// report (already journaled).
+    pub fn request_fence(
+        &mut self,
+        now: Duration,
+        target: NodeId,
+    ) -> Result<Vec<FenceEvent>, Refusal> {
+        let actions = self.machine.request_fence(now, target)?;
+        Ok(self.perform(actions))
+    }
+
+    /// `hvctl host confirm-down`: declares `target` DOWN on an operator's word; returns
+    /// the DOWN event to report (already journaled).
+    pub fn confirm_down(&mut self, target: NodeId) -> Result<Vec<FenceEvent>, Refusal> {
+        let actions = self.machine.confirm_down(target)?;
+        Ok(self.perform(actions))
+    }
+
+    /// Where the journal lives, for `hvctl fence history`.
+    pub fn journal_path(&self) -> &Path {
+        self.journal.path()
+    }
+
     fn perform(&mut self, actions: Vec<FenceAction>) -> Vec<FenceEvent> {
         let mut events = Vec::new();
         for a in actions {
@@ -183,7 +206,6 @@ impl FenceDriver {
 /// Subject, kind and message of a fencing event for the event log; `name` maps node
 /// ids to host names.
 pub fn describe(e: &FenceEvent, name: impl Fn(NodeId) -> String) -> (String, &'static str, String) {
-    use hvcluster_common::fencing::Proof;
     match e {
         FenceEvent::Started { target, level } => {
             let n = name(*target);
@@ -237,15 +259,7 @@ pub fn describe(e: &FenceEvent, name: impl Fn(NodeId) -> String) -> (String, &'s
         }
         FenceEvent::Down(r) => {
             let n = name(r.target);
-            let proof = match &r.proof {
-                Proof::PowerOff { devices } => format!(
-                    "powered off and confirmed by {} via {}",
-                    name(r.by),
-                    devices.join(", ")
-                ),
-                Proof::KdumpNotice => format!("its kdump panic notice, accepted by {}", name(r.by)),
-                Proof::Operator => format!("an operator's confirmation on {}", name(r.by)),
-            };
+            let proof = proof_text(r, &name);
             (n.clone(), "host_down", format!("{n}: DOWN ({proof})"))
         }
         FenceEvent::Rejoined {
@@ -259,5 +273,20 @@ pub fn describe(e: &FenceEvent, name: impl Fn(NodeId) -> String) -> (String, &'s
                 format!("{n}: back after fencing (incarnation {incarnation}); no longer DOWN"),
             )
         }
+    }
+}
+
+/// What proves a DOWN record and who obtained it, e.g. `powered off and confirmed by h1
+/// via ipmi-h3`.
+pub fn proof_text(r: &DownRecord, name: impl Fn(NodeId) -> String) -> String {
+    use hvcluster_common::fencing::Proof;
+    match &r.proof {
+        Proof::PowerOff { devices } => format!(
+            "powered off and confirmed by {} via {}",
+            name(r.by),
+            devices.join(", ")
+        ),
+        Proof::KdumpNotice => format!("its kdump panic notice, accepted by {}", name(r.by)),
+        Proof::Operator => format!("an operator's confirmation on {}", name(r.by)),
     }
 }

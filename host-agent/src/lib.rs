@@ -12,6 +12,7 @@ mod incarnation;
 pub mod journal;
 mod kdump;
 mod net;
+mod operator;
 mod process;
 mod watchdog;
 

@@ -166,3 +166,8 @@ fn fence_coordinator_dies() {
 fn fence_journal() {
     run("fence-journal");
 }
+
+#[test]
+fn fence_all_fail() {
+    run("fence-all-fail");
+}
