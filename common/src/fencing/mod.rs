@@ -280,6 +280,8 @@ pub struct Fencing {
     cfg: FencingConfig,
     targets: BTreeMap<NodeId, Target>,
     last_view: Option<View>,
+    /// When this host's latest stall ended, as last seen.
+    last_stall: Option<Duration>,
 }
 
 impl Fencing {
@@ -295,6 +297,7 @@ impl Fencing {
             cfg,
             targets,
             last_view: None,
+            last_stall: None,
         }
     }
 
@@ -364,6 +367,15 @@ impl Fencing {
         let mut out = Vec::new();
         let coordinator = self.coordinator(view);
         let base_backoff = self.base_backoff();
+        let stall = view.stalled_ago.map(|d| now.saturating_sub(d));
+        if stall.is_some() && stall != self.last_stall {
+            // Back from a stall of its own, this host's earlier verdicts are stale:
+            // fences not yet running are dropped; detection starts over.
+            self.last_stall = stall;
+            for t in self.targets.values_mut() {
+                t.forget_pending();
+            }
+        }
         let recently_stalled = view
             .stalled_ago
             .is_some_and(|d| d < self.cfg.race_delay * 2);

@@ -222,6 +222,21 @@ impl Target {
         }
     }
 
+    /// Drops a fence that is decided but not running (after this host stalled).
+    pub(super) fn forget_pending(&mut self) {
+        if matches!(
+            self.state,
+            FenceState::Pending { .. }
+                | FenceState::Unfenced { .. }
+                | FenceState::WaitingKdump { .. }
+        ) {
+            *self = Target {
+                rounds: self.rounds,
+                ..Target::default()
+            };
+        }
+    }
+
     /// Starts `level` now (the caller checked quorum and role where required).
     pub(super) fn start(
         &mut self,
