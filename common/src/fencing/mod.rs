@@ -351,6 +351,15 @@ impl Fencing {
         self.cfg.priority.get(&other) > self.cfg.priority.get(&self.cfg.me)
     }
 
+    /// `target`'s incarnation in the latest view (0 if never heard).
+    fn known_incarnation(&self, target: NodeId) -> u64 {
+        self.last_view
+            .as_ref()
+            .and_then(|v| v.peers.iter().find(|p| p.node == target))
+            .map(|p| p.incarnation)
+            .unwrap_or(0)
+    }
+
     /// First pause after a failed round. In a two-node cluster at least twice the race
     /// delay: the other side may be about to shoot, and a retry in flight at that
     /// moment would take both hosts down.
@@ -424,12 +433,7 @@ impl Fencing {
         let (backoff, max) = (self.base_backoff(), self.cfg.max_backoff);
         // A power-off confirmed now also ends any incarnation heard before now (the
         // target may have rejoined while the fence was running).
-        let known = self
-            .last_view
-            .as_ref()
-            .and_then(|v| v.peers.iter().find(|p| p.node == target))
-            .map(|p| p.incarnation)
-            .unwrap_or(0);
+        let known = self.known_incarnation(target);
         if let Some(t) = self.targets.get_mut(&target) {
             if ok {
                 t.failed_incarnation = t.failed_incarnation.max(known);
@@ -534,12 +538,7 @@ impl Fencing {
             .get(&target)
             .cloned()
             .ok_or(Refusal::UnknownHost(target))?;
-        let incarnation = self
-            .last_view
-            .as_ref()
-            .and_then(|v| v.peers.iter().find(|p| p.node == target))
-            .map(|p| p.incarnation)
-            .unwrap_or(0);
+        let incarnation = self.known_incarnation(target);
         let t = self
             .targets
             .get_mut(&target)

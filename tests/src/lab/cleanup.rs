@@ -146,56 +146,35 @@ pub fn remove_lab(id: &str) -> Result<()> {
     }
 }
 
-/// Removes every lab whose owner process is dead (and orphaned namespaces and cgroups);
+/// Removes every lab whose owner process is dead, and orphaned namespaces and cgroups;
 /// returns how many labs were removed.
 pub fn cleanup_stale() -> Result<usize> {
     let with_run_dir = run_dir_ids();
-    let mut removed = 0;
-    let mut first_err = None;
-    for id in all_ids() {
-        let stale = !with_run_dir.contains(&id) || !owner_alive(&names::run_dir(&id));
-        if stale {
-            match remove_lab(&id) {
-                Ok(()) => removed += 1,
-                Err(e) => {
-                    first_err.get_or_insert(e.context(format!("removing stale lab {id}")));
-                }
-            }
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(removed),
-    }
+    remove_labs(
+        all_ids()
+            .into_iter()
+            .filter(|id| !with_run_dir.contains(id) || !owner_alive(&names::run_dir(id))),
+    )
 }
 
 /// Removes every lab created by process `pid` (e.g. this one, on Ctrl-C); returns how many.
 pub fn cleanup_owned_by(pid: u32) -> Result<usize> {
-    let mut removed = 0;
-    let mut first_err = None;
-    for id in run_dir_ids() {
-        let owner = fs::read_to_string(names::run_dir(&id).join("owner.pid")).ok();
-        if owner.and_then(|t| t.trim().parse::<u32>().ok()) != Some(pid) {
-            continue;
-        }
-        match remove_lab(&id) {
-            Ok(()) => removed += 1,
-            Err(e) => {
-                first_err.get_or_insert(e.context(format!("removing lab {id}")));
-            }
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(removed),
-    }
+    remove_labs(run_dir_ids().into_iter().filter(|id| {
+        let owner = fs::read_to_string(names::run_dir(id).join("owner.pid")).ok();
+        owner.and_then(|t| t.trim().parse::<u32>().ok()) == Some(pid)
+    }))
 }
 
 /// Removes every lab on the machine, live or not; returns how many were removed.
 pub fn cleanup_all() -> Result<usize> {
+    remove_labs(all_ids().into_iter())
+}
+
+/// Removes each lab in `ids`, going on past failures; reports the first failure.
+fn remove_labs(ids: impl Iterator<Item = String>) -> Result<usize> {
     let mut removed = 0;
     let mut first_err = None;
-    for id in all_ids() {
+    for id in ids {
         match remove_lab(&id) {
             Ok(()) => removed += 1,
             Err(e) => {
