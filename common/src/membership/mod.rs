@@ -407,7 +407,15 @@ impl Membership {
         } else {
             !self.quorum.quorate && self.cfg.priority(self.cfg.me) < self.cfg.priority(from)
         };
-        if says_i_failed && yields {
+        // A host without quorum that hears a quorate partition it had written off holds
+        // the stale view: it rejoins to merge (nobody else would ever take it back).
+        let stale_minority = !self.quorum.quorate
+            && hb.quorate
+            && self
+                .peers
+                .iter()
+                .any(|p| p.id == from && matches!(p.state, HostState::Failed(_)));
+        if (says_i_failed && yields) || stale_minority {
             out.push(Action::Event(MembershipEvent::Expelled { by: from }));
             out.push(Action::Rejoin);
         }
