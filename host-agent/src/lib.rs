@@ -5,6 +5,7 @@
 mod admin;
 mod agent;
 mod counters;
+mod describe;
 mod events;
 mod fence;
 pub mod fence_runner;

@@ -287,7 +287,7 @@ fn heard_alive_text(
     } else {
         format!("links up: {}", links.join(", "))
     };
-    let state = crate::agent::state_text(p.state);
+    let state = crate::describe::state_text(p.state);
     if p.must_rejoin {
         format!(
             "{name} failed, but its heartbeats arrive again ({heard}, {links}): its agent runs, \

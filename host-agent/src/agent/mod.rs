@@ -8,17 +8,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use hvcluster_common::admin::{HostLine, HostStatus, Request, Response};
+use hvcluster_common::admin::{HostStatus, Request, Response};
 use hvcluster_common::config::{ClusterConfig, LoadedConfig, NodeId};
+use hvcluster_common::kdump;
 use hvcluster_common::membership::{
-    Action, Heartbeat, HostState, LinkState, Membership, MembershipConfig, MembershipEvent,
-    WatchdogVerdict,
+    Action, Heartbeat, Membership, MembershipConfig, MembershipEvent, WatchdogVerdict,
 };
 use hvcluster_common::wire::{self, Header, Kind, ReplayError, ReplayWindow, WireError};
-use hvcluster_common::{kdump, membership};
 use serde_json::json;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
+
+mod status;
 
 use crate::counters::Counters;
 use crate::events::EventLog;
@@ -304,7 +305,7 @@ impl Agent {
                     self.events.record(
                         Some(&self.host.clone()),
                         "watchdog",
-                        format!("load watchdog: {}", verdict_text(verdict)),
+                        format!("load watchdog: {}", crate::describe::verdict_text(verdict)),
                         serde_json::to_value(verdict).unwrap_or_default(),
                     );
                 }
@@ -531,192 +532,20 @@ impl Agent {
     }
 
     fn report(&mut self, e: MembershipEvent) {
-        let ic_name = |i: usize| {
-            self.config
-                .interconnects
-                .get(i)
-                .map(|c| c.name.clone())
-                .unwrap_or_default()
-        };
         let detail = serde_json::to_value(&e).unwrap_or_default();
-        let (subject, kind, message) = match &e {
-            MembershipEvent::HostState { node, from, to } => {
-                let n = self.name(*node);
-                let msg = format!("{n}: {} -> {}", state_text(*from), state_text(*to));
-                (Some(n), "host_state", msg)
-            }
-            MembershipEvent::Link {
-                node,
-                interconnect,
-                state,
-            } => {
-                let n = self.name(*node);
-                let msg = format!("{n}: link {} {}", ic_name(*interconnect), link_text(*state));
-                (Some(n), "link", msg)
-            }
-            MembershipEvent::Quorum(q) => {
-                let msg = if q.quorate {
-                    format!(
-                        "quorum held ({} votes present, {} needed)",
-                        q.votes, q.needed
-                    )
-                } else if q.waiting_for_all {
-                    "no quorum: waiting to see every host once (wait_for_all)".to_string()
-                } else {
-                    format!(
-                        "QUORUM LOST: {} vote(s) present, {} needed; this host will not act",
-                        q.votes, q.needed
-                    )
-                };
-                (Some(self.host.clone()), "quorum", msg)
-            }
-            MembershipEvent::Incarnation {
-                node,
-                previous,
-                current,
-            } => {
-                let n = self.name(*node);
-                let msg = format!("{n}: agent restarted (incarnation {previous} -> {current})");
-                (Some(n), "incarnation", msg)
-            }
-            MembershipEvent::MustRejoin { node } => {
-                let n = self.name(*node);
-                let msg =
-                    format!("{n}: heard again after it failed; it must rejoin before it counts");
-                (Some(n), "must_rejoin", msg)
-            }
-            MembershipEvent::ConfigMismatch { node } => {
-                let n = self.name(*node);
-                let msg = format!(
-                    "{n}: its cluster configuration differs from this host's; its heartbeats are refused \
-                     (copy the same cluster.toml to every host)"
-                );
-                (Some(n), "config_mismatch", msg)
-            }
-            MembershipEvent::Stalled { for_ms } => {
-                let msg = format!(
-                    "this host did not run for {for_ms} ms (frozen or starved); peers' silence meanwhile is not held against them"
-                );
-                (Some(self.host.clone()), "stalled", msg)
-            }
-            MembershipEvent::Expelled { by } => {
-                let msg = format!(
-                    "{} declared this host failed; starting a new incarnation",
-                    self.name(*by)
-                );
-                (Some(self.host.clone()), "expelled", msg)
-            }
-        };
+        let (subject, kind, message) = crate::describe::membership_event(
+            &e,
+            |n| self.name(n),
+            |i| {
+                self.config
+                    .interconnects
+                    .get(i)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default()
+            },
+            &self.host,
+        );
         self.events
             .record(subject.as_deref(), kind, message, detail);
-    }
-
-    fn status(&self) -> HostStatus {
-        let now = self.now();
-        let peers = self.membership.peers(now);
-        let fence = self.fence.machine().status();
-        let hosts = self
-            .config
-            .hosts
-            .iter()
-            .map(|h| {
-                if h.node_id == self.me {
-                    return HostLine {
-                        name: h.name.clone(),
-                        node_id: h.node_id,
-                        weight: h.weight,
-                        local: true,
-                        state: HostState::Up,
-                        state_for_ms: now.as_millis() as u64,
-                        links: vec![LinkState::Up; self.sockets.len()],
-                        incarnation: Some(self.membership.incarnation()),
-                        watchdog: self.membership.watchdog(),
-                        must_rejoin: false,
-                        panic_noticed: false,
-                        silent_for_ms: None,
-                        config_mismatch: false,
-                        fence: None,
-                    };
-                }
-                let p = peers
-                    .iter()
-                    .find(|p| p.node == h.node_id)
-                    .expect("every peer is tracked");
-                HostLine {
-                    name: h.name.clone(),
-                    node_id: h.node_id,
-                    weight: h.weight,
-                    local: false,
-                    state: p.state,
-                    state_for_ms: p.state_for_ms,
-                    links: p.links.clone(),
-                    incarnation: p.incarnation,
-                    watchdog: p.watchdog,
-                    must_rejoin: p.must_rejoin,
-                    panic_noticed: p.panic_noticed,
-                    silent_for_ms: p.silent_for_ms,
-                    config_mismatch: p.config_mismatch,
-                    fence: fence.iter().find(|f| f.node == h.node_id).cloned(),
-                }
-            })
-            .collect();
-        HostStatus {
-            cluster: self.config.cluster.name.clone(),
-            host: self.host.clone(),
-            node_id: self.me,
-            incarnation: self.membership.incarnation(),
-            started_unix_ms: self.started_unix_ms,
-            quorum: self.membership.quorum(),
-            watchdog: self.membership.watchdog(),
-            realtime: self.prepared.realtime,
-            memory_locked: self.prepared.memory_locked,
-            interconnects: self
-                .config
-                .interconnects
-                .iter()
-                .map(|i| i.name.clone())
-                .collect(),
-            hosts,
-            counters: self.counters.snapshot(),
-        }
-    }
-}
-
-/// Human text of a host state, as in logs and `hvctl status`.
-pub fn state_text(s: HostState) -> String {
-    match s {
-        HostState::Unknown => "Unknown".into(),
-        HostState::Joining => "Joining".into(),
-        HostState::Up => "Up".into(),
-        HostState::Suspect => "Suspect".into(),
-        HostState::Failed(r) => format!(
-            "Failed ({})",
-            match r {
-                membership::FailReason::Silent => "silent",
-                membership::FailReason::Panic => "panic notice",
-                membership::FailReason::Hung => "reported hung",
-            }
-        ),
-    }
-}
-
-fn link_text(s: LinkState) -> &'static str {
-    match s {
-        LinkState::Unknown => "unknown",
-        LinkState::Up => "up",
-        LinkState::Down => "DOWN",
-    }
-}
-
-fn verdict_text(v: WatchdogVerdict) -> String {
-    match v {
-        WatchdogVerdict::Ok => "ok".into(),
-        WatchdogVerdict::Slow {
-            lateness_ms,
-            psi_percent,
-        } => {
-            format!("slow (lateness {lateness_ms} ms, cpu pressure {psi_percent}%)")
-        }
-        WatchdogVerdict::Hung { for_ms } => format!("HUNG for {for_ms} ms"),
     }
 }

@@ -1,0 +1,79 @@
+//! The status snapshot answered to `hvctl status`.
+
+use hvcluster_common::admin::{HostLine, HostStatus};
+use hvcluster_common::membership::{HostState, LinkState};
+
+use super::Agent;
+
+impl Agent {
+    /// This host's view of the cluster.
+    pub(super) fn status(&self) -> HostStatus {
+        let now = self.now();
+        let peers = self.membership.peers(now);
+        let fence = self.fence.machine().status();
+        let hosts = self
+            .config
+            .hosts
+            .iter()
+            .map(|h| {
+                if h.node_id == self.me {
+                    return HostLine {
+                        name: h.name.clone(),
+                        node_id: h.node_id,
+                        weight: h.weight,
+                        local: true,
+                        state: HostState::Up,
+                        state_for_ms: now.as_millis() as u64,
+                        links: vec![LinkState::Up; self.sockets.len()],
+                        incarnation: Some(self.membership.incarnation()),
+                        watchdog: self.membership.watchdog(),
+                        must_rejoin: false,
+                        panic_noticed: false,
+                        silent_for_ms: None,
+                        config_mismatch: false,
+                        fence: None,
+                    };
+                }
+                let p = peers
+                    .iter()
+                    .find(|p| p.node == h.node_id)
+                    .expect("every peer is tracked");
+                HostLine {
+                    name: h.name.clone(),
+                    node_id: h.node_id,
+                    weight: h.weight,
+                    local: false,
+                    state: p.state,
+                    state_for_ms: p.state_for_ms,
+                    links: p.links.clone(),
+                    incarnation: p.incarnation,
+                    watchdog: p.watchdog,
+                    must_rejoin: p.must_rejoin,
+                    panic_noticed: p.panic_noticed,
+                    silent_for_ms: p.silent_for_ms,
+                    config_mismatch: p.config_mismatch,
+                    fence: fence.iter().find(|f| f.node == h.node_id).cloned(),
+                }
+            })
+            .collect();
+        HostStatus {
+            cluster: self.config.cluster.name.clone(),
+            host: self.host.clone(),
+            node_id: self.me,
+            incarnation: self.membership.incarnation(),
+            started_unix_ms: self.started_unix_ms,
+            quorum: self.membership.quorum(),
+            watchdog: self.membership.watchdog(),
+            realtime: self.prepared.realtime,
+            memory_locked: self.prepared.memory_locked,
+            interconnects: self
+                .config
+                .interconnects
+                .iter()
+                .map(|i| i.name.clone())
+                .collect(),
+            hosts,
+            counters: self.counters.snapshot(),
+        }
+    }
+}
