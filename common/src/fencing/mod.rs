@@ -473,9 +473,18 @@ impl Fencing {
         membership: &Membership,
         now: Duration,
     ) -> Vec<FenceAction> {
+        // Every heartbeat repeats them: skip the ones already held before building the
+        // membership snapshot.
+        let new: Vec<&DownRecord> = records
+            .iter()
+            .filter(|r| r.target != self.cfg.me && self.down(r.target).is_none())
+            .collect();
+        if new.is_empty() {
+            return Vec::new();
+        }
         let peers = membership.peers(now);
         let mut out = Vec::new();
-        for r in records {
+        for r in new {
             let facts = peers.iter().find(|p| p.node == r.target);
             let inc = facts.and_then(|p| p.incarnation).unwrap_or(0);
             let present = facts.is_some_and(|p| p.state.present() || p.state == HostState::Joining);

@@ -107,23 +107,11 @@ pub fn run_tool(
 ) -> Result<ToolOutput> {
     let what = describe(&cmd);
     let ns = open_netns(netns)?;
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    pipe_all(&mut cmd, stdin.is_some());
     let mut child = spawn_placed(cmd, &ns, None)
         .with_context(|| format!("starting `{what}` in {}", netns.display()))?;
-    if let Some(text) = stdin {
-        let mut pipe = child
-            .stdin
-            .take()
-            .ok_or_else(|| anyhow!("no stdin pipe for `{what}`"))?;
-        pipe.write_all(text.as_bytes())
-            .with_context(|| format!("feeding stdin of `{what}` in {}", netns.display()))?;
-    }
+    feed(&mut child, stdin)
+        .with_context(|| format!("feeding stdin of `{what}` in {}", netns.display()))?;
     // Readers on threads: a chatty command must not block on a full pipe while we wait.
     let out = child.stdout.take().map(drain);
     let err = child.stderr.take().map(drain);
@@ -207,22 +195,9 @@ pub fn describe(cmd: &Command) -> String {
 /// for `ip netns` bookkeeping, which never sends packets.
 pub fn run_root(mut cmd: Command, stdin: Option<&str>) -> Result<String> {
     let what = describe(&cmd);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    pipe_all(&mut cmd, stdin.is_some());
     let mut child = cmd.spawn().with_context(|| format!("starting `{what}`"))?;
-    if let Some(text) = stdin {
-        let mut pipe = child
-            .stdin
-            .take()
-            .ok_or_else(|| anyhow!("no stdin pipe for `{what}`"))?;
-        pipe.write_all(text.as_bytes())
-            .with_context(|| format!("feeding stdin of `{what}`"))?;
-    }
+    feed(&mut child, stdin).with_context(|| format!("feeding stdin of `{what}`"))?;
     let out = child
         .wait_with_output()
         .with_context(|| format!("waiting for `{what}`"))?;
@@ -234,4 +209,24 @@ pub fn run_root(mut cmd: Command, stdin: Option<&str>) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Pipes stdout and stderr, and stdin when there is something to feed (else /dev/null).
+fn pipe_all(cmd: &mut Command, with_stdin: bool) {
+    cmd.stdin(if with_stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+}
+
+/// Writes `stdin` to the child's stdin pipe and closes it.
+fn feed(child: &mut Child, stdin: Option<&str>) -> Result<()> {
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().ok_or_else(|| anyhow!("no stdin pipe"))?;
+        pipe.write_all(text.as_bytes())?;
+    }
+    Ok(())
 }
