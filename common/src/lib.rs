@@ -3,6 +3,7 @@
 //! thread; the agents feed it events and perform the actions it returns.
 
 pub mod admin;
+pub mod application;
 pub mod config;
 pub mod fencing;
 pub mod kdump;

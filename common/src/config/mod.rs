@@ -6,6 +6,7 @@
 //! all in one pass.
 
 mod fencing;
+pub mod guest;
 mod locate;
 mod validate;
 
@@ -438,7 +439,7 @@ pub fn cluster_id_of(name: &str) -> u64 {
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-fn parse_problem(path: &Path, text: &str, e: &toml::de::Error) -> ConfigProblem {
+pub(crate) fn parse_problem(path: &Path, text: &str, e: &toml::de::Error) -> ConfigProblem {
     let line = e.span().map(|s| locate::line_at(text, s.start));
     let key = e
         .span()

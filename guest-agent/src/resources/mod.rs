@@ -1,0 +1,1 @@
+//! Resource runners: Cmdline, OCF and virtual-IP resources as child processes.
