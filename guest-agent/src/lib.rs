@@ -21,5 +21,8 @@ pub struct Options {
 
 /// Loads the configuration and runs the agent until SIGTERM or SIGINT.
 pub fn run(options: Options) -> anyhow::Result<()> {
-    anyhow::bail!("{}: the guest agent is not wired yet", options.config.display())
+    anyhow::bail!(
+        "{}: the guest agent is not wired yet",
+        options.config.display()
+    )
 }

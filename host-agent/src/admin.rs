@@ -101,6 +101,18 @@ async fn client(stream: UnixStream, tx: mpsc::Sender<Input>, events: EventLog) {
                     .unwrap_or_else(stopping);
                 send(&mut w, &response).await.is_err()
             }
+            request => {
+                let message = format!(
+                    "{} is a guest-cluster command and this is the host agent: run it inside \
+                     a guest of the guest cluster (hvctl --socket {})",
+                    serde_json::to_value(&request)
+                        .ok()
+                        .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string))
+                        .unwrap_or_default(),
+                    hvcluster_common::config::guest::DEFAULT_GUEST_ADMIN_SOCKET
+                );
+                send(&mut w, &Response::Refused { message }).await.is_err()
+            }
         };
         if done {
             return;

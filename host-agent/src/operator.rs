@@ -86,8 +86,8 @@ pub fn handle(
             spawn_check(cx.config.fence_devices.clone(), reply);
             return (Vec::new(), Answer(None));
         }
-        Request::Status | Request::Events { .. } => {
-            let message = "not an operator command".to_string();
+        _ => {
+            let message = "not a host operator command".to_string();
             return (Vec::new(), Answer::now(reply, Response::Error { message }));
         }
     };

@@ -86,10 +86,7 @@ impl ResourceState {
 
     /// Whether the state is a failure.
     pub fn is_fault(self) -> bool {
-        matches!(
-            self,
-            ResourceState::Faulted | ResourceState::OfflineFaulted
-        )
+        matches!(self, ResourceState::Faulted | ResourceState::OfflineFaulted)
     }
 }
 
@@ -173,7 +170,11 @@ mod tests {
         assert_eq!(ocf_monitor_state(7), ResourceState::Offline);
         assert_eq!(ocf_monitor_state(8), ResourceState::Online);
         for code in [1, 2, 3, 5, 6, 9] {
-            assert_eq!(ocf_monitor_state(code), ResourceState::Faulted, "code {code}");
+            assert_eq!(
+                ocf_monitor_state(code),
+                ResourceState::Faulted,
+                "code {code}"
+            );
         }
     }
 }

@@ -4,6 +4,8 @@
 //! [`Response`] line, except `events` with `follow`, which then streams one
 //! [`Response::Event`] per line until the client hangs up.
 
+mod guest;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,8 @@ use crate::config::{DeviceKind, NodeId};
 use crate::fencing::FenceEvent;
 use crate::membership::{HostState, LinkState, WatchdogVerdict};
 use crate::quorum::QuorumState;
+
+pub use guest::{AppLine, AppNodeLine, GuestNodeLine, GuestNodeState, GuestStatus, ResourceLine};
 
 /// A request to the host agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,14 +56,74 @@ pub enum Request {
     /// Run `monitor` on every `agent` fence device at once. Always allowed; answered
     /// when every run ended (each is bounded by its device's `timeout_ms`).
     FenceCheck,
+    /// Guest agent: switch an application to `node`, or to the next node in its
+    /// priority order (`hvctl app switch`). Refused while it is in maintenance, when the
+    /// node is not UP or the application is Faulted there, and while its current node is
+    /// LEFTCLUSTER. Answered once the new placement is announced; the switch itself
+    /// shows in events and status.
+    AppSwitch {
+        /// Application name.
+        app: String,
+        /// Target node; the best other node when absent.
+        #[serde(default)]
+        node: Option<String>,
+    },
+    /// Guest agent: bring an application Online on its best node (`hvctl app online`).
+    AppOnline {
+        /// Application name.
+        app: String,
+    },
+    /// Guest agent: take an application Offline everywhere (`hvctl app offline`).
+    AppOffline {
+        /// Application name.
+        app: String,
+    },
+    /// Guest agent: clear an application's faults on every node (`hvctl app clear`);
+    /// the faulted nodes run its stop (reason STOP) and become Offline.
+    AppClear {
+        /// Application name.
+        app: String,
+    },
+    /// Guest agent: maintenance mode on or off (`hvctl app maintenance`). While on, no
+    /// automatic action is taken for the application; checks go on reporting.
+    AppMaintenance {
+        /// Application name.
+        app: String,
+        /// On or off.
+        on: bool,
+    },
+    /// Guest agent: an operator verified that a LEFTCLUSTER node is off (`hvctl node
+    /// down`): mark it DOWN so its applications can switch. Refused while the node is
+    /// heard alive and for this node itself.
+    NodeDown {
+        /// Node name, as in `guest.toml`.
+        node: String,
+    },
+}
+
+impl Request {
+    /// Whether the request is meant for a guest agent.
+    pub fn is_guest_command(&self) -> bool {
+        matches!(
+            self,
+            Request::AppSwitch { .. }
+                | Request::AppOnline { .. }
+                | Request::AppOffline { .. }
+                | Request::AppClear { .. }
+                | Request::AppMaintenance { .. }
+                | Request::NodeDown { .. }
+        )
+    }
 }
 
 /// The agent's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Response {
-    /// Answer to `status`.
+    /// Answer to `status` from a host agent.
     Status(Box<HostStatus>),
+    /// Answer to `status` from a guest agent.
+    GuestStatus(Box<GuestStatus>),
     /// One event (answers `events`, one line each).
     Event(EventRecord),
     /// Marks the end of the history part of an `events` answer.
