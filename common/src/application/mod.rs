@@ -1,10 +1,43 @@
 //! The userApplication engine, as a pure state machine.
+//!
+//! Every guest node runs one [`Engine`]. It is fed ticks, resource-operation outcomes,
+//! what peers gossip in their heartbeats, node states and operator commands, each with
+//! the current time, and returns [`AppAction`]s: run a resource operation, report an
+//! event, persist, announce (send heartbeats now), have a node killed.
+//!
+//! **Placement.** Where an application should run is a small replicated register per
+//! application, a [`Placement`] with a [`Version`] (epoch, issuer). Every node gossips
+//! the placements it knows; the highest version wins. The coordinator (the UP node with
+//! the lowest id; a new one takes over when it goes) writes the automatic decisions:
+//! start-up, failover on resource failure or node failure. Operator commands are
+//! written by the node they are given to.
+//!
+//! **Safety does not rest on the coordinator.** A node starts an application only when
+//! the placement names it and every other node of the application has acknowledged
+//! that placement's version (or a later one) while reporting the application inactive
+//! there, or is proved dead. A node that sees a placement naming another node stops
+//! first and acknowledges only once stopped; a stop that fails leaves it Faulted and
+//! unacknowledged, so nothing starts elsewhere until that node is proved dead. Hence
+//! an application is never Online, or starting, on two nodes.
 
+mod coordinator;
+mod local;
+pub mod nodes;
 pub mod outcome;
 pub mod spec;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::guest::SwitchTrigger;
+use crate::config::NodeId;
+
+use local::Local;
+pub use nodes::{DownProof, GuestNodes, NodeChange, NodeView};
 pub use outcome::{OfflineReason, OpKind, OpOutcome, ResourceState};
 pub use spec::{AppSpec, ResourceSpec};
 
@@ -36,5 +69,614 @@ pub enum AppState {
 impl std::fmt::Display for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Version of a placement: later epochs win; the issuer breaks ties.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Version {
+    /// Grows with every new placement.
+    pub epoch: u64,
+    /// The node that wrote it.
+    pub issuer: NodeId,
+}
+
+/// Why a placement was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementReason {
+    /// Never placed.
+    #[default]
+    None,
+    /// AutoStartUp when the cluster came up.
+    Startup,
+    /// An operator's switch or online.
+    Operator,
+    /// An operator's offline.
+    Offline,
+    /// A resource failed on the node it ran on.
+    ResourceFailure,
+    /// The node it ran on was proved dead.
+    HostFailure,
+    /// The agent on the node it ran on shut down.
+    ShutDown,
+    /// An operator cleared a fault.
+    Clear,
+    /// An operator switched maintenance mode.
+    Maintenance,
+}
+
+/// Where an application should run: the replicated register every node gossips.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Its version; the highest known wins.
+    pub version: Version,
+    /// The node that should run it; none means Offline everywhere.
+    pub target: Option<NodeId>,
+    /// Maintenance mode: no automatic action anywhere.
+    pub maintenance: bool,
+    /// Fault-clear generation: faults recorded under a smaller one are cleared.
+    pub clear: u64,
+    /// Why it was written.
+    pub reason: PlacementReason,
+    /// The node it was last Online on, for OnlinePriority.
+    pub last_online: Option<NodeId>,
+}
+
+/// What a node reports about an application, in every heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// Finding out, after the agent started, whether its resources run.
+    Probing,
+    /// Not running.
+    Offline,
+    /// Starting.
+    Starting,
+    /// Running.
+    Online,
+    /// Stopping.
+    Stopping,
+    /// Hot standby.
+    Standby,
+    /// Failed; `clean` when every resource was stopped afterwards.
+    Faulted {
+        /// Every resource stopped after the fault.
+        clean: bool,
+    },
+    /// Some resources run outside a transition.
+    Inconsistent,
+}
+
+impl Activity {
+    /// Whether nothing of the application can be running (Standby resources are the
+    /// hot-standby kind, allowed beside an Online node).
+    pub fn inactive(self) -> bool {
+        matches!(
+            self,
+            Activity::Offline | Activity::Standby | Activity::Faulted { clean: true }
+        )
+    }
+}
+
+/// One node's report about one application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppReport {
+    /// What runs there.
+    pub activity: Activity,
+    /// The highest placement version the node has applied.
+    pub seen: Version,
+    /// Why it is Faulted, if it is.
+    pub fault: Option<String>,
+    /// Maintenance mode as that node applies it.
+    pub maintenance: bool,
+    /// Its agent is shutting down: do not place anything there.
+    pub leaving: bool,
+}
+
+/// What the engine gossips in every heartbeat (one entry per application, in
+/// configuration order; the configuration digest guarantees the same order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    /// The placements known.
+    pub placements: Vec<Placement>,
+    /// This node's report per application.
+    pub reports: Vec<AppReport>,
+}
+
+/// A resource operation the driver must run and answer with
+/// [`Engine::on_result`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceOp {
+    /// Identifies the answer.
+    pub id: u64,
+    /// Application index.
+    pub app: usize,
+    /// Resource index within the application.
+    pub resource: usize,
+    /// What to do.
+    pub kind: OpKind,
+    /// For a stop: why (`HV_OFFLINE_REASON`).
+    pub reason: Option<OfflineReason>,
+    /// Part of an automatic restart (`HV_AUTORECOVER`).
+    pub auto_recover: bool,
+}
+
+/// Something that happened to an application, for logs, status and the event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppEvent {
+    /// Its state on this node changed.
+    State {
+        /// Application.
+        app: String,
+        /// Before.
+        from: AppState,
+        /// After.
+        to: AppState,
+    },
+    /// A new placement was written or adopted.
+    Placement {
+        /// Application.
+        app: String,
+        /// Node it should run on.
+        target: Option<NodeId>,
+        /// Why.
+        reason: PlacementReason,
+        /// Its version.
+        version: Version,
+        /// Written by this node (rather than learnt from a peer).
+        written_here: bool,
+    },
+    /// A resource failed here.
+    ResourceFault {
+        /// Application.
+        app: String,
+        /// Resource.
+        resource: String,
+        /// What failed.
+        detail: String,
+        /// What the engine does about it.
+        action: String,
+    },
+    /// An operation failed here.
+    OpFailed {
+        /// Application.
+        app: String,
+        /// Resource.
+        resource: String,
+        /// Operation.
+        op: OpKind,
+        /// What happened.
+        detail: String,
+    },
+    /// The application should start or move but cannot yet.
+    Waiting {
+        /// Application.
+        app: String,
+        /// Why.
+        why: String,
+    },
+    /// HaltFlag: a node whose stop failed must be killed before the application moves.
+    KillRequested {
+        /// Application.
+        app: String,
+        /// Node to kill.
+        node: NodeId,
+    },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppAction {
+    /// Run this operation and answer with [`Engine::on_result`].
+    Run(ResourceOp),
+    /// Report this event.
+    Event(AppEvent),
+    /// Save [`Engine::persistent`] (placements, persistent faults).
+    Persist,
+    /// Send heartbeats now: something peers wait for changed.
+    Announce,
+    /// Have this node killed (HaltFlag), then prove it down.
+    KillNode(NodeId),
+}
+
+/// What survives an agent restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persistent {
+    /// Placements by application name.
+    pub placements: BTreeMap<String, Placement>,
+    /// PersistentFault applications Faulted here, by name: the cause and the clear
+    /// generation it was recorded under.
+    pub faults: BTreeMap<String, (String, u64)>,
+}
+
+/// An operator command for the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Switch to a node, or to the best other node.
+    Switch(Option<NodeId>),
+    /// Bring Online on the best node.
+    Online,
+    /// Take Offline everywhere.
+    Offline,
+    /// Clear faults.
+    Clear,
+    /// Maintenance on or off.
+    Maintenance(bool),
+}
+
+/// One application as one node sees it, for status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppView {
+    /// Application name.
+    pub name: String,
+    /// This node's local state.
+    pub local: AppState,
+    /// Each node of the application with its state there.
+    pub per_node: Vec<(NodeId, AppState, Option<String>)>,
+    /// The placement.
+    pub placement: Placement,
+    /// Each resource's last known state here and the operation running, if any.
+    pub resources: Vec<(String, Option<ResourceState>, Option<OpKind>)>,
+}
+
+#[derive(Debug)]
+struct App {
+    spec: AppSpec,
+    placement: Placement,
+    local: Local,
+    reports: BTreeMap<NodeId, (u64, AppReport)>,
+    kill_requested: Option<NodeId>,
+    waiting: Option<String>,
+    shown: AppState,
+}
+
+/// The userApplication engine of one guest node.
+#[derive(Debug)]
+pub struct Engine {
+    me: NodeId,
+    apps: Vec<App>,
+    nodes: Vec<NodeView>,
+    next_op: u64,
+    leaving: bool,
+}
+
+impl Engine {
+    /// An engine for node `me` at `now`, resuming `persistent`. Every application
+    /// starts by probing its resources.
+    pub fn new(me: NodeId, specs: Vec<AppSpec>, persistent: &Persistent, now: Duration) -> Self {
+        let apps = specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                let placement = persistent
+                    .placements
+                    .get(&spec.name)
+                    .cloned()
+                    .unwrap_or_default();
+                let fault = persistent
+                    .faults
+                    .get(&spec.name)
+                    .filter(|_| spec.persistent_fault)
+                    .filter(|(_, clear)| *clear >= placement.clear)
+                    .cloned();
+                let local = Local::new(&spec, index, fault, now);
+                App {
+                    spec,
+                    placement,
+                    local,
+                    reports: BTreeMap::new(),
+                    kill_requested: None,
+                    waiting: None,
+                    shown: AppState::Wait,
+                }
+            })
+            .collect();
+        Engine {
+            me,
+            apps,
+            nodes: Vec::new(),
+            next_op: 1,
+            leaving: false,
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// Application names, in configuration order.
+    pub fn app_names(&self) -> Vec<String> {
+        self.apps.iter().map(|a| a.spec.name.clone()).collect()
+    }
+
+    /// Index of the application called `name`.
+    pub fn app_index(&self, name: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.spec.name == name)
+    }
+
+    /// What to gossip in the next heartbeats.
+    pub fn gossip(&self) -> Gossip {
+        Gossip {
+            placements: self.apps.iter().map(|a| a.placement.clone()).collect(),
+            reports: self.apps.iter().map(|a| self.report_of(a)).collect(),
+        }
+    }
+
+    /// What must survive a restart.
+    pub fn persistent(&self) -> Persistent {
+        Persistent {
+            placements: self
+                .apps
+                .iter()
+                .map(|a| (a.spec.name.clone(), a.placement.clone()))
+                .collect(),
+            faults: self
+                .apps
+                .iter()
+                .filter(|a| a.spec.persistent_fault)
+                .filter_map(|a| Some((a.spec.name.clone(), a.local.fault.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// Whether no application runs here any more (for a clean shutdown).
+    pub fn all_inactive(&self) -> bool {
+        self.apps
+            .iter()
+            .all(|a| a.local.activity().inactive() && a.local.running.is_none())
+    }
+
+    /// Whether any operation runs here.
+    pub fn busy(&self) -> bool {
+        self.apps.iter().any(|a| a.local.running.is_some())
+    }
+
+    /// The current node views changed.
+    pub fn set_nodes(&mut self, now: Duration, views: Vec<NodeView>) -> Vec<AppAction> {
+        for v in &views {
+            if !v.heard {
+                // What an unheard node said no longer describes it.
+                for app in &mut self.apps {
+                    app.reports.remove(&v.id);
+                }
+            }
+        }
+        self.nodes = views;
+        self.step(now)
+    }
+
+    /// A peer's gossip, from incarnation `incarnation` of node `from`.
+    pub fn on_gossip(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        incarnation: u64,
+        gossip: &Gossip,
+    ) -> Vec<AppAction> {
+        let mut out = Vec::new();
+        if gossip.placements.len() != self.apps.len() || gossip.reports.len() != self.apps.len() {
+            return out;
+        }
+        for (i, app) in self.apps.iter_mut().enumerate() {
+            let theirs = &gossip.placements[i];
+            if theirs.version > app.placement.version {
+                app.placement = theirs.clone();
+                out.push(AppAction::Persist);
+                out.push(AppAction::Announce);
+                out.push(AppAction::Event(AppEvent::Placement {
+                    app: app.spec.name.clone(),
+                    target: theirs.target,
+                    reason: theirs.reason,
+                    version: theirs.version,
+                    written_here: false,
+                }));
+            }
+            let known = app.reports.get(&from).map(|(inc, _)| *inc).unwrap_or(0);
+            if incarnation >= known {
+                app.reports
+                    .insert(from, (incarnation, gossip.reports[i].clone()));
+            }
+        }
+        out.extend(self.step(now));
+        out
+    }
+
+    /// The outcome of operation `id`.
+    pub fn on_result(&mut self, now: Duration, id: u64, outcome: OpOutcome) -> Vec<AppAction> {
+        let mut out = Vec::new();
+        for app in &mut self.apps {
+            if app.local.running.as_ref().is_some_and(|r| r.id == id) {
+                app.local
+                    .on_result(&app.spec, &app.placement, now, outcome, &mut out);
+                break;
+            }
+        }
+        out.extend(self.step(now));
+        out
+    }
+
+    /// Advances time: checks due, coordinator decisions.
+    pub fn tick(&mut self, now: Duration) -> Vec<AppAction> {
+        self.step(now)
+    }
+
+    /// The agent shuts down: move the applications that switch on ShutDown, stop
+    /// everything here (reason SHUT).
+    pub fn shutdown(&mut self, now: Duration) -> Vec<AppAction> {
+        let mut out = Vec::new();
+        self.leaving = true;
+        for i in 0..self.apps.len() {
+            let app = &self.apps[i];
+            let here = app.placement.target == Some(self.me);
+            if here && !app.placement.maintenance && app.spec.switches_on(SwitchTrigger::ShutDown) {
+                let to = self.best_node(i, &[self.me]);
+                self.write(i, to, PlacementReason::ShutDown, &mut out);
+            }
+            let app = &mut self.apps[i];
+            app.local.stop_all(OfflineReason::Shut);
+        }
+        out.push(AppAction::Announce);
+        out.extend(self.step(now));
+        out
+    }
+
+    /// This node was declared dead by its peers: stop everything here at once.
+    pub fn abandon(&mut self, now: Duration) -> Vec<AppAction> {
+        for app in &mut self.apps {
+            app.local.stop_all(OfflineReason::Fault);
+        }
+        let mut out = vec![AppAction::Announce];
+        out.extend(self.step(now));
+        out
+    }
+
+    fn report_of(&self, app: &App) -> AppReport {
+        AppReport {
+            activity: app.local.activity(),
+            seen: app.placement.version,
+            fault: app.local.fault.as_ref().map(|f| f.0.clone()),
+            maintenance: app.placement.maintenance,
+            leaving: self.leaving,
+        }
+    }
+
+    fn view(&self, node: NodeId) -> Option<&NodeView> {
+        self.nodes.iter().find(|v| v.id == node)
+    }
+
+    /// Runs every application's local machine and, on the coordinator, the placement
+    /// decisions, until nothing more happens at `now`.
+    fn step(&mut self, now: Duration) -> Vec<AppAction> {
+        let mut out = Vec::new();
+        for i in 0..self.apps.len() {
+            self.decide(i, &mut out);
+        }
+        for i in 0..self.apps.len() {
+            let guard = self.may_start(i);
+            let me = self.me;
+            let app = &mut self.apps[i];
+            let before = app.local.activity();
+            app.local.drive(
+                &app.spec,
+                &app.placement,
+                me,
+                now,
+                guard.as_ref().map(|_| ()).map_err(|e| e.as_str()),
+                &mut self.next_op,
+                &mut out,
+            );
+            if let Err(why) = guard {
+                let wants = app.placement.target == Some(me)
+                    && !app.placement.maintenance
+                    && matches!(before, Activity::Offline | Activity::Standby)
+                    && app.local.fault.is_none();
+                if wants && app.waiting.as_deref() != Some(why.as_str()) {
+                    out.push(AppAction::Event(AppEvent::Waiting {
+                        app: app.spec.name.clone(),
+                        why: why.clone(),
+                    }));
+                    app.waiting = Some(why);
+                }
+            } else {
+                app.waiting = None;
+            }
+            if app.local.activity() != before {
+                out.push(AppAction::Announce);
+            }
+            let shown = app.local.state(&app.placement);
+            if shown != app.shown {
+                out.push(AppAction::Event(AppEvent::State {
+                    app: app.spec.name.clone(),
+                    from: app.shown,
+                    to: shown,
+                }));
+                app.shown = shown;
+            }
+        }
+        out
+    }
+
+    /// Status of every application as this node sees it.
+    pub fn views(&self) -> Vec<AppView> {
+        self.apps
+            .iter()
+            .map(|a| AppView {
+                name: a.spec.name.clone(),
+                local: a.local.state(&a.placement),
+                per_node: a
+                    .spec
+                    .nodes
+                    .iter()
+                    .map(|&n| {
+                        if n == self.me {
+                            let fault = a.local.fault.as_ref().map(|f| f.0.clone());
+                            (n, a.local.state(&a.placement), fault)
+                        } else {
+                            let heard = self.view(n).is_some_and(|v| v.heard);
+                            match a.reports.get(&n) {
+                                Some((_, r)) if heard => (n, shown_state(r), r.fault.clone()),
+                                _ if self.view(n).is_some_and(|v| v.proved_down) => {
+                                    (n, AppState::Offline, None)
+                                }
+                                _ => (n, AppState::Unknown, None),
+                            }
+                        }
+                    })
+                    .collect(),
+                placement: a.placement.clone(),
+                resources: a
+                    .spec
+                    .resources
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let running = a
+                            .local
+                            .running
+                            .as_ref()
+                            .filter(|op| op.resource == i)
+                            .map(|op| op.kind);
+                        (r.name.clone(), a.local.res[i], running)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Carries out an operator command given on this node. Returns what was done, or
+    /// why it was refused (nothing done).
+    pub fn command(
+        &mut self,
+        now: Duration,
+        app: &str,
+        command: Command,
+    ) -> Result<(String, Vec<AppAction>), String> {
+        let i = self
+            .app_index(app)
+            .ok_or_else(|| format!("there is no application {app:?}"))?;
+        let mut out = Vec::new();
+        let message = self.operator(i, command, &mut out)?;
+        out.extend(self.step(now));
+        Ok((message, out))
+    }
+}
+
+/// The state a report shows.
+fn shown_state(r: &AppReport) -> AppState {
+    if r.maintenance {
+        return AppState::Maintenance;
+    }
+    match r.activity {
+        Activity::Probing | Activity::Starting | Activity::Stopping => AppState::Wait,
+        Activity::Offline => AppState::Offline,
+        Activity::Online => AppState::Online,
+        Activity::Standby => AppState::Standby,
+        Activity::Faulted { .. } => AppState::Faulted,
+        Activity::Inconsistent => AppState::Inconsistent,
     }
 }
