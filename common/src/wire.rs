@@ -39,12 +39,15 @@ pub const MAX_PAYLOAD: usize = MAX_FRAME - HEADER_LEN - TAG_LEN;
 pub enum Kind {
     /// Periodic host heartbeat with a membership summary.
     Heartbeat = 1,
+    /// Periodic guest heartbeat: membership summary, placements, application reports.
+    GuestHeartbeat = 2,
 }
 
 impl Kind {
     fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Kind::Heartbeat),
+            2 => Some(Kind::GuestHeartbeat),
             _ => None,
         }
     }

@@ -1,6 +1,7 @@
 //! The admin socket: root-only Unix socket speaking newline-delimited JSON
 //! ([`hvcluster_common::admin`]).
 
+use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -24,7 +25,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!(
-                "{} is in use: another hv-hostd runs on this host",
+                "{} is in use: another agent runs with this admin socket",
                 path.display()
             );
         }
@@ -37,8 +38,48 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// What answers the requests of an admin client (all but `events`, which the server
+/// answers from the event log itself).
+pub trait Dispatch: Clone + Send + Sync + 'static {
+    /// The answer to `request`.
+    fn dispatch(&self, request: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// The host agent's dispatcher: hands requests to the driver loop.
+#[derive(Debug, Clone)]
+pub struct HostDispatch(pub mpsc::Sender<Input>);
+
+impl Dispatch for HostDispatch {
+    async fn dispatch(&self, request: Request) -> Response {
+        let tx = &self.0;
+        match request {
+            Request::Status => ask(tx, Input::Status)
+                .await
+                .map_or_else(stopping, |s| Response::Status(Box::new(s))),
+            request @ (Request::Fence { .. }
+            | Request::ConfirmDown { .. }
+            | Request::FenceHistory
+            | Request::FenceCheck) => ask(tx, |reply| Input::Operator { request, reply })
+                .await
+                .unwrap_or_else(stopping),
+            request => {
+                let message = format!(
+                    "{} is a guest-cluster command and this is the host agent: run it inside \
+                     a guest of the guest cluster (hvctl --socket {})",
+                    serde_json::to_value(&request)
+                        .ok()
+                        .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string))
+                        .unwrap_or_default(),
+                    hvcluster_common::config::guest::DEFAULT_GUEST_ADMIN_SOCKET
+                );
+                Response::Refused { message }
+            }
+        }
+    }
+}
+
 /// Accepts admin clients until the task is aborted.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Input>, events: EventLog) {
+pub async fn serve<D: Dispatch>(listener: UnixListener, dispatch: D, events: EventLog) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -48,7 +89,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Input>, events: Even
             tracing::warn!(uid, "admin connection refused: root only");
             continue;
         }
-        tokio::spawn(client(stream, tx.clone(), events.clone()));
+        tokio::spawn(client(stream, dispatch.clone(), events.clone()));
     }
 }
 
@@ -58,7 +99,7 @@ async fn send(w: &mut (impl AsyncWriteExt + Unpin), r: &Response) -> std::io::Re
     w.write_all(&line).await
 }
 
-async fn client(stream: UnixStream, tx: mpsc::Sender<Input>, events: EventLog) {
+async fn client<D: Dispatch>(stream: UnixStream, dispatch: D, events: EventLog) {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -83,35 +124,12 @@ async fn client(stream: UnixStream, tx: mpsc::Sender<Input>, events: EventLog) {
             }
         };
         let done = match request {
-            Request::Status => {
-                let response = ask(&tx, Input::Status)
-                    .await
-                    .map_or_else(stopping, |s| Response::Status(Box::new(s)));
-                send(&mut w, &response).await.is_err()
-            }
             Request::Events { since, follow } => {
                 stream_events(&mut w, &events, since.unwrap_or(0), follow).await
             }
-            request @ (Request::Fence { .. }
-            | Request::ConfirmDown { .. }
-            | Request::FenceHistory
-            | Request::FenceCheck) => {
-                let response = ask(&tx, |reply| Input::Operator { request, reply })
-                    .await
-                    .unwrap_or_else(stopping);
-                send(&mut w, &response).await.is_err()
-            }
             request => {
-                let message = format!(
-                    "{} is a guest-cluster command and this is the host agent: run it inside \
-                     a guest of the guest cluster (hvctl --socket {})",
-                    serde_json::to_value(&request)
-                        .ok()
-                        .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string))
-                        .unwrap_or_default(),
-                    hvcluster_common::config::guest::DEFAULT_GUEST_ADMIN_SOCKET
-                );
-                send(&mut w, &Response::Refused { message }).await.is_err()
+                let response = dispatch.dispatch(request).await;
+                send(&mut w, &response).await.is_err()
             }
         };
         if done {
@@ -122,16 +140,17 @@ async fn client(stream: UnixStream, tx: mpsc::Sender<Input>, events: EventLog) {
 
 /// Hands the driver loop a request carrying a oneshot and waits for its answer; `None`
 /// when the loop is gone (the agent is stopping).
-async fn ask<T>(
-    tx: &mpsc::Sender<Input>,
-    input: impl FnOnce(oneshot::Sender<T>) -> Input,
+pub async fn ask<T, I>(
+    tx: &mpsc::Sender<I>,
+    input: impl FnOnce(oneshot::Sender<T>) -> I,
 ) -> Option<T> {
     let (reply, rx) = oneshot::channel();
     tx.send(input(reply)).await.ok()?;
     rx.await.ok()
 }
 
-fn stopping() -> Response {
+/// The answer when the driver loop is gone.
+pub fn stopping() -> Response {
     Response::Error {
         message: "agent is stopping".into(),
     }

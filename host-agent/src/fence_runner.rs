@@ -11,20 +11,15 @@
 mod tests;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use hvcluster_common::config::{DeviceKind, FenceDevice};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStdin, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
-/// How much of each output stream is kept for the detail text.
-pub const TAIL_BYTES: usize = 4096;
+pub use crate::child::TAIL_BYTES;
+use crate::child::{last_line, run_bounded};
 /// Pause between two `off` attempts of one device.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Directories searched after PATH: fence agents live in sbin, which a daemon's PATH
@@ -79,7 +74,7 @@ impl AgentOutcome {
 /// The last non-empty line of an agent's output, without the logging prefix
 /// (`2026-01-01 10:00:00,123 ERROR: `) fence-agents put before their messages.
 fn last_message(text: &str) -> Option<String> {
-    let line = text.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+    let line = last_line(text)?;
     let msg = line.rsplit_once(" ERROR: ").map_or(line, |(_, m)| m.trim());
     Some(msg.chars().take(300).collect())
 }
@@ -185,64 +180,6 @@ fn exit_ok(action: &str, exit: Option<i32>) -> bool {
     }
 }
 
-/// Keeps the last [`TAIL_BYTES`] of a stream.
-#[derive(Debug, Default)]
-struct Tail(Vec<u8>);
-
-impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-        if self.0.len() > TAIL_BYTES {
-            let cut = self.0.len() - TAIL_BYTES;
-            self.0.drain(..cut);
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
-    }
-}
-
-/// Reads a stream to its end into `tail`; a read error ends it like EOF.
-async fn drain<R: AsyncRead + Unpin>(stream: Option<R>, tail: &mut Tail) {
-    let Some(mut stream) = stream else { return };
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        tail.push(&buf[..n]);
-    }
-}
-
-/// Writes the parameters and closes stdin. An agent that exits without reading them
-/// makes this fail with EPIPE; its exit code tells what happened, so that is ignored.
-async fn feed(stdin: Option<ChildStdin>, text: &str) {
-    if let Some(mut stdin) = stdin {
-        let _ = stdin.write_all(text.as_bytes()).await;
-        let _ = stdin.shutdown().await;
-    }
-}
-
-/// Kills the agent's process group if the run is abandoned (its future dropped) while
-/// the group leader is not yet reaped, so no power operation keeps going unobserved.
-#[derive(Debug)]
-struct GroupGuard(Option<Pid>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Runs `device`'s agent once with `action=<action>` plus `extra` lines on stdin,
 /// bounded by its timeout.
 pub async fn run_agent(
@@ -262,87 +199,21 @@ pub async fn run_agent(
         Ok(p) => p,
         Err(why) => return AgentOutcome::failed_to_start(why, start.elapsed()),
     };
-    let spawned = Command::new(&program)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
+    tracing::debug!(device = %describe(device), action, "running fence agent");
+    let timeout = Duration::from_millis(device.timeout_ms);
+    match run_bounded(Command::new(&program), Some(&text), timeout).await {
+        Ok(run) => AgentOutcome {
+            ok: !run.timed_out && exit_ok(action, run.exit),
+            exit: run.exit,
+            stdout_tail: run.stdout_tail,
+            stderr_tail: run.stderr_tail,
+            elapsed: start.elapsed(),
+            timed_out: run.timed_out,
+        },
         Err(e) => {
             let why = format!("{}: cannot start {}: {e}", device.name, program.display());
-            return AgentOutcome::failed_to_start(why, start.elapsed());
+            AgentOutcome::failed_to_start(why, start.elapsed())
         }
-    };
-    // Declared after `child` so it drops first: the group is killed while the leader
-    // is unreaped, when its id cannot belong to anyone else.
-    let mut guard = GroupGuard(
-        child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw),
-    );
-    tracing::debug!(device = %describe(device), action, "running fence agent");
-
-    let deadline = start + Duration::from_millis(device.timeout_ms);
-    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let (mut out, mut err) = (Tail::default(), Tail::default());
-    // Both pipes are read concurrently with the wait, so a chatty agent never blocks.
-    let finished = tokio::time::timeout_at(deadline, async {
-        let io = async {
-            tokio::join!(
-                feed(stdin, &text),
-                drain(stdout, &mut out),
-                drain(stderr, &mut err)
-            )
-        };
-        tokio::join!(io, child.wait()).1
-    })
-    .await;
-    let (status, timed_out, note): (Option<ExitStatus>, bool, &str) = match finished {
-        Ok(Ok(status)) => (Some(status), false, ""),
-        Ok(Err(e)) => {
-            tracing::warn!(device = %device.name, cause = %e, "cannot wait for fence agent");
-            guard.kill();
-            (child.wait().await.ok(), false, "")
-        }
-        Err(_) => match child.try_wait() {
-            // It exited but something still holds its pipes open: a helper left in its
-            // group (which keeps the group id taken), so killing the group is safe.
-            Ok(Some(status)) => {
-                guard.kill();
-                (
-                    Some(status),
-                    false,
-                    "\n[helpers it left running were killed]",
-                )
-            }
-            _ => {
-                guard.kill();
-                (child.wait().await.ok(), true, "")
-            }
-        },
-    };
-    guard.0 = None;
-    let exit = if timed_out {
-        None
-    } else {
-        status.and_then(|s| s.code())
-    };
-    let mut stderr_tail = err.text();
-    stderr_tail.push_str(note);
-    if let Some(sig) = status.and_then(|s| s.signal()).filter(|_| !timed_out) {
-        stderr_tail.push_str(&format!("\n[killed by signal {sig}]"));
-    }
-    AgentOutcome {
-        ok: !timed_out && exit_ok(action, exit),
-        exit,
-        stdout_tail: out.text(),
-        stderr_tail,
-        elapsed: start.elapsed(),
-        timed_out,
     }
 }
 

@@ -2,17 +2,18 @@
 //! `hvcluster-common`. It performs the core's actions (send heartbeats, report events)
 //! and feeds it what arrives: heartbeat frames, kdump notices, watchdog verdicts, ticks.
 
-mod admin;
+pub mod admin;
 mod agent;
-mod counters;
+pub mod child;
+pub mod counters;
 mod describe;
-mod events;
+pub mod events;
 mod fence;
 pub mod fence_runner;
-mod incarnation;
+pub mod incarnation;
 pub mod journal;
 mod kdump;
-mod net;
+pub mod net;
 mod operator;
 mod process;
 mod watchdog;

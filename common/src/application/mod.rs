@@ -186,6 +186,17 @@ pub struct Gossip {
     pub reports: Vec<AppReport>,
 }
 
+/// The payload of a guest heartbeat frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestHeartbeat {
+    /// The membership part, as between hosts.
+    pub membership: crate::membership::Heartbeat,
+    /// Placements and this node's application reports.
+    pub gossip: Gossip,
+    /// Nodes the sender holds proved dead.
+    pub proofs: Vec<DownProof>,
+}
+
 /// A resource operation the driver must run and answer with
 /// [`Engine::on_result`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +353,7 @@ pub struct Engine {
     nodes: Vec<NodeView>,
     next_op: u64,
     leaving: bool,
+    names: BTreeMap<NodeId, String>,
 }
 
 impl Engine {
@@ -381,7 +393,39 @@ impl Engine {
             nodes: Vec::new(),
             next_op: 1,
             leaving: false,
+            names: BTreeMap::new(),
         }
+    }
+
+    /// Node names for the messages the engine writes (otherwise `node N`).
+    pub fn set_names(&mut self, names: BTreeMap<NodeId, String>) {
+        self.names = names;
+    }
+
+    /// Replaces every `node N` of an engine message by the node's name.
+    fn named(&self, message: String) -> String {
+        if self.names.is_empty() {
+            return message;
+        }
+        let mut out = String::new();
+        let mut rest = message.as_str();
+        while let Some(pos) = rest.find("node ") {
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 5..];
+            let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            match digits.parse::<NodeId>().ok().and_then(|id| self.names.get(&id)) {
+                Some(name) => {
+                    out.push_str(name);
+                    rest = &after[digits.len()..];
+                }
+                None => {
+                    out.push_str("node ");
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// This node.
@@ -557,7 +601,7 @@ impl Engine {
             self.decide(i, &mut out);
         }
         for i in 0..self.apps.len() {
-            let guard = self.may_start(i);
+            let guard = self.may_start(i).map_err(|e| self.named(e));
             let me = self.me;
             let app = &mut self.apps[i];
             let before = app.local.activity();
@@ -660,9 +704,11 @@ impl Engine {
             .app_index(app)
             .ok_or_else(|| format!("there is no application {app:?}"))?;
         let mut out = Vec::new();
-        let message = self.operator(i, command, &mut out)?;
+        let message = self
+            .operator(i, command, &mut out)
+            .map_err(|e| self.named(e))?;
         out.extend(self.step(now));
-        Ok((message, out))
+        Ok((self.named(message), out))
     }
 }
 

@@ -176,7 +176,7 @@ impl Agent {
         let listener = admin::bind(&config.admin.socket)?;
         tasks.push(tokio::spawn(admin::serve(
             listener,
-            tx.clone(),
+            admin::HostDispatch(tx.clone()),
             events.clone(),
         )));
         watchdog::spawn((&config.load_watchdog).into(), tx.clone())
@@ -406,6 +406,7 @@ impl Agent {
                     self.report_fence(events);
                 }
             }
+            Kind::GuestHeartbeat => self.drop_frame("unknown_kind", from),
         }
     }
 

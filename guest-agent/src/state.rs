@@ -1,0 +1,84 @@
+//! What the engine must keep across restarts (placements, persistent faults), in
+//! `<state_dir>/applications.json`, written atomically and synced.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use hvcluster_common::application::Persistent;
+
+/// The state file of `state_dir`.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("applications.json")
+}
+
+/// Reads the saved state. A missing file is an empty state; an unreadable one is kept
+/// aside (`.corrupt`) and reported, and the agent starts empty: placements are learnt
+/// again from the peers, and nothing starts before they answer.
+pub fn load(file: &Path) -> (Persistent, Option<String>) {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Persistent::default(), None),
+        Err(e) => {
+            return (
+                Persistent::default(),
+                Some(format!("cannot read {}: {e}", file.display())),
+            )
+        }
+    };
+    match serde_json::from_str(&text) {
+        Ok(p) => (p, None),
+        Err(e) => {
+            let aside = file.with_extension("json.corrupt");
+            let _ = std::fs::rename(file, &aside);
+            (
+                Persistent::default(),
+                Some(format!(
+                    "{} is unreadable ({e}); kept as {} and starting without it",
+                    file.display(),
+                    aside.display()
+                )),
+            )
+        }
+    }
+}
+
+/// Writes the state: a temporary file, fsync, rename, fsync of the directory.
+pub fn save(file: &Path, state: &Persistent) -> anyhow::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = file.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(state)?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hvcluster_common::application::Placement;
+
+    #[test]
+    fn round_trip_and_corrupt_file_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path());
+        assert_eq!(load(&file), (Persistent::default(), None));
+        let mut state = Persistent::default();
+        state.placements.insert("app1".into(), Placement::default());
+        state.faults.insert("app1".into(), ("r0: check".into(), 3));
+        save(&file, &state).unwrap();
+        assert_eq!(load(&file), (state, None));
+        std::fs::write(&file, b"{ not json").unwrap();
+        let (loaded, problem) = load(&file);
+        assert_eq!(loaded, Persistent::default());
+        assert!(problem.unwrap().contains("unreadable"));
+        assert!(file.with_extension("json.corrupt").exists());
+    }
+}
