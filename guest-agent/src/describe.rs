@@ -70,7 +70,7 @@ fn reason_words(r: PlacementReason) -> &'static str {
         PlacementReason::HostFailure => "node failure",
         PlacementReason::ShutDown => "agent shutdown",
         PlacementReason::Clear => "fault cleared",
-        PlacementReason::Maintenance => "maintenance mode",
+        PlacementReason::Maintenance => "maintenance mode switched",
     }
 }
 

@@ -1,38 +1,49 @@
 //! hvctl: the hvcluster administrator's command line.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use hvcluster_common::admin::{Request, Response};
-use hvcluster_common::config::{ClusterConfig, DEFAULT_ADMIN_SOCKET};
-use hvctl::{client, render};
+use hvcluster_common::config::ClusterConfig;
+use hvctl::{client, guest, render};
 
-/// Administer an hvcluster host cluster.
+/// Administer an hvcluster host cluster or guest cluster.
 ///
-/// hvctl talks to the host agent (hv-hostd) of this host through its admin socket
-/// (root only). Every command that shows state takes --json for scripts.
+/// hvctl talks to the agent of this machine through its admin socket (root only): the
+/// host agent (hv-hostd) on a hypervisor, the guest agent (hv-guestd) inside a guest of
+/// a guest cluster. `status` and `events` work with either; `fence` and `host` need a
+/// host agent, `app` and `node` a guest agent. Every command that shows state takes
+/// --json for scripts.
 #[derive(Debug, Parser)]
 #[command(name = "hvctl", version, about, long_about)]
 struct Cli {
-    /// Admin socket of the local agent.
-    #[arg(long, global = true, env = "HV_ADMIN_SOCKET", default_value = DEFAULT_ADMIN_SOCKET)]
-    socket: PathBuf,
+    /// Admin socket of the local agent [default: /run/hvcluster/hostd.sock if it exists,
+    /// else /run/hvcluster/guestd.sock]
+    #[arg(long, global = true, env = "HV_ADMIN_SOCKET")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show the hosts, their states and reasons, links, quorum and load verdicts.
+    /// Show the hosts (or guest nodes), their states and reasons, and the applications.
     ///
-    /// States: Up (alive, counted for quorum), Joining (heard, not yet for long
-    /// enough), Suspect (silent past suspect_after_ms, still counted), Failed (silent
-    /// past dead_after_ms, a kdump panic notice, or reported hung), Unknown (not heard
-    /// since this agent started). "must rejoin" marks a Failed host heard again without
-    /// restarting: it is not counted until it rejoins with a new incarnation.
+    /// From a host agent: hosts, links, quorum and load verdicts. States: Up (alive,
+    /// counted for quorum), Joining (heard, not yet for long enough), Suspect (silent
+    /// past suspect_after_ms, still counted), Failed (silent past dead_after_ms, a kdump
+    /// panic notice, or reported hung), Unknown (not heard since this agent started).
+    /// "must rejoin" marks a Failed host heard again without restarting: it is not
+    /// counted until it rejoins with a new incarnation.
+    ///
+    /// From a guest agent: the guest nodes and the applications. Node states: UP (in the
+    /// cluster), COMINGUP (not heard yet, or not for long enough), LEFTCLUSTER (silent
+    /// and not proved dead: what ran there may still run), DOWN (proved dead, or back
+    /// with a new incarnation and not joined yet). Applications: their state on each
+    /// node, where they are Online, faults, this node's resources, maintenance mode.
     Status {
         /// Print the agent's JSON answer instead of a table.
         #[arg(long)]
@@ -66,10 +77,153 @@ enum Command {
         #[command(subcommand)]
         command: HostCommand,
     },
+    /// Act on a userApplication of a guest cluster: switch, online, offline, clear,
+    /// maintenance (guest agent).
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Act on a node of a guest cluster: mark a LEFTCLUSTER node DOWN (guest agent).
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+const APP_HELP: &str = "\
+Run inside a guest of the guest cluster: the guest agent there carries the command out
+and tells every other node. The command is answered once the new placement is decided;
+the start and stop themselves follow: watch them with `hvctl events -f` and
+`hvctl status`.
+
+Every app command but `maintenance` is refused while the application is in maintenance
+mode, and for a name that is not an [[application]] of guest.toml.
+
+Exit status: 0 done, 1 refused by the agent (its reason is printed), 2 the agent cannot
+be reached or the command line is wrong.";
+
+#[derive(Debug, Subcommand)]
+#[command(after_help = APP_HELP)]
+enum AppCommand {
+    /// Switch an application to NODE, or to the best other node of its list
+    ///
+    /// The node it runs on stops it (reason SWITCH), then NODE starts it.
+    ///
+    /// Refused when NODE is not in guest.toml or not in the application's node list,
+    /// when NODE is not UP, while the application is Faulted on NODE (hvctl app clear
+    /// first), when it already runs on NODE, when no other node can take it, and while
+    /// the node it is placed on is LEFTCLUSTER (it may still run there: check that node
+    /// is off, then hvctl node down NODE).
+    ///
+    /// Examples:
+    ///   hvctl app switch web vm2
+    ///   hvctl app switch web           to the next node in priority order
+    #[command(verbatim_doc_comment, after_help = APP_HELP)]
+    Switch {
+        /// Application name, as in guest.toml.
+        app: String,
+        /// Target node; the best other node when absent.
+        node: Option<String>,
+    },
+    /// Bring an Offline application Online on its best node
+    ///
+    /// Refused when it is already placed and running, when no node can take it, and
+    /// while a node of its list is LEFTCLUSTER (it may still run there).
+    ///
+    /// Example:
+    ///   hvctl app online web
+    #[command(verbatim_doc_comment, after_help = APP_HELP)]
+    Online {
+        /// Application name, as in guest.toml.
+        app: String,
+    },
+    /// Take an application Offline on every node
+    ///
+    /// Its resources are stopped, last to first. It stays Offline until hvctl app
+    /// online or switch. Refused when it is already Offline everywhere.
+    ///
+    /// Example:
+    ///   hvctl app offline web
+    #[command(verbatim_doc_comment, after_help = APP_HELP)]
+    Offline {
+        /// Application name, as in guest.toml.
+        app: String,
+    },
+    /// Clear an application's faults on every node
+    ///
+    /// Each node where it is Faulted runs its stop (reason STOP) and becomes Offline,
+    /// so it can run there again. Fix the cause first: hvctl status shows the fault.
+    /// Refused when it is not Faulted on any node.
+    ///
+    /// Example:
+    ///   hvctl app clear web
+    #[command(verbatim_doc_comment, after_help = APP_HELP)]
+    Clear {
+        /// Application name, as in guest.toml.
+        app: String,
+    },
+    /// Switch maintenance mode on or off
+    ///
+    /// While on, the cluster takes no automatic action for the application: no start,
+    /// stop, restart or switch on a failure; checks go on reporting. Use it to work on
+    /// the application's resources by hand. Switch it off when they are back as the
+    /// cluster left them. Refused when it is already in (out of) maintenance mode.
+    ///
+    /// Examples:
+    ///   hvctl app maintenance web on
+    ///   hvctl app maintenance web off
+    #[command(verbatim_doc_comment, after_help = APP_HELP)]
+    Maintenance {
+        /// Application name, as in guest.toml.
+        app: String,
+        /// `on` or `off`.
+        mode: OnOff,
+    },
+}
+
+/// A switch position.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Mark a LEFTCLUSTER node DOWN because you verified that it is off
+    ///
+    /// A silent node is LEFTCLUSTER, not DOWN: nothing proves it stopped, so what ran
+    /// there may still run, and its applications stay where they are. When no host link
+    /// can prove it, check the node yourself (its console, the hypervisor: virsh
+    /// domstate, or stop the VM) and then run this. Your word is the proof: it is shared
+    /// with every node, and the applications that ran on NODE may switch. A wrong
+    /// confirmation can run the same application twice, so check first.
+    ///
+    /// Refused while NODE is heard alive (its heartbeats arrive: UP, COMINGUP, or
+    /// LEFTCLUSTER but heard again), for a node already DOWN, for the node you are on,
+    /// and for a name that is not a [[node]] of guest.toml.
+    ///
+    /// Without --yes, hvctl asks on the terminal first; when standard input is not a
+    /// terminal it refuses before contacting the agent (exit 2).
+    ///
+    /// Exit status: 0 NODE is DOWN, 1 refused or not confirmed, 2 the agent cannot be
+    /// reached, --yes is missing without a terminal, or the command line is wrong.
+    ///
+    /// Examples:
+    ///   hvctl node down vm2
+    ///   hvctl node down vm2 --yes
+    #[command(verbatim_doc_comment)]
+    Down {
+        /// The node, by its name in guest.toml.
+        node: String,
+        /// Do not ask for confirmation (needed when standard input is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
     },
 }
 
@@ -205,9 +359,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Resolved only by the commands that talk to an agent: `config check` needs none.
+    let given = cli.socket;
+    let socket = || client::choose_socket(given.as_deref());
     match cli.command {
         Command::Status { json } => {
-            let mut conn = client::Connection::open(&cli.socket)?;
+            let mut conn = client::Connection::open(&socket()?)?;
             match conn.request(&Request::Status)? {
                 Response::Status(s) => {
                     if json {
@@ -217,7 +374,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Ok(ExitCode::SUCCESS)
                 }
-                other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+                Response::GuestStatus(s) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        print!("{}", guest::status(&s));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => not_an_answer(other),
             }
         }
         Command::Events {
@@ -225,7 +390,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             json,
         } => {
-            let mut conn = client::Connection::open(&cli.socket)?;
+            let mut conn = client::Connection::open(&socket()?)?;
             conn.send(&Request::Events { since, follow })?;
             loop {
                 match conn.receive()? {
@@ -247,11 +412,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fence(FenceArgs {
             command: Some(FenceCommand::History { json }),
             ..
-        }) => fence_history(&cli.socket, json),
+        }) => fence_history(&socket()?, json),
         Command::Fence(FenceArgs {
             command: Some(FenceCommand::Check { json }),
             ..
-        }) => fence_check(&cli.socket, json),
+        }) => fence_check(&socket()?, json),
         Command::Fence(FenceArgs {
             command: None,
             host,
@@ -268,7 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !confirmed(&question, yes, &with_yes)? {
                 return Ok(not_confirmed());
             }
-            operator(&cli.socket, &Request::Fence { host })
+            operator(&socket()?, &Request::Fence { host })
         }
         Command::Host {
             command: HostCommand::ConfirmDown { host, yes },
@@ -283,7 +448,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )? {
                 return Ok(not_confirmed());
             }
-            operator(&cli.socket, &Request::ConfirmDown { host })
+            operator(&socket()?, &Request::ConfirmDown { host })
+        }
+        Command::App { command } => {
+            let request = match command {
+                AppCommand::Switch { app, node } => Request::AppSwitch { app, node },
+                AppCommand::Online { app } => Request::AppOnline { app },
+                AppCommand::Offline { app } => Request::AppOffline { app },
+                AppCommand::Clear { app } => Request::AppClear { app },
+                AppCommand::Maintenance { app, mode } => Request::AppMaintenance {
+                    app,
+                    on: matches!(mode, OnOff::On),
+                },
+            };
+            operator(&socket()?, &request)
+        }
+        Command::Node {
+            command: NodeCommand::Down { node, yes },
+        } => {
+            let question = format!(
+                "Mark {node} DOWN? Only if you verified that it is off: its applications will \
+                 be started elsewhere."
+            );
+            if !confirmed(&question, yes, &format!("hvctl node down {node} --yes"))? {
+                return Ok(not_confirmed());
+            }
+            operator(&socket()?, &Request::NodeDown { node })
         }
         Command::Config {
             command: ConfigCommand::Check { file, json },
@@ -361,13 +551,22 @@ fn not_confirmed() -> ExitCode {
 }
 
 /// Sends an operator command: 0 when done, 1 when refused.
-fn operator(socket: &std::path::Path, request: &Request) -> anyhow::Result<ExitCode> {
+fn operator(socket: &Path, request: &Request) -> anyhow::Result<ExitCode> {
     let mut conn = client::Connection::open(socket)?;
     match conn.request(request)? {
         Response::Done { message } => {
             println!("{message}");
             Ok(ExitCode::SUCCESS)
         }
+        other => not_an_answer(other),
+    }
+}
+
+/// What to do with an answer that is not the one asked for: a refusal (for instance
+/// from the other kind of agent) is printed as the agent said it, exit 1; an error or
+/// anything else is an error (exit 2).
+fn not_an_answer(response: Response) -> anyhow::Result<ExitCode> {
+    match response {
         Response::Refused { message } => {
             eprintln!("hvctl: refused: {message}");
             Ok(ExitCode::from(1))
@@ -377,12 +576,11 @@ fn operator(socket: &std::path::Path, request: &Request) -> anyhow::Result<ExitC
     }
 }
 
-fn fence_history(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+fn fence_history(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let mut conn = client::Connection::open(socket)?;
     let history = match conn.request(&Request::FenceHistory)? {
         Response::FenceHistory(h) => h,
-        Response::Error { message } => anyhow::bail!("agent: {message}"),
-        other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+        other => return not_an_answer(other),
     };
     if json {
         for r in &history.records {
@@ -397,12 +595,11 @@ fn fence_history(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn fence_check(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+fn fence_check(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let mut conn = client::Connection::open(socket)?;
     let devices = match conn.request(&Request::FenceCheck)? {
         Response::FenceCheck { devices } => devices,
-        Response::Error { message } => anyhow::bail!("agent: {message}"),
-        other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+        other => return not_an_answer(other),
     };
     if json {
         for d in &devices {
@@ -416,4 +613,65 @@ fn fence_check(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use hvcluster_common::config::guest::DEFAULT_GUEST_ADMIN_SOCKET;
+    use hvcluster_common::config::DEFAULT_ADMIN_SOCKET;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn socket_help_names_both_default_sockets() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains(DEFAULT_ADMIN_SOCKET), "{help}");
+        assert!(help.contains(DEFAULT_GUEST_ADMIN_SOCKET), "{help}");
+    }
+
+    #[test]
+    fn app_commands_map_to_guest_requests() {
+        let request = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["hvctl"], args].concat()).unwrap();
+            match cli.command {
+                Command::App { command } => match command {
+                    AppCommand::Switch { app, node } => Request::AppSwitch { app, node },
+                    AppCommand::Maintenance { app, mode } => Request::AppMaintenance {
+                        app,
+                        on: matches!(mode, OnOff::On),
+                    },
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            request(&["app", "switch", "web"]),
+            Request::AppSwitch {
+                app: "web".into(),
+                node: None
+            }
+        );
+        assert_eq!(
+            request(&["app", "switch", "web", "vm2"]),
+            Request::AppSwitch {
+                app: "web".into(),
+                node: Some("vm2".into())
+            }
+        );
+        assert_eq!(
+            request(&["app", "maintenance", "web", "on"]),
+            Request::AppMaintenance {
+                app: "web".into(),
+                on: true
+            }
+        );
+        assert!(Cli::try_parse_from(["hvctl", "app", "maintenance", "web", "maybe"]).is_err());
+    }
 }

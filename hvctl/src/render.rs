@@ -29,7 +29,8 @@ fn verdict(v: WatchdogVerdict) -> String {
     }
 }
 
-fn duration(ms: u64) -> String {
+/// A time span as `3.2s`, `0m42s` or `2h14m`.
+pub fn duration(ms: u64) -> String {
     match ms {
         0..=9_999 => format!("{:.1}s", ms as f64 / 1000.0),
         10_000..=5_999_999 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),

@@ -48,6 +48,12 @@ pub struct ClusterSpec {
     /// Fencing: simulated BMCs and fence levels for every host.
     #[serde(default)]
     pub fence: Option<FenceSpec>,
+    /// Guests (g1..) of one guest cluster, each on a host.
+    #[serde(default, rename = "guest")]
+    pub guests: Vec<crate::guests::GuestSpec>,
+    /// The guest cluster's applications, as `[[application]]` tables of guest.toml.
+    #[serde(default, rename = "application")]
+    pub applications: Vec<toml::Table>,
 }
 
 /// Fencing of a lab cluster: every host gets the same levels, made of device templates.
@@ -165,6 +171,7 @@ impl LabCluster {
         for host in cluster.lab.host_names() {
             cluster.start_agent(&host)?;
         }
+        cluster.start_guests()?;
         Ok(cluster)
     }
 
@@ -173,14 +180,29 @@ impl LabCluster {
         self.lab.host_names()
     }
 
-    /// Admin socket of `host`'s agent.
-    pub fn socket(&self, host: &str) -> PathBuf {
-        self.dir.join(host).join("hostd.sock")
+    /// Whether `name` is one of the cluster's guests (rather than a host).
+    pub fn is_guest(&self, name: &str) -> bool {
+        self.spec.guests.iter().any(|g| g.name == name)
     }
 
-    /// Log file of `host`'s agent.
-    pub fn log(&self, host: &str) -> PathBuf {
-        self.dir.join(host).join("hostd.log")
+    /// Admin socket of the agent of `name`, a host or a guest.
+    pub fn socket(&self, name: &str) -> PathBuf {
+        let file = if self.is_guest(name) {
+            "guestd.sock"
+        } else {
+            "hostd.sock"
+        };
+        self.dir.join(name).join(file)
+    }
+
+    /// Log file of the agent of `name`, a host or a guest.
+    pub fn log(&self, name: &str) -> PathBuf {
+        let file = if self.is_guest(name) {
+            "guestd.log"
+        } else {
+            "hostd.log"
+        };
+        self.dir.join(name).join(file)
     }
 
     /// Address of `host` on interconnect `ic`.
@@ -211,27 +233,23 @@ impl LabCluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // hvlab blocks SIGINT/SIGTERM for its own handler; the agent must not inherit that.
-        // SAFETY: sigprocmask is async-signal-safe; nothing is allocated.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                let mut set = nix::sys::signal::SigSet::empty();
-                set.add(nix::sys::signal::Signal::SIGINT);
-                set.add(nix::sys::signal::Signal::SIGTERM);
-                set.thread_unblock().map_err(std::io::Error::from)
-            });
-        }
+        unblock_signals(&mut cmd);
         let child = self
             .lab
             .spawn(host, cmd)
             .with_context(|| format!("cannot start hv-hostd on {host}"))?;
-        if let Some(mut old) = self.agents.insert(host.to_string(), child) {
+        self.adopt_agent(host, child)
+    }
+
+    /// Takes charge of a just started agent of `name` (host or guest): waits for its
+    /// admin socket and follows its events.
+    pub(crate) fn adopt_agent(&mut self, name: &str, child: Child) -> anyhow::Result<()> {
+        if let Some(mut old) = self.agents.insert(name.to_string(), child) {
             let _ = old.kill();
             let _ = old.wait();
         }
-        self.wait_for_socket(host, Duration::from_secs(10))?;
-        self.events.follow(host, self.socket(host));
+        self.wait_for_socket(name, Duration::from_secs(10))?;
+        self.events.follow(name, self.socket(name));
         Ok(())
     }
 
@@ -264,6 +282,19 @@ impl LabCluster {
         Ok(())
     }
 
+    /// Forgets the agent of `name` after its processes were killed, and reaps it.
+    pub(crate) fn forget_agent(&mut self, name: &str) {
+        if let Some(mut c) = self.agents.remove(name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Process id of the running agent of `name`.
+    pub fn agent_pid(&self, name: &str) -> Option<u32> {
+        self.agents.get(name).map(Child::id)
+    }
+
     /// Whether `host`'s agent process is still running.
     pub fn agent_running(&mut self, host: &str) -> bool {
         self.agents
@@ -271,11 +302,18 @@ impl LabCluster {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Forgets `host`'s agent after its cgroup was killed (power loss).
+    /// Forgets `host`'s agent after its cgroup was killed (power loss), and the agents
+    /// of the guests that ran on it.
     pub fn reap_agent(&mut self, host: &str) {
-        if let Some(mut c) = self.agents.remove(host) {
-            let _ = c.kill();
-            let _ = c.wait();
+        let guests: Vec<String> = self
+            .spec
+            .guests
+            .iter()
+            .filter(|g| g.host == host)
+            .map(|g| g.name.clone())
+            .collect();
+        for name in std::iter::once(host.to_string()).chain(guests) {
+            self.forget_agent(&name);
         }
     }
 
@@ -287,13 +325,13 @@ impl LabCluster {
             }
             if !self.agent_running(host) {
                 bail!(
-                    "hv-hostd on {host} exited at start; its log {}:\n{}",
+                    "the agent of {host} exited at start; its log {}:\n{}",
                     self.log(host).display(),
                     tail(&self.log(host))
                 );
             }
             if Instant::now() > deadline {
-                bail!("hv-hostd on {host} did not open its admin socket within {timeout:?}");
+                bail!("the agent of {host} did not open its admin socket within {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -342,6 +380,20 @@ impl Drop for LabCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// hvlab blocks SIGINT/SIGTERM for its own handler; an agent must not inherit that.
+pub(crate) fn unblock_signals(cmd: &mut Command) {
+    // SAFETY: sigprocmask is async-signal-safe; nothing is allocated.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(nix::sys::signal::Signal::SIGINT);
+            set.add(nix::sys::signal::Signal::SIGTERM);
+            set.thread_unblock().map_err(std::io::Error::from)
+        });
     }
 }
 

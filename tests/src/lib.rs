@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod collector;
+pub mod guests;
 pub mod interrupt;
 pub mod lab;
 pub mod scenario;

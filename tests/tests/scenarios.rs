@@ -171,3 +171,38 @@ fn fence_journal() {
 fn fence_all_fail() {
     run("fence-all-fail");
 }
+
+#[test]
+fn app_start() {
+    run("app-start");
+}
+
+#[test]
+fn app_resource_failure() {
+    run("app-resource-failure");
+}
+
+#[test]
+fn app_switch() {
+    run("app-switch");
+}
+
+#[test]
+fn app_stop_fails() {
+    run("app-stop-fails");
+}
+
+#[test]
+fn guest_crash_leftcluster() {
+    run("guest-crash-leftcluster");
+}
+
+#[test]
+fn guest_rejoin() {
+    run("guest-rejoin");
+}
+
+#[test]
+fn app_maintenance() {
+    run("app-maintenance");
+}

@@ -237,7 +237,34 @@ impl Engine {
         let Some(t) = app.placement.target else {
             return;
         };
-        let proved_down = t != self.me && self.view(t).is_some_and(|v| v.proved_down);
+        // DOWN is proof too: a node back with a new incarnation no longer runs what
+        // its old one ran (the start guard still waits for its report).
+        let proved_down = t != self.me
+            && self
+                .view(t)
+                .is_some_and(|v| v.proved_down || v.state == GuestNodeState::Down);
+        let left = t != self.me
+            && !proved_down
+            && self
+                .view(t)
+                .is_some_and(|v| v.state == GuestNodeState::LeftCluster);
+        let held = left.then(|| {
+            self.named(format!(
+                "it ran on node {t}, which is LEFTCLUSTER: it stays there until node {t} is \
+                 proved down (make sure it is off, then hvctl node down node {t})"
+            ))
+        });
+        if held != self.apps[i].held {
+            if let Some(why) = &held {
+                out.push(AppAction::Event(AppEvent::Waiting {
+                    app: self.apps[i].spec.name.clone(),
+                    why: why.clone(),
+                }));
+            }
+            self.apps[i].held = held;
+        }
+        let app = &self.apps[i];
+        let spec = &app.spec;
         if proved_down {
             let halted = app.kill_requested == Some(t);
             if spec.switches_on(SwitchTrigger::HostFailure) || halted {
@@ -319,8 +346,10 @@ impl Engine {
                     .filter(|t| !faulted.contains(t));
                 self.write(i, target, PlacementReason::Clear, out);
                 self.apps[i].placement.clear += 1;
+                let on: Vec<String> = faulted.iter().map(|n| format!("node {n}")).collect();
                 Ok(format!(
-                    "{name}: faults cleared on node(s) {faulted:?}; they run its stop and become Offline"
+                    "{name}: faults cleared on {}; they run its stop and become Offline",
+                    on.join(", ")
                 ))
             }
             Command::Offline => {
@@ -337,7 +366,7 @@ impl Engine {
                     {
                         return Err(format!(
                             "node {n} is LEFTCLUSTER and {name} may still run there: make sure \
-                             it is off, then hvctl node down"
+                             it is off, then hvctl node down node {n}"
                         ));
                     }
                 }

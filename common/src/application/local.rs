@@ -105,11 +105,9 @@ impl Local {
         }
     }
 
-    /// What status shows.
-    pub(super) fn state(&self, placement: &Placement) -> AppState {
-        if placement.maintenance {
-            return AppState::Maintenance;
-        }
+    /// What status shows for this node. Maintenance mode does not hide it: the
+    /// application as a whole is shown in Maintenance, each node with its true state.
+    pub(super) fn state(&self, _placement: &Placement) -> AppState {
         match self.phase {
             Phase::Probing { .. } | Phase::Starting { .. } | Phase::Stopping { .. } => {
                 AppState::Wait

@@ -342,6 +342,9 @@ struct App {
     reports: BTreeMap<NodeId, (u64, AppReport)>,
     kill_requested: Option<NodeId>,
     waiting: Option<String>,
+    /// The coordinator holds the application where it ran (its node is LEFTCLUSTER):
+    /// the reason, reported once.
+    held: Option<String>,
     shown: AppState,
 }
 
@@ -382,6 +385,7 @@ impl Engine {
                     local,
                     reports: BTreeMap::new(),
                     kill_requested: None,
+                    held: None,
                     waiting: None,
                     shown: AppState::Wait,
                 }
@@ -413,7 +417,11 @@ impl Engine {
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 5..];
             let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
-            match digits.parse::<NodeId>().ok().and_then(|id| self.names.get(&id)) {
+            match digits
+                .parse::<NodeId>()
+                .ok()
+                .and_then(|id| self.names.get(&id))
+            {
                 Some(name) => {
                     out.push_str(name);
                     rest = &after[digits.len()..];
@@ -714,9 +722,6 @@ impl Engine {
 
 /// The state a report shows.
 fn shown_state(r: &AppReport) -> AppState {
-    if r.maintenance {
-        return AppState::Maintenance;
-    }
     match r.activity {
         Activity::Probing | Activity::Starting | Activity::Stopping => AppState::Wait,
         Activity::Offline => AppState::Offline,

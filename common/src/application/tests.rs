@@ -419,7 +419,11 @@ fn maintenance_reports_failures_without_acting() {
     sim.run(20);
     sim.command(1, "app1", Command::Maintenance(true)).unwrap();
     sim.run(5);
-    assert_eq!(sim.state(0, 0), AppState::Maintenance);
+    assert_eq!(
+        sim.state(0, 0),
+        AppState::Online,
+        "each node keeps showing its true state in maintenance"
+    );
     sim.running[0][0][0] = false;
     sim.ops.clear();
     sim.run(30);

@@ -12,6 +12,7 @@ mod cgroup;
 mod cleanup;
 mod faults;
 mod fence;
+mod guest;
 mod mgmt;
 mod names;
 mod netns;
@@ -27,11 +28,12 @@ pub use fence::{
     fence_dummy_params, stdin_text as fence_stdin, FenceRun, FENCE_DUMMY, FENCE_IPMILAN,
     IPMI_POWER_TIMEOUT_SECS,
 };
-pub use names::{MAX_HOSTS, MAX_INTERCONNECTS};
+pub use names::{GUEST_IF, MAX_GUESTS, MAX_HOSTS, MAX_INTERCONNECTS};
+pub use netns::program;
 pub use tools::{ping_command, LoadSpec};
 
 use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,8 @@ pub struct Lab {
     faults: Mutex<HashMap<usize, nft::FaultSet>>,
     loads: Mutex<HashMap<usize, Vec<Child>>>,
     bmcs: bmc::Bmcs,
+    /// Guests by name, with the host each runs on.
+    guests: Mutex<BTreeMap<String, String>>,
     destroyed: bool,
 }
 
@@ -112,6 +116,7 @@ impl Lab {
             faults: Mutex::new(HashMap::new()),
             loads: Mutex::new(HashMap::new()),
             bmcs: bmc::Bmcs::default(),
+            guests: Mutex::new(BTreeMap::new()),
             destroyed: false,
         };
         match lab.build() {

@@ -133,6 +133,53 @@ pub fn host_addr(i: usize, k: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, k as u8, i as u8)
 }
 
+/// Largest number of guests: guest addresses stay below the virtual IPs at `.200`.
+pub const MAX_GUESTS: usize = 99;
+/// Third octet of the guest LAN, 198.18.32.0/24.
+pub const GUEST_NET_OCTET: u8 = 32;
+/// Last octet of guest 1's address; guest n has `GUEST_OCTET_BASE + n`.
+pub const GUEST_OCTET_BASE: u8 = 10;
+/// Interface of the guest LAN inside a guest namespace (fixed: namespaces differ).
+pub const GUEST_IF: &str = "eth0";
+/// Bridge in each host namespace that its guests are attached to.
+pub const HOST_GUEST_BRIDGE: &str = "gbr";
+/// Host-namespace end of the host's uplink to the guest LAN.
+pub const HOST_GUEST_UPLINK: &str = "gup";
+
+/// The 1-based index of a guest name like `g3`, if it is one.
+pub fn guest_index(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix('g')?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Network namespace of guest `n`.
+pub fn netns_guest(id: &str, n: usize) -> String {
+    format!("{NETNS_PREFIX}{id}-g{n}")
+}
+
+/// Bridge of the guest LAN in the switch namespace.
+pub fn guest_lan_bridge(id: &str) -> String {
+    format!("{id}gl")
+}
+
+/// Switch-side end of host `i`'s uplink to the guest LAN.
+pub fn guest_lan_port(id: &str, i: usize) -> String {
+    format!("{id}h{i}gl")
+}
+
+/// Host-side end of guest `n`'s veth, inside its host's namespace.
+pub fn guest_port(n: usize) -> String {
+    format!("vg{n}")
+}
+
+/// Address of guest `n` on the guest LAN.
+pub fn guest_addr(n: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, GUEST_NET_OCTET, GUEST_OCTET_BASE + n as u8)
+}
+
 /// Address of the rogue namespace on interconnect `k`.
 pub fn rogue_addr(k: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, k as u8, ROGUE_OCTET)

@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+use hvcluster_common::admin::GuestNodeState;
+use hvcluster_common::application::AppState;
 use hvcluster_common::membership::{FailReason, HostState, LinkState};
 use serde::Deserialize;
 
@@ -324,6 +326,9 @@ pub enum Step {
         /// Host the event is about.
         #[serde(default)]
         subject: Option<String>,
+        /// Text the event's message must contain, e.g. `LEFTCLUSTER -> DOWN`.
+        #[serde(default)]
+        message: Option<String>,
         /// Time limit.
         #[serde(default = "default_within")]
         within_ms: u64,
@@ -380,6 +385,85 @@ pub enum Step {
         /// The hosts.
         hosts: Vec<String>,
     },
+    /// Fault: the guest crashes (every process of it killed at once; its `/run` is lost).
+    GuestCrash {
+        /// The guest.
+        guest: String,
+    },
+    /// The guest boots again: its agent starts afresh.
+    GuestStart {
+        /// The guest.
+        guest: String,
+    },
+    /// Fault: `command` runs inside the guest to break one of its resources (e.g.
+    /// removes the file a Cmdline check looks for).
+    FailResource {
+        /// The guest.
+        guest: String,
+        /// Shell command.
+        command: String,
+    },
+    /// Runs `command` inside the guest (as its resources see the system) and expects
+    /// exit code `exit`: to prepare a resource or check what it did.
+    GuestExec {
+        /// The guest.
+        guest: String,
+        /// Shell command.
+        command: String,
+        /// Expected exit code.
+        #[serde(default)]
+        exit: i32,
+    },
+    /// Every observer (guest) sees the application as described.
+    ExpectApp {
+        /// Guests whose view is checked.
+        observers: Vec<String>,
+        /// The application.
+        app: String,
+        /// The guest it is Online on, or `none` for nowhere.
+        #[serde(default)]
+        online_on: Option<String>,
+        /// With `state`: the guest whose state of the application is checked.
+        #[serde(default)]
+        node: Option<String>,
+        /// The application's state on `node`.
+        #[serde(default)]
+        state: Option<AppState>,
+        /// Maintenance mode on or off.
+        #[serde(default)]
+        maintenance: Option<bool>,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+        /// Name of the benchmark phase this measures: from the last fault until the
+        /// guest in `online_on` recorded the application Online.
+        #[serde(default)]
+        measure: Option<String>,
+    },
+    /// Every observer sees the application Online on `online_on` (or `none`) for the
+    /// whole period.
+    ExpectAppStays {
+        /// Guests whose view is checked.
+        observers: Vec<String>,
+        /// The application.
+        app: String,
+        /// The guest it is Online on, or `none`.
+        online_on: String,
+        /// How long.
+        for_ms: u64,
+    },
+    /// Every observer (guest) sees guest `node` in `state`.
+    ExpectNode {
+        /// Guests whose view is checked.
+        observers: Vec<String>,
+        /// The guest looked at.
+        node: String,
+        /// UP, DOWN, LEFTCLUSTER or COMINGUP.
+        state: GuestNodeState,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+    },
 }
 
 fn default_forge_count() -> u32 {
@@ -406,6 +490,8 @@ impl Step {
                 | Step::Thaw { .. }
                 | Step::Heal { .. }
                 | Step::Load { .. }
+                | Step::GuestCrash { .. }
+                | Step::FailResource { .. }
         )
     }
 }
@@ -471,6 +557,31 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "fence-all-fail",
         include_str!("../../scenarios/fence-all-fail.toml"),
+    ),
+    ("app-start", include_str!("../../scenarios/app-start.toml")),
+    (
+        "app-resource-failure",
+        include_str!("../../scenarios/app-resource-failure.toml"),
+    ),
+    (
+        "app-switch",
+        include_str!("../../scenarios/app-switch.toml"),
+    ),
+    (
+        "app-stop-fails",
+        include_str!("../../scenarios/app-stop-fails.toml"),
+    ),
+    (
+        "guest-crash-leftcluster",
+        include_str!("../../scenarios/guest-crash-leftcluster.toml"),
+    ),
+    (
+        "guest-rejoin",
+        include_str!("../../scenarios/guest-rejoin.toml"),
+    ),
+    (
+        "app-maintenance",
+        include_str!("../../scenarios/app-maintenance.toml"),
     ),
 ];
 

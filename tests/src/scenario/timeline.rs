@@ -31,6 +31,16 @@ const SHOWN: &[&str] = &[
     "host_down",
     "host_down_restored",
     "fence_cleared",
+    "node_state",
+    "app_state",
+    "placement",
+    "resource_fault",
+    "op_failed",
+    "app_waiting",
+    "kill_requested",
+    "declared_down",
+    "operator",
+    "rejoin",
 ];
 
 /// Renders steps and events relative to `start_us`, then the checks and measures.

@@ -380,3 +380,6 @@ impl GuestConfig {
         super::cluster_id_of(&self.cluster.name)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use hvcluster_common::admin::HostStatus;
 
 mod fencing;
+mod guests;
 
 use super::spec::{Scenario, Step};
 use super::{forge, timeline};
@@ -406,14 +407,19 @@ impl Runner<'_> {
                 observers,
                 kind,
                 subject,
+                message,
                 within_ms,
             } => {
                 let text = format!(
-                    "{} record a {kind} event{}",
+                    "{} record a {kind} event{}{}",
                     observers.join(", "),
                     subject
                         .as_ref()
                         .map(|s| format!(" about {s}"))
+                        .unwrap_or_default(),
+                    message
+                        .as_ref()
+                        .map(|m| format!(" saying {m:?}"))
                         .unwrap_or_default()
                 );
                 let since = self.last_fault_us;
@@ -430,6 +436,7 @@ impl Runner<'_> {
                                     && subject
                                         .as_ref()
                                         .is_none_or(|s| e.subject.as_ref() == Some(s))
+                                    && message.as_ref().is_none_or(|m| e.message.contains(m))
                             })
                         })
                         .collect();
@@ -515,6 +522,66 @@ impl Runner<'_> {
                 );
                 self.check(text, seen.is_empty(), seen.join("; "));
             }
+            Step::GuestCrash { guest } => {
+                self.fault(format!("guest {guest} crashes"));
+                self.cluster.crash_guest(guest)?;
+            }
+            Step::GuestStart { guest } => {
+                self.note(format!("guest {guest} boots"));
+                self.cluster.start_guest(guest)?;
+            }
+            Step::FailResource { guest, command } => {
+                self.fault(format!("on {guest}: {command}"));
+                let (code, out) = self.cluster.guest_exec(guest, command)?;
+                if code != 0 {
+                    anyhow::bail!("`{command}` on {guest} exited {code}: {out}");
+                }
+            }
+            Step::GuestExec {
+                guest,
+                command,
+                exit,
+            } => {
+                let (code, out) = self.cluster.guest_exec(guest, command)?;
+                self.check(
+                    format!("on {guest}, `{command}` exits {exit}"),
+                    code == *exit,
+                    format!("exit {code}: {out}"),
+                );
+            }
+            Step::ExpectApp {
+                observers,
+                app,
+                online_on,
+                node,
+                state,
+                maintenance,
+                within_ms,
+                measure,
+            } => self.expect_app(
+                observers,
+                app,
+                &guests::AppView {
+                    online_on: online_on.clone(),
+                    node: node.clone(),
+                    state: *state,
+                    maintenance: *maintenance,
+                },
+                Duration::from_millis(*within_ms),
+                measure.as_deref(),
+            ),
+            Step::ExpectAppStays {
+                observers,
+                app,
+                online_on,
+                for_ms,
+            } => self.expect_app_stays(observers, app, online_on, Duration::from_millis(*for_ms)),
+            Step::ExpectNode {
+                observers,
+                node,
+                state,
+                within_ms,
+            } => self.expect_node(observers, node, *state, Duration::from_millis(*within_ms)),
             Step::ExpectAlive { hosts } => {
                 for h in hosts {
                     let running = self.cluster.agent_running(h);

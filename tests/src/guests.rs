@@ -1,0 +1,178 @@
+//! The guest cluster of a lab: one `hv-guestd` per simulated guest, its configuration,
+//! and admin-socket access to each.
+//!
+//! Every guest agent runs in a private mount namespace with fresh tmpfs on
+//! `/run/resource-agents` (where OCF agents keep their state) and on [`GUEST_RUN_DIR`]
+//! (for the scenarios' Cmdline resources): what a resource leaves there belongs to that
+//! guest alone and is lost when the guest crashes, as `/run` is when a VM reboots.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+use hvcluster_common::admin::{GuestStatus, Request, Response};
+use hvctl::client::Connection;
+use serde::Deserialize;
+
+use crate::cluster::LabCluster;
+
+/// Run directory private to each guest (a tmpfs in its own mount namespace).
+pub const GUEST_RUN_DIR: &str = "/run/hvlab-guest";
+/// Where OCF resource agents keep their state; private to each guest too.
+const OCF_STATE_DIR: &str = "/run/resource-agents";
+/// Heartbeat port of the guest cluster on the guest LAN.
+pub const GUEST_HEARTBEAT_PORT: u16 = 5420;
+
+/// A guest of the lab's guest cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSpec {
+    /// Name, `g1`..`g99`; also its node name in the guest cluster.
+    pub name: String,
+    /// Host it runs on.
+    pub host: String,
+}
+
+impl LabCluster {
+    /// Guest names in the order the scenario gives them.
+    pub fn guests(&self) -> Vec<String> {
+        self.spec.guests.iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// Path of the shared guest.toml.
+    pub fn guest_config_path(&self) -> PathBuf {
+        self.dir.join("guest.toml")
+    }
+
+    /// Adds every guest to the lab, writes guest.toml and starts every guest agent.
+    pub(crate) fn start_guests(&mut self) -> anyhow::Result<()> {
+        if self.spec.guests.is_empty() {
+            return Ok(());
+        }
+        for g in self.spec.guests.clone() {
+            self.lab
+                .add_guest(&g.name, &g.host)
+                .with_context(|| format!("adding guest {} on {}", g.name, g.host))?;
+        }
+        let key: Vec<u8> = self.key.iter().map(|b| b ^ 0x5a).collect();
+        std::fs::write(self.dir.join("guest.key"), key)?;
+        std::fs::write(self.guest_config_path(), self.render_guest_config()?)?;
+        for dir in [GUEST_RUN_DIR, OCF_STATE_DIR] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+        }
+        for g in self.guests() {
+            self.start_guest(&g)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the agent of `guest` (at lab start, or after it crashed).
+    pub fn start_guest(&mut self, guest: &str) -> anyhow::Result<()> {
+        let gdir = self.dir.join(guest);
+        std::fs::create_dir_all(gdir.join("state"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(guest))?;
+        let bin = crate::cluster::bin_dir()?.join("hv-guestd");
+        // unshare gives the agent a private mount namespace; the shell mounts the
+        // guest's tmpfs directories there and becomes the agent (same pid).
+        let boot = format!(
+            "mount -t tmpfs -o size=16m,mode=0755 hvlab-guest {OCF_STATE_DIR} && \
+             mount -t tmpfs -o size=16m,mode=0755 hvlab-guest {GUEST_RUN_DIR} && exec \"$@\""
+        );
+        let mut cmd = Command::new(crate::lab::program("unshare"));
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(boot)
+            .arg("guest-boot")
+            .arg(bin)
+            .arg("--config")
+            .arg(self.guest_config_path())
+            .arg("--node")
+            .arg(guest)
+            .arg("--admin-socket")
+            .arg(self.socket(guest))
+            .arg("--state-dir")
+            .arg(gdir.join("state"))
+            .env("HV_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        crate::cluster::unblock_signals(&mut cmd);
+        let child = self
+            .lab
+            .spawn_guest(guest, cmd)
+            .with_context(|| format!("cannot start hv-guestd on {guest}"))?;
+        self.adopt_agent(guest, child)
+    }
+
+    /// The guest crashes: all its processes are killed at once.
+    pub fn crash_guest(&mut self, guest: &str) -> anyhow::Result<()> {
+        self.lab.kill_guest(guest)?;
+        self.forget_agent(guest);
+        Ok(())
+    }
+
+    /// `guest`'s current status.
+    pub fn guest_status(&self, guest: &str) -> anyhow::Result<GuestStatus> {
+        let mut conn = Connection::open(&self.socket(guest))?;
+        match conn.request(&Request::Status)? {
+            Response::GuestStatus(s) => Ok(*s),
+            other => bail!("unexpected answer from {guest}: {other:?}"),
+        }
+    }
+
+    /// Runs `script` with `/bin/sh -c` inside the guest (its network and mount
+    /// namespaces, as its resources see them); returns its exit code and output.
+    pub fn guest_exec(&self, guest: &str, script: &str) -> anyhow::Result<(i32, String)> {
+        let pid = self
+            .agent_pid(guest)
+            .with_context(|| format!("the agent of {guest} is not running"))?;
+        let out = Command::new(crate::lab::program("nsenter"))
+            .arg(format!("--target={pid}"))
+            .args(["--mount", "--net", "--", "/bin/sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run nsenter")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.code().unwrap_or(-1), text.trim().to_string()))
+    }
+
+    fn render_guest_config(&self) -> anyhow::Result<String> {
+        let spec = &self.spec;
+        let mut out = format!(
+            "# Written by hvlab for lab {id}.\n[cluster]\nname = \"guests-{id}\"\nkey_file = \"guest.key\"\n\n\
+             [heartbeat]\ninterval_ms = {}\nsuspect_after_ms = {}\ndead_after_ms = {}\n\n\
+             [[interconnect]]\nname = \"lan\"\nport = {GUEST_HEARTBEAT_PORT}\n\n",
+            spec.interval_ms,
+            spec.suspect_after_ms,
+            spec.dead_after_ms,
+            id = self.lab.id()
+        );
+        for g in &spec.guests {
+            let n = g.name.trim_start_matches('g');
+            out.push_str(&format!(
+                "[[node]]\nname = \"{}\"\nnode_id = {n}\naddresses = {{ lan = \"{}\" }}\n\n",
+                g.name,
+                self.lab.guest_address(&g.name)?
+            ));
+        }
+        let mut apps = toml::Table::new();
+        apps.insert(
+            "application".into(),
+            toml::Value::Array(
+                spec.applications
+                    .iter()
+                    .cloned()
+                    .map(toml::Value::Table)
+                    .collect(),
+            ),
+        );
+        out.push_str(&toml::to_string(&apps).context("rendering the applications")?);
+        Ok(out)
+    }
+}
