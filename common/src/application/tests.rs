@@ -55,6 +55,8 @@ struct Sim {
     ops: Vec<(usize, usize, usize, OpKind, Option<OfflineReason>)>,
     events: Vec<(usize, AppEvent)>,
     kills: Vec<(usize, NodeId)>,
+    /// Nodes heard again with a new incarnation but not yet joined (shown DOWN).
+    rejoining: BTreeSet<usize>,
 }
 
 impl Sim {
@@ -78,6 +80,7 @@ impl Sim {
             ops: Vec::new(),
             events: Vec::new(),
             kills: Vec::new(),
+            rejoining: BTreeSet::new(),
             specs,
         };
         for i in 0..n {
@@ -119,7 +122,9 @@ impl Sim {
                 let proved = !heard && self.proved[j].is_some();
                 NodeView {
                     id: j as NodeId + 1,
-                    state: if heard {
+                    state: if heard && self.rejoining.contains(&j) {
+                        GuestNodeState::Down
+                    } else if heard {
                         GuestNodeState::Up
                     } else if proved {
                         GuestNodeState::Down
@@ -387,6 +392,19 @@ fn a_silent_node_is_leftcluster_and_its_application_waits_until_proved_down() {
     sim.crash(0);
     sim.run(50);
     assert!(sim.online_on(0).is_empty(), "no proof: waits");
+    let held: Vec<&String> = sim
+        .events
+        .iter()
+        .filter_map(|(n, e)| match e {
+            AppEvent::Waiting { why, .. } if *n == 1 && why.contains("LEFTCLUSTER") => Some(why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        held.len(),
+        1,
+        "the coordinator says once why it holds: {held:?}"
+    );
     assert!(sim
         .command(1, "app1", Command::Switch(Some(2)))
         .unwrap_err()
@@ -552,4 +570,51 @@ fn shutdown_switches_when_allowed() {
         .ops
         .iter()
         .any(|o| o.0 == 0 && o.3 == OpKind::Stop && o.4 == Some(OfflineReason::Shut)));
+}
+
+/// Found by the guest simulation: an agent restarted while its application ran, and
+/// the probe's check could not tell (it failed, timed out or said Unknown). The probe
+/// concluded Offline, so the node acknowledged a switch and the other node started the
+/// application beside the still running resource.
+#[test]
+fn a_probe_that_cannot_tell_does_not_report_the_application_stopped() {
+    for unsure in [ResourceState::Unknown, ResourceState::Faulted] {
+        let mut sim = Sim::new(2, vec![spec("app1", &[1, 2], 1)]);
+        sim.run(20);
+        assert_eq!(sim.online_on(0), vec![0]);
+        // The agent restarts; its resource runs on, but the check cannot tell. An
+        // operator switches it meanwhile.
+        sim.engines[0] = None;
+        sim.run(3);
+        sim.check_says.insert((0, 0, 0), unsure);
+        sim.boot(0);
+        sim.command(1, "app1", Command::Switch(Some(2))).unwrap();
+        // Every round checks that it never runs on both nodes.
+        sim.run(30);
+        assert_eq!(sim.online_on(0), vec![1], "{unsure:?}");
+        assert!(!sim.running[0][0][0], "stopped where it ran ({unsure:?})");
+    }
+}
+
+/// A node that comes back with a new incarnation (DOWN until it joins) no longer runs
+/// what it ran: the application switches as for a node failure, and does not go back.
+#[test]
+fn a_restarted_node_lets_its_application_switch() {
+    let mut sim = Sim::new(2, vec![spec("app1", &[1, 2], 2)]);
+    sim.run(20);
+    assert_eq!(sim.online_on(0), vec![0]);
+    sim.crash(0);
+    sim.run(30);
+    assert!(sim.online_on(0).is_empty(), "LEFTCLUSTER: waits");
+    sim.rejoining.insert(0);
+    sim.boot(0);
+    sim.run(30);
+    assert_eq!(
+        sim.online_on(0),
+        vec![1],
+        "switched while the node was DOWN"
+    );
+    sim.rejoining.clear();
+    sim.run(30);
+    assert_eq!(sim.online_on(0), vec![1], "no failback once it is UP");
 }
