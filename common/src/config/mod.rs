@@ -7,7 +7,9 @@
 
 mod fencing;
 pub mod guest;
+mod load;
 mod locate;
+mod rules;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -17,7 +19,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use fencing::{DeviceKind, FenceDevice, FencingSection};
+pub use load::Loaded;
 pub use locate::{display_path, line_of, Seg};
+use rules::Problems;
 
 /// Node identifier of a host, unique in the cluster, at least 1.
 pub type NodeId = u32;
@@ -322,61 +326,42 @@ pub struct ConfigErrors {
     pub problems: Vec<ConfigProblem>,
 }
 
-/// A validated configuration together with the key it names.
-#[derive(Debug, Clone)]
-pub struct LoadedConfig {
-    /// The validated configuration (key_file made absolute).
-    pub config: ClusterConfig,
-    /// The cluster key read from `key_file`.
-    pub key: Vec<u8>,
-    /// Digest peers compare to refuse a differing configuration.
-    pub digest: [u8; 16],
+/// A validated `cluster.toml` together with the cluster key it names.
+pub type LoadedConfig = Loaded<ClusterConfig>;
+
+impl load::ConfigFile for ClusterConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        load::resolve(base, &mut self.cluster.key_file);
+        for d in &mut self.fence_devices {
+            if let Some(p) = d.password_file.as_mut() {
+                load::resolve(base, p);
+            }
+        }
+    }
+
+    fn validate(&self, problems: &mut Problems<'_>) -> Option<Vec<u8>> {
+        validate::validate(self, problems)
+    }
+
+    fn digest(&self) -> [u8; 16] {
+        ClusterConfig::digest(self)
+    }
 }
 
 impl ClusterConfig {
     /// Reads, parses and validates `path`, reading the key file it names.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            problems: vec![ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                key: "(file)".into(),
-                message: format!("cannot read the configuration: {e}"),
-            }],
-        })?;
-        Self::load_str(path, &text)
+        load::load(path)
     }
 
     /// Parses and validates `text` as if read from `path` (used for error locations and
     /// to resolve a relative `key_file`).
     pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
-        let mut config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigErrors {
-            problems: vec![parse_problem(path, text, &e)],
-        })?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if config.cluster.key_file.is_relative() {
-            config.cluster.key_file = base.join(&config.cluster.key_file);
-        }
-        for d in &mut config.fence_devices {
-            if let Some(p) = d.password_file.as_mut().filter(|p| p.is_relative()) {
-                *p = base.join(&*p);
-            }
-        }
-        let (problems, key) = validate::validate(&config, path, text);
-        if !problems.is_empty() {
-            return Err(ConfigErrors { problems });
-        }
-        let digest = config.digest();
-        Ok(LoadedConfig {
-            config,
-            key: key.unwrap_or_default(),
-            digest,
-        })
+        load::load_str(path, text)
     }
 
     /// Digest of everything peers must agree on (hosts, interconnects, timings).
     pub fn digest(&self) -> [u8; 16] {
-        use sha2::Digest;
         #[derive(Serialize)]
         struct Shared<'a> {
             name: &'a str,
@@ -394,11 +379,7 @@ impl ClusterConfig {
             hosts: &self.hosts,
             hung_limit_ms: self.load_watchdog.hung_limit_ms,
         };
-        let bytes = serde_json::to_vec(&shared).unwrap_or_default();
-        let full = sha2::Sha256::digest(&bytes);
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&full[..16]);
-        out
+        load::digest_of(&shared)
     }
 
     /// The host entry called `name`.
@@ -437,20 +418,6 @@ pub fn cluster_id_of(name: &str) -> u64 {
     use sha2::Digest;
     let d = sha2::Sha256::digest(name.as_bytes());
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-}
-
-pub(crate) fn parse_problem(path: &Path, text: &str, e: &toml::de::Error) -> ConfigProblem {
-    let line = e.span().map(|s| locate::line_at(text, s.start));
-    let key = e
-        .span()
-        .and_then(|s| locate::key_at(text, s.start))
-        .unwrap_or_else(|| "(syntax)".into());
-    ConfigProblem {
-        file: path.to_path_buf(),
-        line,
-        key,
-        message: e.message().trim().to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigErrors, ConfigProblem, HeartbeatSection, Interconnect, NodeId};
+use super::load::{self, Loaded};
+use super::rules::Problems;
+use super::{ConfigErrors, HeartbeatSection, Interconnect, NodeId};
 
 /// Default admin socket of the guest agent.
 pub const DEFAULT_GUEST_ADMIN_SOCKET: &str = "/run/hvcluster/guestd.sock";
@@ -267,16 +269,8 @@ pub enum CmdlineFlag {
     AutoRecover,
 }
 
-/// A validated guest configuration together with the key it names.
-#[derive(Debug, Clone)]
-pub struct LoadedGuestConfig {
-    /// The validated configuration (key_file made absolute).
-    pub config: GuestConfig,
-    /// The guest cluster key read from `key_file`.
-    pub key: Vec<u8>,
-    /// Digest peers compare to refuse a differing configuration.
-    pub digest: [u8; 16],
-}
+/// A validated `guest.toml` together with the guest cluster key it names.
+pub type LoadedGuestConfig = Loaded<GuestConfig>;
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from(DEFAULT_GUEST_STATE_DIR)
@@ -305,44 +299,33 @@ impl Default for GuestAdminSection {
     }
 }
 
+impl load::ConfigFile for GuestConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        load::resolve(base, &mut self.cluster.key_file);
+    }
+
+    fn validate(&self, problems: &mut Problems<'_>) -> Option<Vec<u8>> {
+        validate::validate(self, problems)
+    }
+
+    fn digest(&self) -> [u8; 16] {
+        GuestConfig::digest(self)
+    }
+}
+
 impl GuestConfig {
     /// Reads, parses and validates `path`, reading the key file it names.
     pub fn load(path: &Path) -> Result<LoadedGuestConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            problems: vec![ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                key: "(file)".into(),
-                message: format!("cannot read the configuration: {e}"),
-            }],
-        })?;
-        Self::load_str(path, &text)
+        load::load(path)
     }
 
     /// Parses and validates `text` as if read from `path`.
     pub fn load_str(path: &Path, text: &str) -> Result<LoadedGuestConfig, ConfigErrors> {
-        let mut config: GuestConfig = toml::from_str(text).map_err(|e| ConfigErrors {
-            problems: vec![super::parse_problem(path, text, &e)],
-        })?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if config.cluster.key_file.is_relative() {
-            config.cluster.key_file = base.join(&config.cluster.key_file);
-        }
-        let (problems, key) = validate::validate(&config, path, text);
-        if !problems.is_empty() {
-            return Err(ConfigErrors { problems });
-        }
-        let digest = config.digest();
-        Ok(LoadedGuestConfig {
-            config,
-            key: key.unwrap_or_default(),
-            digest,
-        })
+        load::load_str(path, text)
     }
 
     /// Digest of everything the nodes must agree on (nodes, timings, applications).
     pub fn digest(&self) -> [u8; 16] {
-        use sha2::Digest;
         #[derive(Serialize)]
         struct Shared<'a> {
             name: &'a str,
@@ -358,11 +341,7 @@ impl GuestConfig {
             nodes: &self.nodes,
             applications: &self.applications,
         };
-        let bytes = serde_json::to_vec(&shared).unwrap_or_default();
-        let full = sha2::Sha256::digest(&bytes);
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&full[..16]);
-        out
+        load::digest_of(&shared)
     }
 
     /// The node called `name`.

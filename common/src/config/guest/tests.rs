@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::ConfigProblem;
 
 /// A complete, valid guest.toml; `@OCF@` stands for the fake OCF_ROOT of the fixture.
 const GOOD: &str = r#"
