@@ -105,10 +105,32 @@ pub async fn run_bounded(
 /// [`run_bounded`], keeping the last `keep` bytes of each stream instead of
 /// [`TAIL_BYTES`] (for programs whose whole output is wanted, like meta-data).
 pub async fn run_bounded_keeping(
+    command: Command,
+    stdin_text: Option<&str>,
+    timeout: Duration,
+    keep: usize,
+) -> std::io::Result<ChildRun> {
+    run(command, stdin_text, timeout, keep, false).await
+}
+
+/// How long output is still read after the leader exited, when its helpers are left
+/// running.
+pub const HELPER_GRACE: Duration = Duration::from_millis(200);
+
+/// [`run_bounded`] for programs that may start daemons (resource start scripts): once
+/// the leader exits, what its helpers still write is read for [`HELPER_GRACE`] at most,
+/// and the helpers are left running. Only a leader past its timeout has its whole group
+/// killed.
+pub async fn run_leaving_helpers(command: Command, timeout: Duration) -> std::io::Result<ChildRun> {
+    run(command, None, timeout, TAIL_BYTES, true).await
+}
+
+async fn run(
     mut command: Command,
     stdin_text: Option<&str>,
     timeout: Duration,
     keep: usize,
+    leave_helpers: bool,
 ) -> std::io::Result<ChildRun> {
     let start = Instant::now();
     let mut child = command
@@ -142,7 +164,22 @@ pub async fn run_bounded_keeping(
                 drain(stderr, &mut err)
             )
         };
-        tokio::join!(io, child.wait()).1
+        let mut io = std::pin::pin!(io);
+        let mut io_done = false;
+        let status = loop {
+            tokio::select! {
+                _ = &mut io, if !io_done => io_done = true,
+                status = child.wait() => break status,
+            }
+        };
+        if !io_done {
+            if leave_helpers {
+                let _ = tokio::time::timeout(HELPER_GRACE, &mut io).await;
+            } else {
+                io.await;
+            }
+        }
+        status
     })
     .await;
     let (status, timed_out, note): (Option<ExitStatus>, bool, &str) = match finished {
@@ -155,6 +192,7 @@ pub async fn run_bounded_keeping(
         Err(_) => match child.try_wait() {
             // It exited but something still holds its pipes open: a helper left in its
             // group (which keeps the group id taken), so killing the group is safe.
+            Ok(Some(status)) if leave_helpers => (Some(status), false, ""),
             Ok(Some(status)) => {
                 guard.kill();
                 (

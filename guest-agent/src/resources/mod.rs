@@ -19,7 +19,7 @@ use hvcluster_common::application::outcome::{OfflineReason, OpKind, OpOutcome};
 use hvcluster_common::config::guest::{
     GuestConfig, ResourceConfig, ResourceKind, DEFAULT_RESOURCE_TIMEOUT_S,
 };
-use hvcluster_host_agent::child::{last_line, run_bounded, ChildRun};
+use hvcluster_host_agent::child::{last_line, run_bounded, run_leaving_helpers, ChildRun};
 use tokio::process::Command;
 
 /// One operation to run.
@@ -111,16 +111,21 @@ pub async fn fill_defaults(config: &mut GuestConfig) -> Vec<String> {
 /// outcome when it could not run or timed out.
 async fn execute(request: &OpRequest, command: Command) -> Result<ChildRun, OpOutcome> {
     let program = command.as_std().get_program().to_owned();
-    let run = run_bounded(command, None, request.timeout())
-        .await
-        .map_err(|e| OpOutcome::Failed {
-            code: None,
-            detail: format!(
-                "cannot run {} ({}): {e}",
-                request.label(),
-                Path::new(&program).display()
-            ),
-        })?;
+    // A start may launch a daemon that keeps running (and holds the output pipes).
+    let run = match request.kind {
+        OpKind::Start | OpKind::StartStandby => {
+            run_leaving_helpers(command, request.timeout()).await
+        }
+        OpKind::Stop | OpKind::Check => run_bounded(command, None, request.timeout()).await,
+    };
+    let run = run.map_err(|e| OpOutcome::Failed {
+        code: None,
+        detail: format!(
+            "cannot run {} ({}): {e}",
+            request.label(),
+            Path::new(&program).display()
+        ),
+    })?;
     log_output(request, &run);
     if run.timed_out {
         return Err(OpOutcome::TimedOut);

@@ -301,3 +301,43 @@ fn vip_addresses_parse_and_are_found_in_ip_output() {
     assert_eq!(found.len(), 2);
     assert!(addresses("garbage").is_empty());
 }
+
+/// A start that launches a daemon returns as soon as the script exits, and the daemon
+/// keeps running (it is the resource); its later output is not waited for.
+#[tokio::test]
+async fn cmdline_start_may_leave_a_daemon_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = dir.path().join("daemon.pid");
+    let p = pid.display();
+    let mut r = cmdline(
+        &format!("sh -c 'echo daemon up; exec sleep 30' & echo $! > {p}"),
+        &format!("kill $(cat {p})"),
+        // Running, and not a zombie waiting to be reaped.
+        &format!("st=$(cut -d' ' -f3 /proc/$(cat {p})/stat 2>/dev/null); [ -n \"$st\" ] && [ \"$st\" != Z ]"),
+    );
+    r.start_timeout_s = Some(20);
+    let t = Instant::now();
+    assert_eq!(
+        op(&r, OpKind::Start).await,
+        OpOutcome::Done(ResourceState::Online)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "start waited for the daemon: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        op(&r, OpKind::Check).await,
+        OpOutcome::Done(ResourceState::Online),
+        "the daemon still runs"
+    );
+    assert_eq!(
+        op(&r, OpKind::Stop).await,
+        OpOutcome::Done(ResourceState::Offline)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        op(&r, OpKind::Check).await,
+        OpOutcome::Done(ResourceState::Offline)
+    );
+}
