@@ -92,6 +92,15 @@ impl Engine {
             if !v.heard {
                 return Err(format!("node {n} is {}", v.state));
             }
+            let holds_me_down = self
+                .holds_me_down
+                .get(&n)
+                .is_some_and(|(inc, down)| *down && *inc >= v.incarnation);
+            if holds_me_down {
+                return Err(format!(
+                    "node {n} still holds this node DOWN (it has not heard it since it restarted)"
+                ));
+            }
             let report = app
                 .reports
                 .get(&n)
@@ -104,7 +113,7 @@ impl Engine {
                 return Err(format!("node {n} has not applied the placement yet"));
             }
             if !r.activity.inactive() {
-                return Err(format!("it is {:?} on node {n}", r.activity));
+                return Err(format!("it is {} on node {n}", r.activity));
             }
         }
         Ok(())
@@ -182,10 +191,19 @@ impl Engine {
             return;
         }
         // HaltFlag: a node whose stop failed cannot judge itself; the coordinator
-        // among the others asks for it to be killed.
-        if let Some(t) = app.placement.target.filter(|&t| t != self.me) {
+        // among the others asks for it to be killed. Any node of it, not only the
+        // target: a stop that fails during a switch leaves it stuck where it was.
+        let others: Vec<NodeId> = app
+            .spec
+            .nodes
+            .iter()
+            .copied()
+            .filter(|&t| t != self.me)
+            .collect();
+        for t in others {
             let stuck = self.activity_on(i, t) == Some(Activity::Faulted { clean: false });
-            if !stuck && self.view(t).is_some_and(|v| v.heard) && app.kill_requested == Some(t) {
+            let requested = self.apps[i].kill_requested == Some(t);
+            if !stuck && self.view(t).is_some_and(|v| v.heard) && requested {
                 // It came back (killed and restarted, or cleaned up): a new fault asks anew.
                 self.apps[i].kill_requested = None;
             }

@@ -156,7 +156,7 @@ impl Local {
                         Some(op(i, OpKind::Check, None))
                     }
                     None => {
-                        self.conclude_probe(spec);
+                        self.conclude_probe(spec, spec.nodes.contains(&me));
                         continue;
                     }
                 },
@@ -284,6 +284,15 @@ impl Local {
                     }
                 }
                 Phase::Faulted { .. } => {
+                    if let Some((_, generation)) = &mut self.fault {
+                        // Recorded under a clear generation the placement no longer
+                        // carries (a concurrent placement won over the one it was
+                        // recorded under): recorded anew, so that the next clear clears it.
+                        if *generation > placement.clear {
+                            *generation = placement.clear;
+                            out.push(AppAction::Persist);
+                        }
+                    }
                     let cleared = self
                         .fault
                         .as_ref()
@@ -345,18 +354,24 @@ impl Local {
                     OpOutcome::Done(s) => *s,
                     _ => ResourceState::Faulted,
                 };
-                self.res[i] = Some(state);
+                let before = self.res[i].replace(state);
                 self.next_check[i] = now + res.check_interval;
                 let detail = failure(&outcome).unwrap_or_else(|| format!("check: {state:?}"));
                 match self.phase {
                     Phase::Online => {
-                        self.warning = state == ResourceState::OnlineWarning
-                            || (self.warning && state.is_online());
+                        // A warning lasts while any resource reports one.
+                        self.warning = self
+                            .res
+                            .iter()
+                            .any(|r| *r == Some(ResourceState::OnlineWarning));
                         if state.is_online() || state == ResourceState::Unknown {
                             return;
                         }
                         if placement.maintenance {
-                            out.push(fault_event(spec, i, &detail, "none (maintenance mode)"));
+                            // Reported when it changes, not at every check.
+                            if before != Some(state) {
+                                out.push(fault_event(spec, i, &detail, "none (maintenance mode)"));
+                            }
                             return;
                         }
                         self.resource_failed(spec, placement, i, now, &detail, out);
@@ -474,7 +489,9 @@ impl Local {
         };
     }
 
-    fn conclude_probe(&mut self, spec: &AppSpec) {
+    /// `member`: this node is one of the application's nodes (elsewhere it never runs
+    /// it, and what runs there does not count).
+    fn conclude_probe(&mut self, spec: &AppSpec, member: bool) {
         let monitored: Vec<usize> = (0..spec.resources.len())
             .filter(|&i| spec.resources[i].monitored)
             .collect();
@@ -482,9 +499,18 @@ impl Local {
             .iter()
             .filter(|&&i| self.res[i].is_some_and(|s| s.is_online()))
             .count();
+        // A check that failed, timed out or could not tell leaves its resource possibly
+        // running: never report that as stopped, or another node may start it.
+        let unsure = member
+            && monitored.iter().any(|&i| {
+                self.res[i]
+                    .is_some_and(|s| matches!(s, ResourceState::Faulted | ResourceState::Unknown))
+            });
         self.phase = if self.fault.is_some() {
-            Phase::Faulted { clean: online == 0 }
-        } else if online == 0 {
+            Phase::Faulted {
+                clean: online == 0 && !unsure,
+            }
+        } else if online == 0 && !unsure {
             Phase::Offline
         } else if online == monitored.len() {
             Phase::Online

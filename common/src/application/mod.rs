@@ -150,6 +150,22 @@ pub enum Activity {
     Inconsistent,
 }
 
+impl std::fmt::Display for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Activity::Probing => "Probing",
+            Activity::Offline => "Offline",
+            Activity::Starting => "Starting",
+            Activity::Online => "Online",
+            Activity::Stopping => "Stopping",
+            Activity::Standby => "Standby",
+            Activity::Faulted { clean: true } => "Faulted (stopped)",
+            Activity::Faulted { clean: false } => "Faulted (its stop failed)",
+            Activity::Inconsistent => "Inconsistent",
+        })
+    }
+}
+
 impl Activity {
     /// Whether nothing of the application can be running (Standby resources are the
     /// hot-standby kind, allowed beside an Online node).
@@ -184,6 +200,10 @@ pub struct Gossip {
     pub placements: Vec<Placement>,
     /// This node's report per application.
     pub reports: Vec<AppReport>,
+    /// Nodes this node holds proved dead. A node that reads itself here restarted
+    /// since it died, and the sender has not heard it since: the sender may start its
+    /// applications at any time, so its reports acknowledge nothing to that node.
+    pub held_down: Vec<NodeId>,
 }
 
 /// The payload of a guest heartbeat frame.
@@ -354,6 +374,9 @@ pub struct Engine {
     me: NodeId,
     apps: Vec<App>,
     nodes: Vec<NodeView>,
+    /// Per peer, from its last gossip (with its incarnation): whether it holds this
+    /// node proved dead.
+    holds_me_down: BTreeMap<NodeId, (u64, bool)>,
     next_op: u64,
     leaving: bool,
     names: BTreeMap<NodeId, String>,
@@ -395,6 +418,7 @@ impl Engine {
             me,
             apps,
             nodes: Vec::new(),
+            holds_me_down: BTreeMap::new(),
             next_op: 1,
             leaving: false,
             names: BTreeMap::new(),
@@ -456,6 +480,12 @@ impl Engine {
         Gossip {
             placements: self.apps.iter().map(|a| a.placement.clone()).collect(),
             reports: self.apps.iter().map(|a| self.report_of(a)).collect(),
+            held_down: self
+                .nodes
+                .iter()
+                .filter(|v| v.proved_down)
+                .map(|v| v.id)
+                .collect(),
         }
     }
 
@@ -496,6 +526,7 @@ impl Engine {
                 for app in &mut self.apps {
                     app.reports.remove(&v.id);
                 }
+                self.holds_me_down.remove(&v.id);
             }
         }
         self.nodes = views;
@@ -513,6 +544,11 @@ impl Engine {
         let mut out = Vec::new();
         if gossip.placements.len() != self.apps.len() || gossip.reports.len() != self.apps.len() {
             return out;
+        }
+        let known = self.holds_me_down.get(&from).map_or(0, |(inc, _)| *inc);
+        if incarnation >= known {
+            let down = gossip.held_down.contains(&self.me);
+            self.holds_me_down.insert(from, (incarnation, down));
         }
         for (i, app) in self.apps.iter_mut().enumerate() {
             let theirs = &gossip.placements[i];

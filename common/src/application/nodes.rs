@@ -16,7 +16,7 @@ use crate::config::NodeId;
 use crate::membership::{HostState, PeerStatus};
 
 /// Proof that a node's incarnation is dead, carried in every guest heartbeat so every
-/// node learns it.
+/// node that heard that incarnation learns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DownProof {
     /// The node.
@@ -145,10 +145,15 @@ impl GuestNodes {
 
     /// Records proof that `node` is dead (its incarnation `incarnation`). Returns the
     /// change it makes, if any. A proof for an older incarnation than the one heard is
-    /// ignored.
+    /// ignored, and so is a proof of a node not heard since this agent started, unless
+    /// it is the operator's word (incarnation 0): that node may have restarted since it
+    /// died, unheard here, and would then be taken for dead while it runs.
     pub fn prove_down(&mut self, proof: DownProof) -> Option<NodeChange> {
         let t = self.nodes.iter_mut().find(|t| t.id == proof.node)?;
         if proof.incarnation < t.incarnation || t.proof.is_some_and(|i| i >= proof.incarnation) {
+            return None;
+        }
+        if t.incarnation == 0 && proof.incarnation != 0 {
             return None;
         }
         t.proof = Some(proof.incarnation);
@@ -203,12 +208,14 @@ impl GuestNodes {
         self.nodes.iter().find(|t| t.id == node).map(|t| t.state)
     }
 
-    /// Every proof held, for heartbeats.
+    /// Every proof held, for heartbeats; not the operator's word about a node never
+    /// heard (incarnation 0): it holds only where it was given, for the same reason as
+    /// in [`GuestNodes::prove_down`].
     pub fn proofs(&self) -> Vec<DownProof> {
         self.nodes
             .iter()
             .filter_map(|t| {
-                t.proof.map(|incarnation| DownProof {
+                t.proof.filter(|&i| i > 0).map(|incarnation| DownProof {
                     node: t.id,
                     incarnation,
                 })

@@ -582,10 +582,8 @@ fn a_probe_that_cannot_tell_does_not_report_the_application_stopped() {
         let mut sim = Sim::new(2, vec![spec("app1", &[1, 2], 1)]);
         sim.run(20);
         assert_eq!(sim.online_on(0), vec![0]);
-        // The agent restarts; its resource runs on, but the check cannot tell. An
-        // operator switches it meanwhile.
-        sim.engines[0] = None;
-        sim.run(3);
+        // The agent restarts at once; its resource runs on, but the check cannot tell.
+        // An operator switches the application meanwhile.
         sim.check_says.insert((0, 0, 0), unsure);
         sim.boot(0);
         sim.command(1, "app1", Command::Switch(Some(2))).unwrap();
@@ -617,4 +615,185 @@ fn a_restarted_node_lets_its_application_switch() {
     sim.rejoining.clear();
     sim.run(30);
     assert_eq!(sim.online_on(0), vec![1], "no failback once it is UP");
+}
+
+/// Found by the guest simulation: a fault recorded after a clear given during a
+/// partition, when the other side's later placements (without that clear) won. The
+/// clear generation went back below the fault's, so the next clear, once everything
+/// was healed, did not clear it although it said so.
+#[test]
+fn a_clear_clears_a_fault_recorded_under_a_clear_generation_that_was_lost() {
+    let mut s = spec("app1", &[1, 2], 1);
+    s.switch_on.clear();
+    let mut sim = Sim::new(2, vec![s]);
+    sim.run(20);
+    assert_eq!(sim.online_on(0), vec![0]);
+    // The resource fails: Faulted on node 1 (no ResourceFailure switch).
+    sim.running[0][0][0] = false;
+    sim.run(20);
+    assert_eq!(sim.state(0, 0), AppState::Faulted);
+    // Partition. Node 1 is cleared, its stop fails: Faulted again, under the new clear.
+    sim.connected = vec![vec![true, false], vec![false, true]];
+    sim.fail_stop.insert((0, 0, 0));
+    sim.command(0, "app1", Command::Clear).unwrap();
+    sim.run(10);
+    assert_eq!(sim.state(0, 0), AppState::Faulted);
+    // Node 2 writes placements of its own, without that clear; they win once healed.
+    sim.command(1, "app1", Command::Maintenance(true)).unwrap();
+    sim.command(1, "app1", Command::Maintenance(false)).unwrap();
+    sim.fail_stop.clear();
+    sim.connected = vec![vec![true; 2]; 2];
+    sim.run(10);
+    assert_eq!(sim.state(0, 0), AppState::Faulted);
+    sim.command(1, "app1", Command::Clear).unwrap();
+    sim.run(20);
+    assert_eq!(sim.state(0, 0), AppState::Offline, "the clear cleared it");
+}
+
+/// Answers every operation of `actions` (and of what follows) as on a resource that is
+/// not running; records the resources started.
+fn answer(e: &mut Engine, now: Duration, actions: Vec<AppAction>, starts: &mut Vec<usize>) {
+    let mut queue = actions;
+    while let Some(action) = queue.pop() {
+        if let AppAction::Run(op) = action {
+            let state = match op.kind {
+                OpKind::Start => {
+                    starts.push(op.resource);
+                    ResourceState::Online
+                }
+                _ => ResourceState::Offline,
+            };
+            queue.extend(e.on_result(now, op.id, OpOutcome::Done(state)));
+        }
+    }
+}
+
+/// Found by the guest simulation: node 1 died, was proved down, and restarted while
+/// the link from it to node 2 was cut. Node 2 still held it dead; node 1 heard node 2
+/// report the application inactive and started it, while node 2, to which node 1 was
+/// dead, started it too on an operator's switch.
+#[test]
+fn a_restarted_node_does_not_start_while_a_peer_still_holds_it_down() {
+    let mut s = spec("app1", &[1, 2], 1);
+    s.switch_on.clear();
+    let placement = Placement {
+        version: Version {
+            epoch: 1,
+            issuer: 1,
+        },
+        target: Some(1),
+        reason: PlacementReason::Startup,
+        ..Placement::default()
+    };
+    let disk = Persistent {
+        placements: [("app1".to_string(), placement)].into_iter().collect(),
+        ..Persistent::default()
+    };
+    let view = |id, heard, proved_down| NodeView {
+        id,
+        state: if heard {
+            GuestNodeState::Up
+        } else {
+            GuestNodeState::Down
+        },
+        heard,
+        proved_down,
+        incarnation: 1,
+    };
+    let t = Duration::from_secs(1);
+    let mut one = Engine::new(1, vec![s.clone()], &disk, Duration::ZERO);
+    let mut two = Engine::new(2, vec![s], &disk, Duration::ZERO);
+    let (mut started_one, mut started_two) = (Vec::new(), Vec::new());
+    let a = two.set_nodes(t, vec![view(1, false, true)]);
+    answer(&mut two, t, a, &mut started_two);
+    let a = one.set_nodes(t, vec![view(2, true, false)]);
+    answer(&mut one, t, a, &mut started_one);
+    for round in 2..10 {
+        let now = t * round;
+        let a = one.on_gossip(now, 2, 1, &two.gossip());
+        answer(&mut one, now, a, &mut started_one);
+        let a = one.tick(now);
+        answer(&mut one, now, a, &mut started_one);
+        let a = two.tick(now);
+        answer(&mut two, now, a, &mut started_two);
+    }
+    assert!(
+        started_one.is_empty(),
+        "node 1 waits: to node 2 it is dead, so node 2 may start it at any time"
+    );
+    // As node 2 does, on an operator's switch.
+    let (_, a) = two
+        .command(t * 10, "app1", Command::Switch(Some(2)))
+        .unwrap();
+    answer(&mut two, t * 10, a, &mut started_two);
+    assert_eq!(started_two, vec![0]);
+}
+
+/// Found by the guest simulation: two nodes restarted cut off from each other, and
+/// each took from a third node the proof of the other's previous incarnation: each
+/// held the other dead and both started the application. A node relies only on the
+/// death of an incarnation it heard since it started, or on the operator's word.
+#[test]
+fn only_proofs_of_an_incarnation_heard_here_are_relied_on() {
+    use crate::membership::{FailReason, HostState, PeerStatus, WatchdogVerdict};
+    let peer = |state, incarnation| PeerStatus {
+        node: 2,
+        state,
+        state_for_ms: 0,
+        links: Vec::new(),
+        incarnation: Some(incarnation),
+        watchdog: WatchdogVerdict::Ok,
+        must_rejoin: false,
+        panic_noticed: false,
+        silent_for_ms: None,
+        config_mismatch: false,
+        quorate: true,
+    };
+    let dead_after = Duration::from_millis(800);
+    let proof = |incarnation| DownProof {
+        node: 2,
+        incarnation,
+    };
+    // Never heard here: node 2 may have restarted since incarnation 5 died.
+    let mut nodes = GuestNodes::new(1, &[1, 2], dead_after);
+    assert_eq!(nodes.prove_down(proof(5)), None);
+    assert!(!nodes.views()[0].proved_down);
+    // The operator's word holds where it is given, and is not passed on.
+    assert!(nodes.prove_down(proof(0)).is_some());
+    assert!(nodes.views()[0].proved_down);
+    assert!(nodes.proofs().is_empty());
+    // Heard, then silent: the death of what was heard holds, and is passed on.
+    let mut nodes = GuestNodes::new(1, &[1, 2], dead_after);
+    nodes.update(&[peer(HostState::Up, 6)]);
+    nodes.update(&[peer(HostState::Failed(FailReason::Silent), 6)]);
+    assert!(nodes.prove_down(proof(6)).is_some());
+    assert!(nodes.views()[0].proved_down);
+    assert_eq!(nodes.proofs(), vec![proof(6)]);
+}
+
+/// HaltFlag also covers a stop that fails during an operator switch: the application is
+/// stuck on the node it was leaving, which is killed before the switch goes on.
+#[test]
+fn halt_flag_covers_a_stop_that_fails_during_a_switch() {
+    let mut s = spec("app1", &[1, 2], 1);
+    s.halt_flag = true;
+    let mut sim = Sim::new(2, vec![s]);
+    sim.run(20);
+    sim.fail_stop.insert((0, 0, 0));
+    sim.command(0, "app1", Command::Switch(Some(2))).unwrap();
+    sim.run(30);
+    assert_eq!(sim.state(0, 0), AppState::Faulted);
+    assert_eq!(
+        sim.kills,
+        vec![(1, 1)],
+        "node 2 asks for node 1 to be killed"
+    );
+    assert!(
+        sim.online_on(0).is_empty(),
+        "never on node 2 while node 1 may run it"
+    );
+    sim.crash(0);
+    sim.proved[0] = Some(1);
+    sim.run(20);
+    assert_eq!(sim.online_on(0), vec![1]);
 }
