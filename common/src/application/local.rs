@@ -360,10 +360,7 @@ impl Local {
                 match self.phase {
                     Phase::Online => {
                         // A warning lasts while any resource reports one.
-                        self.warning = self
-                            .res
-                            .iter()
-                            .any(|r| *r == Some(ResourceState::OnlineWarning));
+                        self.warning = self.res.contains(&Some(ResourceState::OnlineWarning));
                         if state.is_online() || state == ResourceState::Unknown {
                             return;
                         }
