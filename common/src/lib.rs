@@ -6,6 +6,7 @@ pub mod admin;
 pub mod application;
 pub mod config;
 pub mod fencing;
+pub mod hostlink;
 pub mod kdump;
 pub mod membership;
 pub mod quorum;

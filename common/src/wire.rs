@@ -41,6 +41,8 @@ pub enum Kind {
     Heartbeat = 1,
     /// Periodic guest heartbeat: membership summary, placements, application reports.
     GuestHeartbeat = 2,
+    /// A message between a guest agent and its host agent ([`crate::hostlink`]).
+    HostLink = 3,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
         match v {
             1 => Some(Kind::Heartbeat),
             2 => Some(Kind::GuestHeartbeat),
+            3 => Some(Kind::HostLink),
             _ => None,
         }
     }

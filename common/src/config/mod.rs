@@ -78,6 +78,53 @@ pub struct ClusterConfig {
     /// `[[fence_device]]`: the devices hosts' fence levels name.
     #[serde(rename = "fence_device", default)]
     pub fence_devices: Vec<FenceDevice>,
+    /// The host link: where guest agents connect.
+    #[serde(default)]
+    pub host_link: HostLinkListenSection,
+    /// Guest clusters whose guests may link to this cluster's hosts.
+    #[serde(rename = "guest_cluster", default)]
+    pub guest_clusters: Vec<GuestClusterEntry>,
+}
+
+/// Default TCP port of the host link.
+pub const DEFAULT_HOST_LINK_PORT: u16 = 5410;
+
+/// `[host_link]` of cluster.toml.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostLinkListenSection {
+    /// TCP port the host agent listens on, on each host's `link_address`.
+    #[serde(default = "default_host_link_port")]
+    pub port: u16,
+    /// Time between two sends of an unacknowledged host-down notice, ms.
+    #[serde(default = "default_notice_retry_ms")]
+    pub notice_retry_ms: u64,
+}
+
+impl Default for HostLinkListenSection {
+    fn default() -> Self {
+        HostLinkListenSection {
+            port: DEFAULT_HOST_LINK_PORT,
+            notice_retry_ms: default_notice_retry_ms(),
+        }
+    }
+}
+
+fn default_host_link_port() -> u16 {
+    DEFAULT_HOST_LINK_PORT
+}
+fn default_notice_retry_ms() -> u64 {
+    500
+}
+
+/// `[[guest_cluster]]` of cluster.toml: a guest cluster whose guests may link.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuestClusterEntry {
+    /// Its name, as `[cluster] name` of its guest.toml.
+    pub name: String,
+    /// Its key file (the guest.toml `key_file`): host-link frames are signed with it.
+    pub key_file: PathBuf,
 }
 
 /// `[cluster]`
@@ -152,6 +199,9 @@ pub struct HostEntry {
     /// succeed.
     #[serde(default)]
     pub fence_levels: Vec<Vec<String>>,
+    /// Address the host agent accepts host links on (TCP); none: no TCP host link.
+    #[serde(default)]
+    pub link_address: Option<IpAddr>,
 }
 
 /// `[kdump]`
@@ -332,6 +382,9 @@ pub type LoadedConfig = Loaded<ClusterConfig>;
 impl load::ConfigFile for ClusterConfig {
     fn resolve_paths(&mut self, base: &Path) {
         load::resolve(base, &mut self.cluster.key_file);
+        for g in &mut self.guest_clusters {
+            load::resolve(base, &mut g.key_file);
+        }
         for d in &mut self.fence_devices {
             if let Some(p) = d.password_file.as_mut() {
                 load::resolve(base, p);
@@ -411,6 +464,15 @@ impl ClusterConfig {
     pub fn cluster_id(&self) -> u64 {
         cluster_id_of(&self.cluster.name)
     }
+}
+
+/// Reads a key file as the validation does (line ends at its end do not count).
+pub fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path)?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    Ok(bytes)
 }
 
 /// Cluster id derived from a cluster name, as carried in frames.

@@ -175,7 +175,16 @@ pub(crate) fn check_key(
     kind: ClusterKind,
     key_file: &Path,
 ) -> Option<Vec<u8>> {
-    let path = [Seg::Key("cluster"), Seg::Key("key_file")];
+    check_key_at(c, kind, &[Seg::Key("cluster"), Seg::Key("key_file")], key_file)
+}
+
+/// [`check_key`] for a key named at `path`.
+pub(crate) fn check_key_at(
+    c: &mut Problems<'_>,
+    kind: ClusterKind,
+    path: &[Seg<'_>],
+    key_file: &Path,
+) -> Option<Vec<u8>> {
     match std::fs::read(key_file) {
         Ok(bytes) => {
             let trimmed = trim_line_ends(&bytes);

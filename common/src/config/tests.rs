@@ -255,3 +255,48 @@ fn addresses_must_name_one_host_and_interconnect() {
     assert_eq!(err.problems[0].key, "host[1].kdump_addresses[0]");
     assert!(err.problems[0].message.contains("ambiguous"), "{err}");
 }
+
+#[test]
+fn host_link_and_guest_clusters_load_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path());
+    std::fs::write(
+        dir.path().join("guests.key"),
+        b"fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
+    let text = GOOD.replace(
+        "weight = 2\n",
+        "weight = 2\nlink_address = \"198.18.32.112\"\n",
+    ) + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n";
+    let loaded = ClusterConfig::load_str(&dir.path().join("cluster.toml"), &text).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.host_link.port, DEFAULT_HOST_LINK_PORT);
+    assert_eq!(
+        c.hosts[1].link_address,
+        Some("198.18.32.112".parse().unwrap())
+    );
+    assert_eq!(c.guest_clusters[0].key_file, dir.path().join("guests.key"));
+    assert_eq!(
+        read_key_file(&c.guest_clusters[0].key_file).unwrap().len(),
+        32
+    );
+
+    let bad = GOOD.replace("weight = 2\n", "weight = 2\nlink_address = \"0.0.0.0\"\n")
+        + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"missing.key\"\n\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n";
+    let errs = ClusterConfig::load_str(&dir.path().join("cluster.toml"), &bad).unwrap_err();
+    let keys: Vec<(&str, Option<usize>)> = errs
+        .problems
+        .iter()
+        .map(|p| (p.key.as_str(), p.line))
+        .collect();
+    assert!(keys.contains(&("host[1].link_address", Some(27))), "{errs}");
+    assert!(
+        keys.contains(&("guest_cluster[0].key_file", Some(32))),
+        "{errs}"
+    );
+    assert!(
+        keys.contains(&("guest_cluster[1].name", Some(35))),
+        "{errs}"
+    );
+}

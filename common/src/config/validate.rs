@@ -16,7 +16,55 @@ pub(super) fn validate(config: &ClusterConfig, c: &mut Problems<'_>) -> Option<V
     check_watchdog(c, config);
     check_quorum(c, config);
     check_fencing(c, config);
+    check_host_link(c, config);
     key
+}
+
+/// `[host_link]`, each host's `link_address` and `[[guest_cluster]]`.
+fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
+    if config.host_link.port == 0 {
+        c.push(
+            &[Seg::Key("host_link"), Seg::Key("port")],
+            "port must be 1 to 65535",
+        );
+    }
+    if config.host_link.notice_retry_ms < 10 {
+        c.push(
+            &[Seg::Key("host_link"), Seg::Key("notice_retry_ms")],
+            "notice_retry_ms must be at least 10",
+        );
+    }
+    for (i, h) in config.hosts.iter().enumerate() {
+        if let Some(a) = h.link_address {
+            if a.is_unspecified() || a.is_multicast() {
+                c.push(
+                    &[Seg::Key("host"), Seg::Index(i), Seg::Key("link_address")],
+                    format!("{a} cannot be listened on: give the host's own address"),
+                );
+            }
+        }
+    }
+    let mut names = EntryNames::default();
+    for (i, g) in config.guest_clusters.iter().enumerate() {
+        names.check(
+            c,
+            &[Seg::Key("guest_cluster"), Seg::Index(i), Seg::Key("name")],
+            (i, &g.name),
+            || format!("{:?} is not a valid guest cluster name", g.name),
+            |first| {
+                format!(
+                    "guest cluster {:?} is already listed by guest_cluster[{first}]",
+                    g.name
+                )
+            },
+        );
+        rules::check_key_at(
+            c,
+            ClusterKind::Guest,
+            &[Seg::Key("guest_cluster"), Seg::Index(i), Seg::Key("key_file")],
+            &g.key_file,
+        );
+    }
 }
 
 fn check_interconnects(c: &mut Problems<'_>, config: &ClusterConfig) {

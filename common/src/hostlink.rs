@@ -1,0 +1,215 @@
+//! The host link: what a guest agent and the host agent of the host it runs on say to
+//! each other, over a byte stream (TCP, vsock or a virtio-serial port).
+//!
+//! Every message travels in an authenticated frame of kind [`Kind::HostLink`], signed
+//! with the guest cluster's key and carrying the guest cluster's id: the host agent
+//! knows the keys of the guest clusters it serves, so a guest can only speak for its
+//! own guest cluster. Frames are self-delimiting (the header holds the payload length),
+//! so a stream is a plain sequence of frames; [`FrameSplitter`] cuts one back into them.
+//!
+//! The exchange:
+//! - the guest connects and sends [`LinkMessage::Register`]; the host answers
+//!   [`LinkMessage::Registered`] or [`LinkMessage::Refused`] and closes;
+//! - when a host is DOWN with proof, every surviving host agent sends each linked guest
+//!   with a partner on it a [`LinkMessage::HostDown`] naming the partners that died with
+//!   it; the guest answers [`LinkMessage::HostDownAck`] with the same epoch. The host
+//!   repeats unacknowledged notices; the guest applies a notice once per epoch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::NodeId;
+use crate::wire::{self, Kind, HEADER_LEN, MAX_FRAME, TAG_LEN};
+
+/// A message on the host link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkMessage {
+    /// Guest → host, first message: who is speaking.
+    Register {
+        /// Guest cluster name.
+        cluster: String,
+        /// Node name in the guest cluster.
+        node: String,
+        /// Node id in the guest cluster.
+        node_id: NodeId,
+        /// The guest's domain (libvirt name or UUID), if it knows it.
+        domain: Option<String>,
+    },
+    /// Host → guest: registered.
+    Registered {
+        /// The host's name in the host cluster.
+        host: String,
+    },
+    /// Host → guest: registration refused (the connection is closed after it).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Host → guest: `host` is DOWN with proof; the guest's partners on it died with it.
+    HostDown {
+        /// Identifies the notice; the guest acknowledges it and applies it once.
+        epoch: u64,
+        /// The host that is down.
+        host: String,
+        /// What proves it (power-off, kdump notice, operator).
+        proof: String,
+        /// Guests of the receiver's guest cluster that ran on it: node id and the
+        /// incarnation they ran with (0 if unknown).
+        guests: Vec<(NodeId, u64)>,
+    },
+    /// Guest → host: notice `epoch` received and applied.
+    HostDownAck {
+        /// The notice's epoch.
+        epoch: u64,
+    },
+    /// Either way, when nothing else was sent for a while: the link is alive.
+    Keepalive,
+}
+
+impl LinkMessage {
+    /// Encodes the message as the payload of a host-link frame.
+    pub fn to_payload(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("host-link messages always serialize")
+    }
+
+    /// Decodes a host-link frame's payload.
+    pub fn from_payload(payload: &[u8]) -> Result<LinkMessage, postcard::Error> {
+        postcard::from_bytes(payload)
+    }
+
+    /// The message in a signed frame.
+    pub fn to_frame(
+        &self,
+        key: &[u8],
+        cluster_id: u64,
+        sender: u32,
+        incarnation: u64,
+        sequence: u64,
+    ) -> Vec<u8> {
+        let header = wire::Header {
+            kind: Kind::HostLink,
+            cluster_id,
+            sender,
+            incarnation,
+            sequence,
+        };
+        wire::encode(&header, &self.to_payload(), key)
+            .expect("host-link messages are far below the frame limit")
+    }
+}
+
+/// Why a stream cannot be cut into frames; the connection must be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The bytes do not start with the frame magic.
+    #[error("not a host-link stream (bad frame magic)")]
+    BadMagic,
+    /// A frame header announces more than a frame may hold.
+    #[error("frame too large")]
+    TooLarge,
+}
+
+/// Cuts a byte stream into whole frames (still to be authenticated with
+/// [`wire::decode`]). Holds at most one frame's bytes.
+#[derive(Debug, Default)]
+pub struct FrameSplitter {
+    buf: Vec<u8>,
+}
+
+impl FrameSplitter {
+    /// Adds received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, if one has arrived.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
+        let magic_len = self.buf.len().min(wire::MAGIC.len());
+        if self.buf[..magic_len] != wire::MAGIC[..magic_len] {
+            return Err(StreamError::BadMagic);
+        }
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[36], self.buf[37], self.buf[38], self.buf[39]]);
+        let total = HEADER_LEN + TAG_LEN + len as usize;
+        if total > MAX_FRAME {
+            return Err(StreamError::TooLarge);
+        }
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let rest = self.buf.split_off(total);
+        Ok(Some(std::mem::replace(&mut self.buf, rest)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn frame(m: &LinkMessage, seq: u64) -> Vec<u8> {
+        m.to_frame(KEY, 7, 2, 1, seq)
+    }
+
+    #[test]
+    fn messages_round_trip_through_signed_frames() {
+        let m = LinkMessage::HostDown {
+            epoch: 3,
+            host: "h3".into(),
+            proof: "power-off".into(),
+            guests: vec![(1, 42)],
+        };
+        let bytes = frame(&m, 1);
+        let f = wire::decode(&bytes, KEY, 7).unwrap();
+        assert_eq!(f.header.kind, Kind::HostLink);
+        assert_eq!(LinkMessage::from_payload(f.payload).unwrap(), m);
+        assert!(wire::decode(&bytes, b"another key of sufficient size!!", 7).is_err());
+    }
+
+    /// Frames split across reads, or several in one read, come out whole and in order.
+    #[test]
+    fn splitter_reassembles_any_chunking() {
+        let a = frame(&LinkMessage::Keepalive, 1);
+        let b = frame(&LinkMessage::HostDownAck { epoch: 9 }, 2);
+        let stream: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
+        for chunk in [1, 3, 40, 41, 1000] {
+            let mut s = FrameSplitter::default();
+            let mut out = Vec::new();
+            for piece in stream.chunks(chunk) {
+                s.push(piece);
+                while let Some(f) = s.next_frame().unwrap() {
+                    out.push(f);
+                }
+            }
+            assert_eq!(out, vec![a.clone(), b.clone()], "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn splitter_rejects_garbage_and_oversized_frames() {
+        let mut s = FrameSplitter::default();
+        s.push(b"GET / HTTP/1.1\r\n");
+        assert_eq!(s.next_frame(), Err(StreamError::BadMagic));
+        let mut big = frame(&LinkMessage::Keepalive, 1);
+        big[36..40].copy_from_slice(&(MAX_FRAME as u32).to_be_bytes());
+        let mut s = FrameSplitter::default();
+        s.push(&big);
+        assert_eq!(s.next_frame(), Err(StreamError::TooLarge));
+        let mut s = FrameSplitter::default();
+        s.push(b"HV");
+        assert_eq!(s.next_frame(), Ok(None), "a partial magic waits for more");
+    }
+
+    #[test]
+    fn garbage_payloads_are_errors_not_panics() {
+        for bytes in [
+            &[][..],
+            &[0xff; 3][..],
+            &[2, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        ] {
+            let _ = LinkMessage::from_payload(bytes);
+        }
+    }
+}
