@@ -175,7 +175,12 @@ pub(crate) fn check_key(
     kind: ClusterKind,
     key_file: &Path,
 ) -> Option<Vec<u8>> {
-    check_key_at(c, kind, &[Seg::Key("cluster"), Seg::Key("key_file")], key_file)
+    check_key_at(
+        c,
+        kind,
+        &[Seg::Key("cluster"), Seg::Key("key_file")],
+        key_file,
+    )
 }
 
 /// [`check_key`] for a key named at `path`.

@@ -61,7 +61,11 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
         rules::check_key_at(
             c,
             ClusterKind::Guest,
-            &[Seg::Key("guest_cluster"), Seg::Index(i), Seg::Key("key_file")],
+            &[
+                Seg::Key("guest_cluster"),
+                Seg::Index(i),
+                Seg::Key("key_file"),
+            ],
             &g.key_file,
         );
     }
