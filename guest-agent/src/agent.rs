@@ -1,12 +1,9 @@
 //! The guest agent's driver loop: owns the membership machine, the guest node states
 //! and the application engine, feeds them what arrives and performs what they return.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hvcluster_common::admin::{GuestStatus, Request, Response};
@@ -18,14 +15,13 @@ use hvcluster_common::config::guest::{GuestConfig, LoadedGuestConfig};
 use hvcluster_common::config::NodeId;
 use hvcluster_common::membership::{Action, Membership, MembershipConfig};
 use hvcluster_common::quorum::QuorumRules;
-use hvcluster_common::wire::{self, Header, Kind, ReplayError, ReplayWindow, WireError};
-use hvcluster_host_agent::admin::{self, Dispatch};
+use hvcluster_host_agent::admin::{self, AdminCall, Dispatch};
 use hvcluster_host_agent::counters::Counters;
-use hvcluster_host_agent::events::EventLog;
-use hvcluster_host_agent::{incarnation, net};
+use hvcluster_host_agent::incarnation;
+use hvcluster_host_agent::member::Member;
+use hvcluster_host_agent::net::{Datagram, Roster};
 use serde_json::json;
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::describe;
 use crate::resources::{self, OpRequest};
@@ -41,25 +37,9 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(900);
 #[derive(Debug)]
 pub enum Input {
     /// A datagram on a heartbeat socket.
-    Frame {
-        /// Interconnect index.
-        ic: usize,
-        /// Source address.
-        from: SocketAddr,
-        /// When it was received.
-        at: Instant,
-        /// The bytes.
-        bytes: Vec<u8>,
-    },
-    /// An admin client wants the status.
-    Status(oneshot::Sender<GuestStatus>),
-    /// An operator command.
-    Operator {
-        /// The command.
-        request: Request,
-        /// Where its answer goes.
-        reply: oneshot::Sender<Response>,
-    },
+    Frame(Datagram),
+    /// An admin client wants the status, or gives an operator command.
+    Admin(AdminCall<GuestStatus>),
     /// A resource operation ended.
     OpDone {
         /// Operation id.
@@ -75,13 +55,9 @@ struct GuestDispatch(mpsc::Sender<Input>);
 impl Dispatch for GuestDispatch {
     async fn dispatch(&self, request: Request) -> Response {
         match request {
-            Request::Status => admin::ask(&self.0, Input::Status)
-                .await
-                .map_or_else(admin::stopping, |s| Response::GuestStatus(Box::new(s))),
-            request if request.is_guest_command() => {
-                admin::ask(&self.0, |reply| Input::Operator { request, reply })
-                    .await
-                    .unwrap_or_else(admin::stopping)
+            request if matches!(request, Request::Status) || request.is_guest_command() => {
+                let status = |s| Response::GuestStatus(Box::new(s));
+                admin::forward(&self.0, request, Input::Admin, status).await
             }
             _ => Response::Refused {
                 message: "this is a guest agent: fencing and host commands go to the host \
@@ -92,42 +68,22 @@ impl Dispatch for GuestDispatch {
     }
 }
 
-struct PeerRoute {
-    id: NodeId,
-    addrs: Vec<SocketAddr>,
-}
-
 /// A running guest agent.
 pub struct Agent {
     config: GuestConfig,
-    key: Vec<u8>,
-    cluster_id: u64,
-    me: NodeId,
-    node: String,
-    names: HashMap<NodeId, String>,
+    member: Member<Input, GuestHeartbeat>,
     membership: Membership,
     nodes: GuestNodes,
     engine: Engine,
-    origin: Instant,
-    sockets: Vec<Arc<UdpSocket>>,
-    routes: Vec<PeerRoute>,
-    sequences: HashMap<NodeId, u64>,
-    windows: HashMap<NodeId, ReplayWindow>,
-    counters: Counters,
-    events: EventLog,
-    started_unix_ms: u64,
     state_file: PathBuf,
     announce: bool,
     declared_dead: bool,
-    tx: mpsc::Sender<Input>,
-    rx: mpsc::Receiver<Input>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
-            .field("node", &self.node)
+            .field("node", &self.member.own_name)
             .finish_non_exhaustive()
     }
 }
@@ -140,45 +96,22 @@ impl Agent {
             key,
             digest,
         } = loaded;
-        let me_entry = config
-            .node(node)
-            .context("node not in configuration")?
-            .clone();
-        let me = me_entry.node_id;
-        let (tx, rx) = mpsc::channel(4096);
-        let mut tasks = Vec::new();
-        let mut sockets = Vec::new();
-        for (ic, icfg) in config.interconnects.iter().enumerate() {
-            let addr = SocketAddr::new(me_entry.addresses[&icfg.name], icfg.port);
-            let socket = net::bind_udp(addr, &format!("guest heartbeat ({})", icfg.name))?;
-            tasks.push(tokio::spawn(receive(socket.clone(), ic, tx.clone())));
-            sockets.push(socket);
-        }
-        let routes = config
+        let members = config
             .nodes
             .iter()
-            .filter(|n| n.node_id != me)
-            .map(|n| PeerRoute {
-                id: n.node_id,
-                addrs: config
-                    .interconnects
-                    .iter()
-                    .map(|ic| SocketAddr::new(n.addresses[&ic.name], ic.port))
-                    .collect(),
-            })
-            .collect();
-        let names = config
-            .nodes
-            .iter()
-            .map(|n| (n.node_id, n.name.clone()))
-            .collect();
-        let events = EventLog::new(node);
-        let listener = admin::bind(&config.admin.socket)?;
-        tasks.push(tokio::spawn(admin::serve(
-            listener,
-            GuestDispatch(tx.clone()),
-            events.clone(),
-        )));
+            .map(|n| (n.node_id, n.name.as_str(), &n.addresses));
+        let roster = Roster::new(
+            key,
+            config.cluster_id(),
+            node,
+            &config.interconnects,
+            members,
+        )?;
+        let mut member = Member::start(roster, "guest heartbeat", Input::Frame)?;
+        let me = member.me;
+        let dispatch = GuestDispatch(member.tx.clone());
+        member.serve_admin(&config.admin.socket, dispatch)?;
+        let events = &member.events;
         let state_dir = config.cluster.state_dir.clone();
         std::fs::create_dir_all(&state_dir).with_context(|| {
             format!("cannot create the state directory {}", state_dir.display())
@@ -193,19 +126,14 @@ impl Agent {
         let membership = Membership::new(
             membership_config(&config, me, digest),
             incarnation,
-            Duration::ZERO,
+            member.now(),
         );
         let nodes = GuestNodes::new(
             me,
             &ids,
             Duration::from_millis(config.heartbeat.dead_after_ms),
         );
-        let mut engine = Engine::new(
-            me,
-            AppSpec::from_config(&config),
-            &persistent,
-            Duration::ZERO,
-        );
+        let mut engine = Engine::new(me, AppSpec::from_config(&config), &persistent, member.now());
         engine.set_names(
             config
                 .nodes
@@ -213,10 +141,6 @@ impl Agent {
                 .map(|n| (n.node_id, n.name.clone()))
                 .collect(),
         );
-        let started_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         events.record(
             Some(node),
             "agent_started",
@@ -228,41 +152,25 @@ impl Agent {
             json!({ "incarnation": incarnation }),
         );
         Ok(Agent {
-            cluster_id: config.cluster_id(),
             config,
-            key,
-            me,
-            node: node.to_string(),
-            names,
+            member,
             membership,
             nodes,
             engine,
-            origin: Instant::now(),
-            sockets,
-            routes,
-            sequences: HashMap::new(),
-            windows: HashMap::new(),
-            counters: Counters::default(),
-            events,
-            started_unix_ms,
             state_file,
             announce: false,
             declared_dead: false,
-            tx,
-            rx,
-            tasks,
         })
     }
 
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        self.member.now()
     }
 
     fn name(&self, id: NodeId) -> String {
-        self.names
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| format!("node {id}"))
+        self.member
+            .configured_name(id)
+            .map_or_else(|| format!("node {id}"), str::to_string)
     }
 
     /// Runs until `shutdown` resolves, then stops the applications running here and
@@ -274,7 +182,7 @@ impl Agent {
         let mut leaving: Option<Instant> = None;
         loop {
             tokio::select! {
-                Some(input) = self.rx.recv() => self.on_input(input),
+                Some(input) = self.member.next_input() => self.on_input(input),
                 _ = ticker.tick() => {
                     self.tick();
                     if let Some(since) = leaving {
@@ -285,8 +193,8 @@ impl Agent {
                 }
                 _ = &mut shutdown, if leaving.is_none() => {
                     leaving = Some(Instant::now());
-                    let node = self.node.clone();
-                    self.events.record(Some(&node), "agent_stopping", format!("{node}: shutting down: stopping the applications running here (reason SHUT)"), json!({}));
+                    let node = self.member.own_name.clone();
+                    self.member.events.record(Some(&node), "agent_stopping", format!("{node}: shutting down: stopping the applications running here (reason SHUT)"), json!({}));
                     let actions = self.engine.shutdown(self.now());
                     self.perform_apps(actions);
                 }
@@ -295,26 +203,18 @@ impl Agent {
         }
         // Tell the peers once more that nothing runs here any more.
         self.send_heartbeats();
-        for t in &self.tasks {
-            t.abort();
-        }
-        let _ = std::fs::remove_file(&self.config.admin.socket);
+        self.member.stop();
         tracing::info!("guest agent stopped");
         Ok(())
     }
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Frame {
-                ic,
-                from,
-                at,
-                bytes,
-            } => self.on_frame(ic, from, at, &bytes),
-            Input::Status(reply) => {
+            Input::Frame(datagram) => self.on_frame(&datagram),
+            Input::Admin(AdminCall::Status(reply)) => {
                 let _ = reply.send(self.status());
             }
-            Input::Operator { request, reply } => {
+            Input::Admin(AdminCall::Operator { request, reply }) => {
                 let response = self.operator(request);
                 let _ = reply.send(response);
             }
@@ -348,7 +248,7 @@ impl Agent {
     fn after_node_changes(&mut self, changes: Vec<NodeChange>) {
         for c in &changes {
             let name = self.name(c.node);
-            self.events.record(
+            self.member.events.record(
                 Some(&name),
                 "node_state",
                 format!("{name}: {} -> {}", c.from, c.to),
@@ -361,82 +261,36 @@ impl Agent {
         }
     }
 
-    fn drop_frame(&mut self, reason: &str, from: SocketAddr) {
-        let counter = format!("frames_dropped_{reason}");
-        if let Some(since) = self.counters.bump_logged(&counter, Instant::now()) {
-            self.events.record(
-                None,
-                "frame_dropped",
-                format!(
-                    "dropped {since} frame(s) ({reason}) since last report; latest from {from}"
-                ),
-                json!({ "reason": reason, "from": from.to_string(), "count_since_last": since }),
-            );
-        }
-    }
-
-    fn on_frame(&mut self, ic: usize, from: SocketAddr, at: Instant, bytes: &[u8]) {
-        self.counters.bump("frames_received");
-        let frame = match wire::decode(bytes, &self.key, self.cluster_id) {
-            Ok(f) => f,
-            Err(e) => {
-                let reason = match e {
-                    WireError::BadTag => "bad_tag",
-                    WireError::ForeignCluster => "foreign_cluster",
-                    WireError::Version(_) => "version",
-                    WireError::UnknownKind(_) => "unknown_kind",
-                    WireError::Malformed | WireError::BadMagic | WireError::TooLarge => "malformed",
-                };
-                return self.drop_frame(reason, from);
-            }
+    fn on_frame(&mut self, datagram: &Datagram) {
+        let Some(hb) = self.member.receive(datagram) else {
+            return;
         };
-        let sender = frame.header.sender;
-        if sender == self.me || !self.names.contains_key(&sender) {
-            return self.drop_frame("unknown_sender", from);
-        }
-        if frame.header.kind != Kind::GuestHeartbeat {
-            return self.drop_frame("unknown_kind", from);
-        }
-        let accepted = match self
-            .windows
-            .entry(sender)
-            .or_default()
-            .accept(frame.header.incarnation, frame.header.sequence)
-        {
-            Ok(a) => a,
-            Err(ReplayError::Replayed) => return self.drop_frame("replayed", from),
-            Err(ReplayError::OldIncarnation) => return self.drop_frame("old_incarnation", from),
-        };
-        let Ok(hb) = postcard::from_bytes::<GuestHeartbeat>(frame.payload) else {
-            return self.drop_frame("bad_payload", from);
-        };
-        if hb.membership.interconnect as usize != ic {
-            return self.drop_frame("wrong_interconnect", from);
-        }
-        self.counters.bump("heartbeats_accepted");
-        let now = at.saturating_duration_since(self.origin);
-        let incarnation = frame.header.incarnation;
+        let now = self.member.clock_at(datagram.at);
+        let (sender, incarnation) = (hb.sender, hb.incarnation);
+        let membership = &hb.payload.membership;
         let actions =
             self.membership
-                .on_heartbeat(now, sender, incarnation, accepted, &hb.membership);
+                .on_heartbeat(now, sender, incarnation, hb.accepted, membership);
         self.perform(actions);
         self.update_nodes();
-        let actions = self.engine.on_gossip(now, sender, incarnation, &hb.gossip);
+        let actions = self
+            .engine
+            .on_gossip(now, sender, incarnation, &hb.payload.gossip);
         self.perform_apps(actions);
-        for proof in hb.proofs {
+        for proof in hb.payload.proofs {
             self.on_proof(sender, proof);
         }
     }
 
     fn on_proof(&mut self, from: NodeId, proof: DownProof) {
-        if proof.node == self.me {
+        if proof.node == self.member.me {
             if proof.incarnation == self.membership.incarnation() && !self.declared_dead {
                 // The others hold this node dead and may take over its applications:
                 // nothing may run here any more.
                 self.declared_dead = true;
                 let by = self.name(from);
-                let node = self.node.clone();
-                self.events.record(
+                let node = self.member.own_name.clone();
+                self.member.events.record(
                     Some(&node),
                     "declared_down",
                     format!("{node}: {by} holds this node DOWN: stopping every application here; restart hv-guestd to rejoin"),
@@ -460,7 +314,7 @@ impl Agent {
                     if let Some((subject, kind, message)) =
                         describe::membership_event(&e, |n| self.name(n))
                     {
-                        self.events.record(
+                        self.member.events.record(
                             subject.as_deref(),
                             kind,
                             message,
@@ -469,16 +323,14 @@ impl Agent {
                     }
                 }
                 Action::Rejoin => {
-                    let inc = incarnation::next(&self.config.cluster.state_dir);
-                    self.sequences.clear();
-                    let node = self.node.clone();
-                    self.events.record(
-                        Some(&node),
+                    let actions = self.member.rejoin(
+                        &mut self.membership,
+                        &self.config.cluster.state_dir,
                         "rejoin",
-                        format!("{node}: rejoining the guest cluster with incarnation {inc}"),
-                        json!({ "incarnation": inc }),
+                        |node, inc| {
+                            format!("{node}: rejoining the guest cluster with incarnation {inc}")
+                        },
                     );
-                    let actions = self.membership.rejoin(self.now(), inc);
                     self.perform(actions);
                 }
             }
@@ -495,7 +347,7 @@ impl Agent {
                     let Some(resource) = app.resources.get(op.resource) else {
                         continue;
                     };
-                    self.counters.bump("resource_ops");
+                    self.member.counters.bump("resource_ops");
                     if op.kind == OpKind::Check {
                         tracing::debug!(app = %app.name, resource = %resource.name, "resource check");
                     } else {
@@ -503,14 +355,14 @@ impl Agent {
                     }
                     let request = OpRequest {
                         app: app.name.clone(),
-                        node: self.node.clone(),
+                        node: self.member.own_name.clone(),
                         resource: resource.clone(),
                         kind: op.kind,
                         reason: op.reason,
                         auto_recover: op.auto_recover,
                         forced: false,
                     };
-                    let tx = self.tx.clone();
+                    let tx = self.member.tx.clone();
                     let id = op.id;
                     tokio::spawn(async move {
                         let outcome = resources::run(request).await;
@@ -519,7 +371,7 @@ impl Agent {
                 }
                 AppAction::Event(e) => {
                     let (subject, kind, message) = describe::app_event(&e, |n| self.name(n));
-                    self.events.record(
+                    self.member.events.record(
                         Some(&subject),
                         kind,
                         message,
@@ -528,8 +380,8 @@ impl Agent {
                 }
                 AppAction::Persist => {
                     if let Err(e) = state::save(&self.state_file, &self.engine.persistent()) {
-                        let node = self.node.clone();
-                        self.events.record(
+                        let node = self.member.own_name.clone();
+                        self.member.events.record(
                             Some(&node),
                             "state_not_saved",
                             format!("cannot save the application state: {e:#}"),
@@ -540,7 +392,7 @@ impl Agent {
                 AppAction::Announce => self.announce = true,
                 AppAction::KillNode(n) => {
                     let name = self.name(n);
-                    self.events.record(
+                    self.member.events.record(
                         Some(&name),
                         "kill_requested",
                         format!(
@@ -557,33 +409,19 @@ impl Agent {
     fn send_heartbeats(&mut self) {
         let gossip = self.engine.gossip();
         let proofs = self.nodes.proofs();
-        for ic in 0..self.sockets.len() {
+        for ic in 0..self.member.outbox.interconnects() {
             let hb = GuestHeartbeat {
                 membership: self.membership.heartbeat(ic),
                 gossip: gossip.clone(),
                 proofs: proofs.clone(),
             };
-            let Ok(payload) = postcard::to_allocvec(&hb) else {
-                continue;
-            };
-            for r in 0..self.routes.len() {
-                let sequence = self.sequences.entry(self.routes[r].id).or_insert(0);
-                *sequence += 1;
-                let header = Header {
-                    kind: Kind::GuestHeartbeat,
-                    cluster_id: self.cluster_id,
-                    sender: self.me,
-                    incarnation: self.membership.incarnation(),
-                    sequence: *sequence,
-                };
-                let Ok(frame) = wire::encode(&header, &payload, &self.key) else {
-                    continue;
-                };
-                let to = self.routes[r].addrs[ic];
-                if self.sockets[ic].try_send_to(&frame, to).is_err() {
-                    self.counters.bump("send_errors");
-                }
-            }
+            let report = self
+                .member
+                .outbox
+                .send(ic, self.membership.incarnation(), &hb);
+            self.member
+                .counters
+                .add("send_errors", report.failed.len() as u64);
         }
     }
 
@@ -632,13 +470,13 @@ impl Agent {
                 Err("not a guest operator command".to_string()),
             ),
         };
-        let node = self.node.clone();
+        let node = self.member.own_name.clone();
         let accepted = result.is_ok();
         let verdict = match &result {
             Ok(m) => format!("done: {m}"),
             Err(m) => format!("refused: {m}"),
         };
-        self.events.record(
+        self.member.events.record(
             Some(&node),
             "operator",
             format!("operator: hvctl {what}: {verdict}"),
@@ -665,7 +503,7 @@ impl Agent {
             ));
         };
         let id = entry.node_id;
-        if id == self.me {
+        if id == self.member.me {
             return Err("this is the node you are on: it is not down".into());
         }
         let peer = self
@@ -720,30 +558,6 @@ fn membership_config(config: &GuestConfig, me: NodeId, digest: [u8; 16]) -> Memb
     }
 }
 
-/// Receives datagrams on `socket` for interconnect `ic`.
-async fn receive(socket: Arc<UdpSocket>, ic: usize, tx: mpsc::Sender<Input>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                let input = Input::Frame {
-                    ic,
-                    from,
-                    at: Instant::now(),
-                    bytes: buf[..n].to_vec(),
-                };
-                if tx.send(input).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(interconnect = ic, cause = %e, "receive error");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
 /// Accessors for [`describe::status`].
 impl Agent {
     pub(crate) fn parts(
@@ -761,13 +575,13 @@ impl Agent {
     ) {
         (
             &self.config,
-            self.me,
-            &self.node,
+            self.member.me,
+            &self.member.own_name,
             &self.membership,
             &self.nodes,
             &self.engine,
-            &self.counters,
-            self.started_unix_ms,
+            &self.member.counters,
+            self.member.started_unix_ms(),
             self.now(),
         )
     }

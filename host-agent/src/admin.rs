@@ -45,23 +45,57 @@ pub trait Dispatch: Clone + Send + Sync + 'static {
     fn dispatch(&self, request: Request) -> impl Future<Output = Response> + Send;
 }
 
+/// What an admin client asks of an agent's driver loop, with where the answer goes;
+/// `S` is the agent's status snapshot.
+#[derive(Debug)]
+pub enum AdminCall<S> {
+    /// The status snapshot.
+    Status(oneshot::Sender<S>),
+    /// An operator command the agent takes.
+    Operator {
+        /// The command.
+        request: Request,
+        /// Where its answer goes.
+        reply: oneshot::Sender<Response>,
+    },
+}
+
+/// Hands `request` (the status, or an operator command the agent takes) to the driver
+/// loop behind `tx` as input `wrap(call)` and waits for the answer; `status` makes the
+/// response of a status snapshot.
+pub async fn forward<S, I>(
+    tx: &mpsc::Sender<I>,
+    request: Request,
+    wrap: impl Fn(AdminCall<S>) -> I,
+    status: impl FnOnce(S) -> Response,
+) -> Response {
+    match request {
+        Request::Status => ask(tx, |reply| wrap(AdminCall::Status(reply)))
+            .await
+            .map_or_else(stopping, status),
+        request => ask(tx, |reply| wrap(AdminCall::Operator { request, reply }))
+            .await
+            .unwrap_or_else(stopping),
+    }
+}
+
 /// The host agent's dispatcher: hands requests to the driver loop.
 #[derive(Debug, Clone)]
 pub struct HostDispatch(pub mpsc::Sender<Input>);
 
 impl Dispatch for HostDispatch {
     async fn dispatch(&self, request: Request) -> Response {
-        let tx = &self.0;
         match request {
-            Request::Status => ask(tx, Input::Status)
-                .await
-                .map_or_else(stopping, |s| Response::Status(Box::new(s))),
-            request @ (Request::Fence { .. }
+            request @ (Request::Status
+            | Request::Fence { .. }
             | Request::ConfirmDown { .. }
             | Request::FenceHistory
-            | Request::FenceCheck) => ask(tx, |reply| Input::Operator { request, reply })
+            | Request::FenceCheck) => {
+                forward(&self.0, request, Input::Admin, |s| {
+                    Response::Status(Box::new(s))
+                })
                 .await
-                .unwrap_or_else(stopping),
+            }
             request => {
                 let message = format!(
                     "{} is a guest-cluster command and this is the host agent: run it inside \

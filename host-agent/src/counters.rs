@@ -17,7 +17,14 @@ pub struct Counters {
 impl Counters {
     /// Adds one to `name`.
     pub fn bump(&mut self, name: &str) {
-        *self.values.entry(name.to_string()).or_default() += 1;
+        self.add(name, 1);
+    }
+
+    /// Adds `n` to `name`; a counter appears only once something was counted.
+    pub fn add(&mut self, name: &str, n: u64) {
+        if n > 0 {
+            *self.values.entry(name.to_string()).or_default() += n;
+        }
     }
 
     /// Adds one to `name`; returns `Some(count since the last log line)` when a log line

@@ -6,21 +6,25 @@ pub mod admin;
 mod agent;
 pub mod child;
 pub mod counters;
+pub mod daemon;
 mod describe;
 pub mod events;
 mod fence;
 pub mod fence_runner;
 pub mod incarnation;
+pub mod intake;
 pub mod journal;
 mod kdump;
+pub mod link;
+pub mod member;
 pub mod net;
 mod operator;
+pub mod outbox;
 mod process;
 mod watchdog;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use hvcluster_common::config::ClusterConfig;
 
 pub use agent::Agent;
@@ -32,10 +36,8 @@ pub struct Options {
     pub config: PathBuf,
     /// This host's name in the configuration.
     pub host: String,
-    /// Admin socket override.
-    pub admin_socket: Option<PathBuf>,
-    /// State directory override.
-    pub state_dir: Option<PathBuf>,
+    /// Admin socket and state directory overrides.
+    pub paths: daemon::PathOverrides,
     /// Pressure file override.
     pub psi_source: Option<PathBuf>,
 }
@@ -44,49 +46,19 @@ pub struct Options {
 /// SIGINT.
 pub fn run(options: Options) -> anyhow::Result<()> {
     let mut loaded = ClusterConfig::load(&options.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(p) = &options.admin_socket {
-        loaded.config.admin.socket = p.clone();
-    }
-    if let Some(p) = &options.state_dir {
-        loaded.config.cluster.state_dir = p.clone();
-    }
+    let config = &mut loaded.config;
+    options
+        .paths
+        .apply(&mut config.admin.socket, &mut config.cluster.state_dir);
     if let Some(p) = &options.psi_source {
-        loaded.config.load_watchdog.psi_source = p.clone();
+        config.load_watchdog.psi_source = p.clone();
     }
-    if loaded.config.host(&options.host).is_none() {
-        anyhow::bail!(
-            "{}: there is no [[host]] named {:?} (configured: {})",
-            options.config.display(),
-            options.host,
-            loaded
-                .config
-                .hosts
-                .iter()
-                .map(|h| h.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    let names = config.hosts.iter().map(|h| h.name.as_str());
+    daemon::require_member(&options.config, "[[host]]", &options.host, names)?;
     // Before the runtime starts, so every thread inherits the scheduling class.
-    let prepared = process::prepare(&loaded.config.load_watchdog);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("hv-hostd")
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let prepared = process::prepare(&config.load_watchdog);
+    daemon::runtime("hv-hostd")?.block_on(async move {
         let agent = Agent::start(loaded, &options.host, prepared).await?;
-        agent.run_until(shutdown_signal()).await
+        agent.run_until(daemon::shutdown_signal()).await
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

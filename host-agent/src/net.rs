@@ -1,16 +1,134 @@
-//! Heartbeat sockets: one UDP socket per interconnect, bound to this host's address on
-//! it, built with socket2 and handed to tokio.
+//! Heartbeat sockets: one UDP socket per interconnect, bound to this node's address on
+//! it, built with socket2 and handed to tokio; shared by the host and the guest agent.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hvcluster_common::config::{Interconnect, NodeId};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::agent::Input;
+use crate::intake::{ClusterKey, FrameIntake, HeartbeatPayload};
+use crate::outbox::{Outbox, PeerRoute};
+
+/// A datagram received on a heartbeat socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Interconnect index.
+    pub ic: usize,
+    /// Source address.
+    pub from: SocketAddr,
+    /// When it was received.
+    pub at: Instant,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A member of a cluster as the heartbeat link sees it: node id, name and its address
+/// on each interconnect, by interconnect name.
+pub type RosterEntry<'a> = (NodeId, &'a str, &'a BTreeMap<String, IpAddr>);
+
+/// Who exchanges heartbeats: the cluster key and id, this node, the interconnects and
+/// every member (this node too).
+#[derive(Debug)]
+pub struct Roster<'a> {
+    key: ClusterKey,
+    cluster_id: u64,
+    me: NodeId,
+    interconnects: &'a [Interconnect],
+    members: Vec<RosterEntry<'a>>,
+}
+
+impl<'a> Roster<'a> {
+    /// The roster of member `own_name` in cluster `cluster_id`; fails when `members`
+    /// has no such name.
+    pub fn new(
+        key: Vec<u8>,
+        cluster_id: u64,
+        own_name: &str,
+        interconnects: &'a [Interconnect],
+        members: impl IntoIterator<Item = RosterEntry<'a>>,
+    ) -> anyhow::Result<Self> {
+        let members: Vec<RosterEntry<'a>> = members.into_iter().collect();
+        let me = members
+            .iter()
+            .find(|(_, name, _)| *name == own_name)
+            .map(|(id, _, _)| *id)
+            .with_context(|| format!("{own_name:?} is not a member in the configuration"))?;
+        Ok(Roster {
+            key: ClusterKey::new(key),
+            cluster_id,
+            me,
+            interconnects,
+            members,
+        })
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// Every member's id and name.
+    pub fn names(&self) -> impl Iterator<Item = (NodeId, &'a str)> + '_ {
+        self.members.iter().map(|&(id, name, _)| (id, name))
+    }
+
+    /// Binds this node's socket on every interconnect (`what` names them in errors),
+    /// starts a task per socket forwarding what arrives to `tx` as `wrap(datagram)`,
+    /// and returns the intake and the outbox of heartbeats `P` over them.
+    pub fn open<P, I>(
+        self,
+        what: &str,
+        wrap: fn(Datagram) -> I,
+        tx: &mpsc::Sender<I>,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> anyhow::Result<(FrameIntake<P>, Outbox<P>)>
+    where
+        P: HeartbeatPayload,
+        I: Send + 'static,
+    {
+        let address = |(_, name, addresses): &RosterEntry<'_>, ic: &Interconnect| {
+            addresses
+                .get(&ic.name)
+                .map(|ip| SocketAddr::new(*ip, ic.port))
+                .with_context(|| format!("{name} has no address on interconnect {}", ic.name))
+        };
+        let mine = self
+            .members
+            .iter()
+            .find(|(id, _, _)| *id == self.me)
+            .expect("the roster holds this node");
+        let mut sockets = Vec::new();
+        for (ic, icfg) in self.interconnects.iter().enumerate() {
+            let socket = bind_udp(address(mine, icfg)?, &format!("{what} ({})", icfg.name))?;
+            tasks.push(tokio::spawn(receive_frames(
+                socket.clone(),
+                ic,
+                tx.clone(),
+                wrap,
+            )));
+            sockets.push(socket);
+        }
+        let mut routes = Vec::new();
+        for peer in self.members.iter().filter(|(id, _, _)| *id != self.me) {
+            let addrs = self.interconnects.iter().map(|ic| address(peer, ic));
+            routes.push(PeerRoute {
+                id: peer.0,
+                addrs: addrs.collect::<anyhow::Result<_>>()?,
+            });
+        }
+        let members = self.members.iter().map(|(id, _, _)| *id);
+        let intake = FrameIntake::new(self.key.clone(), self.cluster_id, self.me, members);
+        let outbox = Outbox::new(self.key, self.cluster_id, self.me, sockets, routes);
+        Ok((intake, outbox))
+    }
+}
 
 /// A bound UDP socket with a receive buffer sized for bursts.
 pub fn bind_udp(addr: SocketAddr, what: &str) -> anyhow::Result<Arc<UdpSocket>> {
@@ -35,26 +153,31 @@ pub fn bind_udp(addr: SocketAddr, what: &str) -> anyhow::Result<Arc<UdpSocket>> 
     Ok(Arc::new(UdpSocket::from_std(std)?))
 }
 
-/// Receives datagrams on `socket` and forwards them to the agent as heartbeat input
-/// for interconnect `ic`.
-pub async fn receive_frames(socket: Arc<UdpSocket>, ic: usize, tx: mpsc::Sender<Input>) {
+/// Receives datagrams on `socket` and forwards them to the agent, as input
+/// `wrap(datagram)`, as heartbeat input for interconnect `ic`, until the agent is gone.
+pub async fn receive_frames<I>(
+    socket: Arc<UdpSocket>,
+    ic: usize,
+    tx: mpsc::Sender<I>,
+    wrap: fn(Datagram) -> I,
+) {
     let mut buf = vec![0u8; 65_536];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) => {
-                let input = Input::Frame {
+                let datagram = Datagram {
                     ic,
                     from,
                     at: Instant::now(),
                     bytes: buf[..n].to_vec(),
                 };
-                if tx.send(input).await.is_err() {
+                if tx.send(wrap(datagram)).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
                 tracing::warn!(interconnect = ic, cause = %e, "receive error");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }

@@ -195,7 +195,7 @@ pub(crate) fn check_key_at(
             let trimmed = trim_line_ends(&bytes);
             if trimmed.len() < MIN_KEY_BYTES {
                 c.push(
-                    &path,
+                    path,
                     format!(
                         "{} holds {} bytes; a {} key needs at least {MIN_KEY_BYTES} \
                          (make one with: head -c 32 /dev/urandom > {})",
@@ -212,7 +212,7 @@ pub(crate) fn check_key_at(
         }
         Err(e) => {
             c.push(
-                &path,
+                path,
                 format!(
                     "cannot read the {} key {}: {e}",
                     kind.cluster(),

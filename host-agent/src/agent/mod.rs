@@ -4,43 +4,31 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hvcluster_common::admin::{HostStatus, Request, Response};
+use hvcluster_common::admin::HostStatus;
 use hvcluster_common::config::{ClusterConfig, LoadedConfig, NodeId};
 use hvcluster_common::kdump;
 use hvcluster_common::membership::{
     Action, Heartbeat, Membership, MembershipConfig, MembershipEvent, WatchdogVerdict,
 };
-use hvcluster_common::wire::{self, Header, Kind, ReplayError, ReplayWindow, WireError};
 use serde_json::json;
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
 
 mod status;
 
-use crate::counters::Counters;
-use crate::events::EventLog;
+use crate::admin::{self, AdminCall};
 use crate::fence::FenceDriver;
+use crate::member::Member;
+use crate::net::{self, Datagram, Roster};
 use crate::process::Prepared;
-use crate::{admin, incarnation, net, operator, watchdog};
+use crate::{incarnation, operator, watchdog};
 
 /// What the driver loop receives from its tasks.
 #[derive(Debug)]
 pub enum Input {
     /// A datagram on a heartbeat socket.
-    Frame {
-        /// Interconnect index.
-        ic: usize,
-        /// Source address.
-        from: SocketAddr,
-        /// When it was received.
-        at: Instant,
-        /// The bytes.
-        bytes: Vec<u8>,
-    },
+    Frame(Datagram),
     /// A datagram on the kdump port.
     Kdump {
         /// Source address.
@@ -50,15 +38,9 @@ pub enum Input {
     },
     /// The load watchdog changed its verdict.
     Watchdog(WatchdogVerdict),
-    /// An admin client wants the status.
-    Status(oneshot::Sender<HostStatus>),
-    /// An operator command from the admin socket ([`crate::operator`]).
-    Operator {
-        /// The command.
-        request: Request,
-        /// Where its answer goes.
-        reply: oneshot::Sender<Response>,
-    },
+    /// An admin client wants the status, or gives an operator command
+    /// ([`crate::operator`]).
+    Admin(AdminCall<HostStatus>),
     /// A fence level finished.
     FenceResult {
         /// The host fenced.
@@ -72,41 +54,20 @@ pub enum Input {
     },
 }
 
-struct PeerRoute {
-    id: NodeId,
-    addrs: Vec<SocketAddr>,
-}
-
 /// A running host agent.
 pub struct Agent {
     config: ClusterConfig,
-    key: Vec<u8>,
-    cluster_id: u64,
-    me: NodeId,
-    host: String,
-    names: HashMap<NodeId, String>,
+    member: Member<Input, Heartbeat>,
     membership: Membership,
     fence: FenceDriver,
-    origin: Instant,
-    sockets: Vec<Arc<UdpSocket>>,
-    routes: Vec<PeerRoute>,
     kdump_sources: HashMap<IpAddr, NodeId>,
-    /// Next sequence number per receiving peer, so a frame sent to one peer cannot be
-    /// replayed to another inside its window.
-    sequences: HashMap<NodeId, u64>,
-    windows: HashMap<NodeId, ReplayWindow>,
-    counters: Counters,
-    events: EventLog,
-    started_unix_ms: u64,
     prepared: Prepared,
-    rx: mpsc::Receiver<Input>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
-            .field("host", &self.host)
+            .field("host", &self.member.own_name)
             .finish_non_exhaustive()
     }
 }
@@ -124,81 +85,42 @@ impl Agent {
             key,
             digest,
         } = loaded;
-        let me_entry = config
-            .host(host)
-            .context("host not in configuration")?
-            .clone();
-        let me = me_entry.node_id;
-        let (tx, rx) = mpsc::channel(4096);
-        let mut tasks = Vec::new();
-
-        let mut sockets = Vec::new();
-        for (ic, icfg) in config.interconnects.iter().enumerate() {
-            let addr = SocketAddr::new(me_entry.addresses[&icfg.name], icfg.port);
-            let socket = net::bind_udp(addr, &format!("heartbeat ({})", icfg.name))?;
-            tasks.push(tokio::spawn(net::receive_frames(
-                socket.clone(),
-                ic,
-                tx.clone(),
-            )));
-            sockets.push(socket);
-        }
+        let hosts = config
+            .hosts
+            .iter()
+            .map(|h| (h.node_id, h.name.as_str(), &h.addresses));
+        let roster = Roster::new(key, config.cluster_id(), host, &config.interconnects, hosts)?;
+        let mut member = Member::start(roster, "heartbeat", Input::Frame)?;
+        let me = member.me;
         if config.kdump.enabled {
             let addr = SocketAddr::new(config.kdump.listen, config.kdump.port);
             let socket = net::bind_udp(addr, "kdump notice")?;
-            tasks.push(tokio::spawn(crate::kdump::listen(socket, tx.clone())));
+            member.spawn(crate::kdump::listen(socket, member.tx.clone()));
         }
-        let routes = config
-            .hosts
-            .iter()
-            .filter(|h| h.node_id != me)
-            .map(|h| PeerRoute {
-                id: h.node_id,
-                addrs: config
-                    .interconnects
-                    .iter()
-                    .map(|ic| SocketAddr::new(h.addresses[&ic.name], ic.port))
-                    .collect(),
-            })
-            .collect();
         let kdump_sources = config
             .hosts
             .iter()
             .flat_map(|h| net::host_addresses(h).map(move |a| (a, h.node_id)))
             .collect();
-        let names = config
-            .hosts
-            .iter()
-            .map(|h| (h.node_id, h.name.clone()))
-            .collect();
-
-        let events = EventLog::new(host);
-        let listener = admin::bind(&config.admin.socket)?;
-        tasks.push(tokio::spawn(admin::serve(
-            listener,
-            admin::HostDispatch(tx.clone()),
-            events.clone(),
-        )));
-        watchdog::spawn((&config.load_watchdog).into(), tx.clone())
+        let dispatch = admin::HostDispatch(member.tx.clone());
+        member.serve_admin(&config.admin.socket, dispatch)?;
+        watchdog::spawn((&config.load_watchdog).into(), member.tx.clone())
             .context("cannot start the load watchdog")?;
 
         let incarnation = incarnation::next(&config.cluster.state_dir);
-        let (fence, restored) = FenceDriver::open(&config, me, tx.clone()).with_context(|| {
-            format!(
-                "cannot open the fencing journal in {}",
-                config.cluster.state_dir.display()
-            )
-        })?;
-        let origin = Instant::now();
+        let (fence, restored) =
+            FenceDriver::open(&config, me, member.tx.clone()).with_context(|| {
+                format!(
+                    "cannot open the fencing journal in {}",
+                    config.cluster.state_dir.display()
+                )
+            })?;
         let membership = Membership::new(
             MembershipConfig::from_cluster(&config, me, digest),
             incarnation,
-            Duration::ZERO,
+            member.now(),
         );
-        let started_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let events = &member.events;
         events.record(
             Some(host),
             "started",
@@ -221,26 +143,12 @@ impl Agent {
             );
         }
         Ok(Agent {
-            cluster_id: config.cluster_id(),
             config,
-            key,
-            me,
-            host: host.to_string(),
-            names,
+            member,
             membership,
             fence,
-            origin,
-            sockets,
-            routes,
             kdump_sources,
-            sequences: HashMap::new(),
-            windows: HashMap::new(),
-            counters: Counters::default(),
-            events,
-            started_unix_ms,
             prepared,
-            rx,
-            tasks,
         })
     }
 
@@ -254,7 +162,7 @@ impl Agent {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(input) = self.rx.recv() => self.on_input(input),
+                Some(input) = self.member.next_input() => self.on_input(input),
                 _ = ticker.tick() => {
                     let actions = self.membership.tick(self.now());
                     self.perform(actions);
@@ -265,62 +173,52 @@ impl Agent {
                 }
             }
         }
-        self.events.record(
-            Some(&self.host.clone()),
+        let member = &mut self.member;
+        member.events.record(
+            Some(&member.own_name),
             "stopped",
             "agent stopping".into(),
             json!({}),
         );
-        for t in &self.tasks {
-            t.abort();
-        }
-        let _ = std::fs::remove_file(&self.config.admin.socket);
+        member.stop();
         Ok(())
     }
 
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        self.member.now()
     }
 
     fn name(&self, id: NodeId) -> String {
-        self.names
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| format!("node{id}"))
+        self.member.name(id)
     }
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Frame {
-                ic,
-                from,
-                at,
-                bytes,
-            } => self.on_frame(ic, from, at, &bytes),
+            Input::Frame(datagram) => self.on_frame(&datagram),
             Input::Kdump { from, bytes } => self.on_kdump(from, &bytes),
             Input::Watchdog(verdict) => {
                 let before = self.membership.watchdog();
                 self.membership.set_watchdog(verdict);
                 if std::mem::discriminant(&before) != std::mem::discriminant(&verdict) {
-                    self.events.record(
-                        Some(&self.host.clone()),
+                    self.member.events.record(
+                        Some(&self.member.own_name),
                         "watchdog",
                         format!("load watchdog: {}", crate::describe::verdict_text(verdict)),
                         serde_json::to_value(verdict).unwrap_or_default(),
                     );
                 }
             }
-            Input::Status(reply) => {
+            Input::Admin(AdminCall::Status(reply)) => {
                 let _ = reply.send(self.status());
             }
-            Input::Operator { request, reply } => {
+            Input::Admin(AdminCall::Operator { request, reply }) => {
                 let cx = operator::Ctx {
                     now: self.now(),
                     config: &self.config,
-                    me: self.me,
+                    me: self.member.me,
                     membership: &self.membership,
                     fence: &mut self.fence,
-                    events: &self.events,
+                    events: &self.member.events,
                 };
                 let (events, answer) = operator::handle(cx, request, reply);
                 self.report_fence(events);
@@ -340,79 +238,27 @@ impl Agent {
         }
     }
 
-    fn drop_frame(&mut self, reason: &str, from: SocketAddr) {
-        let counter = format!("frames_dropped_{reason}");
-        if let Some(since) = self.counters.bump_logged(&counter, Instant::now()) {
-            self.events.record(
-                None,
-                "frame_dropped",
-                format!(
-                    "dropped {since} frame(s) ({reason}) since last report; latest from {from}"
-                ),
-                json!({ "reason": reason, "from": from.to_string(), "count_since_last": since }),
-            );
-        }
-    }
-
-    fn on_frame(&mut self, ic: usize, from: SocketAddr, at: Instant, bytes: &[u8]) {
-        self.counters.bump("frames_received");
-        let frame = match wire::decode(bytes, &self.key, self.cluster_id) {
-            Ok(f) => f,
-            Err(e) => {
-                let reason = match e {
-                    WireError::BadTag => "bad_tag",
-                    WireError::ForeignCluster => "foreign_cluster",
-                    WireError::Version(_) => "version",
-                    WireError::UnknownKind(_) => "unknown_kind",
-                    WireError::Malformed | WireError::BadMagic | WireError::TooLarge => "malformed",
-                };
-                return self.drop_frame(reason, from);
-            }
+    fn on_frame(&mut self, datagram: &Datagram) {
+        let Some(hb) = self.member.receive(datagram) else {
+            return;
         };
-        let sender = frame.header.sender;
-        if sender == self.me || !self.names.contains_key(&sender) {
-            return self.drop_frame("unknown_sender", from);
-        }
-        let accepted = match self
-            .windows
-            .entry(sender)
-            .or_default()
-            .accept(frame.header.incarnation, frame.header.sequence)
-        {
-            Ok(a) => a,
-            Err(ReplayError::Replayed) => return self.drop_frame("replayed", from),
-            Err(ReplayError::OldIncarnation) => return self.drop_frame("old_incarnation", from),
-        };
-        match frame.header.kind {
-            Kind::Heartbeat => {
-                let Ok(hb) = postcard::from_bytes::<Heartbeat>(frame.payload) else {
-                    return self.drop_frame("bad_payload", from);
-                };
-                if hb.interconnect as usize != ic {
-                    return self.drop_frame("wrong_interconnect", from);
-                }
-                self.counters.bump("heartbeats_accepted");
-                let now = at.saturating_duration_since(self.origin);
-                let actions = self.membership.on_heartbeat(
-                    now,
-                    sender,
-                    frame.header.incarnation,
-                    accepted,
-                    &hb,
-                );
-                self.perform(actions);
-                if !hb.down.is_empty() {
-                    let events = self.fence.on_peer_downs(&hb.down, &self.membership, now);
-                    self.report_fence(events);
-                }
-            }
-            Kind::GuestHeartbeat => self.drop_frame("unknown_kind", from),
+        let now = self.member.clock_at(datagram.at);
+        let actions =
+            self.membership
+                .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
+        self.perform(actions);
+        if !hb.payload.down.is_empty() {
+            let events = self
+                .fence
+                .on_peer_downs(&hb.payload.down, &self.membership, now);
+            self.report_fence(events);
         }
     }
 
     fn on_kdump(&mut self, from: SocketAddr, bytes: &[u8]) {
         if let Err(e) = kdump::parse_notice(bytes) {
             if self
+                .member
                 .counters
                 .bump_logged("kdump_malformed", Instant::now())
                 .is_some()
@@ -422,8 +268,12 @@ impl Agent {
             return;
         }
         let Some(&node) = self.kdump_sources.get(&from.ip()) else {
-            if let Some(since) = self.counters.bump_logged("kdump_refused", Instant::now()) {
-                self.events.record(
+            if let Some(since) = self
+                .member
+                .counters
+                .bump_logged("kdump_refused", Instant::now())
+            {
+                self.member.events.record(
                     None,
                     "kdump_refused",
                     format!(
@@ -435,11 +285,11 @@ impl Agent {
             }
             return;
         };
-        if node == self.me {
-            self.counters.bump("kdump_own");
+        if node == self.member.me {
+            self.member.counters.bump("kdump_own");
             return;
         }
-        self.counters.bump("kdump_accepted");
+        self.member.counters.bump("kdump_accepted");
         let name = self.name(node);
         let first = !self
             .membership
@@ -447,7 +297,7 @@ impl Agent {
             .iter()
             .any(|p| p.node == node && p.panic_noticed);
         if first {
-            self.events.record(
+            self.member.events.record(
                 Some(&name),
                 "kdump_notice",
                 format!("{name}: panic notice received from {}", from.ip()),
@@ -464,16 +314,12 @@ impl Agent {
                 Action::SendHeartbeats => self.send_heartbeats(),
                 Action::Event(e) => self.report(e),
                 Action::Rejoin => {
-                    let inc = incarnation::next(&self.config.cluster.state_dir);
-                    self.sequences.clear();
-                    let host = self.host.clone();
-                    self.events.record(
-                        Some(&host),
+                    let more = self.member.rejoin(
+                        &mut self.membership,
+                        &self.config.cluster.state_dir,
                         "rejoined",
-                        format!("rejoining the cluster with incarnation {inc}"),
-                        json!({ "incarnation": inc }),
+                        |_, inc| format!("rejoining the cluster with incarnation {inc}"),
                     );
-                    let more = self.membership.rejoin(self.now(), inc);
                     self.perform(more);
                 }
             }
@@ -481,33 +327,23 @@ impl Agent {
     }
 
     fn send_heartbeats(&mut self) {
-        for ic in 0..self.sockets.len() {
+        for ic in 0..self.member.outbox.interconnects() {
             let mut hb = self.membership.heartbeat(ic);
             hb.down = self.fence.down_records();
-            let Ok(payload) = postcard::to_allocvec(&hb) else {
-                continue;
-            };
-            for r in 0..self.routes.len() {
-                let sequence = self.sequences.entry(self.routes[r].id).or_insert(0);
-                *sequence += 1;
-                let header = Header {
-                    kind: Kind::Heartbeat,
-                    cluster_id: self.cluster_id,
-                    sender: self.me,
-                    incarnation: self.membership.incarnation(),
-                    sequence: *sequence,
-                };
-                let Ok(frame) = wire::encode(&header, &payload, &self.key) else {
-                    continue;
-                };
-                let to = self.routes[r].addrs[ic];
-                if let Err(e) = self.sockets[ic].try_send_to(&frame, to) {
-                    let name = format!("send_errors_{}", self.config.interconnects[ic].name);
-                    if self.counters.bump_logged(&name, Instant::now()).is_some() {
-                        tracing::warn!(to = %to, peer = %self.name(self.routes[r].id), cause = %e, "cannot send heartbeat");
-                    }
-                } else {
-                    self.counters.bump("heartbeats_sent");
+            let report = self
+                .member
+                .outbox
+                .send(ic, self.membership.incarnation(), &hb);
+            self.member.counters.add("heartbeats_sent", report.sent);
+            for failure in report.failed {
+                let name = format!("send_errors_{}", self.config.interconnects[ic].name);
+                if self
+                    .member
+                    .counters
+                    .bump_logged(&name, Instant::now())
+                    .is_some()
+                {
+                    tracing::warn!(to = %failure.to, peer = %self.name(failure.peer), cause = %failure.cause, "cannot send heartbeat");
                 }
             }
         }
@@ -520,7 +356,7 @@ impl Agent {
             .any(|e| matches!(e, hvcluster_common::fencing::FenceEvent::Down(_)));
         for e in events {
             let (subject, kind, message) = crate::fence::describe(&e, |n| self.name(n));
-            self.events.record(
+            self.member.events.record(
                 Some(&subject),
                 kind,
                 message,
@@ -544,9 +380,10 @@ impl Agent {
                     .map(|c| c.name.clone())
                     .unwrap_or_default()
             },
-            &self.host,
+            &self.member.own_name,
         );
-        self.events
+        self.member
+            .events
             .record(subject.as_deref(), kind, message, detail);
     }
 }

@@ -16,7 +16,7 @@ impl Agent {
             .hosts
             .iter()
             .map(|h| {
-                if h.node_id == self.me {
+                if h.node_id == self.member.me {
                     return HostLine {
                         name: h.name.clone(),
                         node_id: h.node_id,
@@ -24,7 +24,7 @@ impl Agent {
                         local: true,
                         state: HostState::Up,
                         state_for_ms: now.as_millis() as u64,
-                        links: vec![LinkState::Up; self.sockets.len()],
+                        links: vec![LinkState::Up; self.member.outbox.interconnects()],
                         incarnation: Some(self.membership.incarnation()),
                         watchdog: self.membership.watchdog(),
                         must_rejoin: false,
@@ -58,10 +58,10 @@ impl Agent {
             .collect();
         HostStatus {
             cluster: self.config.cluster.name.clone(),
-            host: self.host.clone(),
-            node_id: self.me,
+            host: self.member.own_name.clone(),
+            node_id: self.member.me,
             incarnation: self.membership.incarnation(),
-            started_unix_ms: self.started_unix_ms,
+            started_unix_ms: self.member.started_unix_ms(),
             quorum: self.membership.quorum(),
             watchdog: self.membership.watchdog(),
             realtime: self.prepared.realtime,
@@ -73,7 +73,7 @@ impl Agent {
                 .map(|i| i.name.clone())
                 .collect(),
             hosts,
-            counters: self.counters.snapshot(),
+            counters: self.member.counters.snapshot(),
         }
     }
 }

@@ -1,0 +1,122 @@
+//! What makes an agent a daemon, shared by hv-hostd and hv-guestd: the command-line
+//! options both take, logging, the name it runs as, the runtime, the wait for SIGTERM
+//! and the exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tracing_appender::non_blocking::WorkerGuard;
+
+/// Paths given on the command line that override the configuration.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PathOverrides {
+    /// Admin socket path (overrides `[admin] socket`).
+    #[arg(long)]
+    pub admin_socket: Option<PathBuf>,
+    /// State directory (overrides `[cluster] state_dir`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl PathOverrides {
+    /// Replaces the configured admin socket and state directory by those given.
+    pub fn apply(&self, admin_socket: &mut PathBuf, state_dir: &mut PathBuf) {
+        if let Some(p) = &self.admin_socket {
+            *admin_socket = p.clone();
+        }
+        if let Some(p) = &self.state_dir {
+            *state_dir = p.clone();
+        }
+    }
+}
+
+/// Installs logging to standard error, filtered by `HV_LOG` (default `info`), as text
+/// or as JSON lines. A `lossy` writer drops lines rather than block the agent when
+/// standard error is slow. Keep the guard until exit: it flushes what is buffered.
+pub fn install_logging(json: bool, lossy: bool) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(lossy)
+        .finish(std::io::stderr());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HV_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    guard
+}
+
+/// The member name this agent runs as: `given`, else the system host name. Without
+/// either, says so on standard error and returns exit status 2; `program` is the
+/// binary, `member` what the configuration calls a member (`host`, `node`), whose
+/// option is `--MEMBER`.
+pub fn member_name(given: Option<String>, program: &str, member: &str) -> Result<String, ExitCode> {
+    given.or_else(system_hostname).ok_or_else(|| {
+        eprintln!("{program}: cannot tell which {member} this is: pass --{member} NAME");
+        ExitCode::from(2)
+    })
+}
+
+fn system_hostname() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+}
+
+/// Fails unless `name` is among the `configured` names of `section` (`[[host]]`,
+/// `[[node]]`) of the file `config`; the error names the file and lists the names.
+pub fn require_member<'a>(
+    config: &Path,
+    section: &str,
+    name: &str,
+    configured: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    let configured: Vec<&str> = configured.into_iter().collect();
+    if configured.contains(&name) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{}: there is no {section} named {name:?} (configured: {})",
+        config.display(),
+        configured.join(", ")
+    )
+}
+
+/// The agent's runtime: two worker threads named `thread_name`, timers and I/O.
+pub fn runtime(thread_name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name(thread_name)
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Completes at the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// The exit status for what `run` returned: success, or 1 with the error and its
+/// causes on standard error after `program: `.
+pub fn exit_status(program: &str, outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

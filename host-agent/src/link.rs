@@ -1,0 +1,438 @@
+//! Host-link connections, both ends: frames of [`LinkMessage`]s over a byte stream
+//! (TCP in the lab and where guests reach their host by IP; vsock and virtio-serial
+//! streams fit the same halves).
+//!
+//! [`LinkReader`] cuts the stream into frames, authenticates each with the guest
+//! cluster's key and rejects replays; [`LinkWriter`] signs and numbers what it sends.
+//! Nothing received can crash an agent: every fault of the stream is an error that
+//! ends the connection, and the other end reconnects.
+
+use std::time::Duration;
+
+use hvcluster_common::hostlink::{FrameSplitter, LinkMessage};
+use hvcluster_common::wire::{self, Header, ReplayWindow};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::intake::ClusterKey;
+
+/// Time between keepalives on an idle link.
+pub const KEEPALIVE: Duration = Duration::from_millis(1000);
+/// Silence after which a link is taken for broken.
+pub const LINK_TIMEOUT: Duration = Duration::from_millis(4000);
+/// Bound on writing one frame.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A guest cluster's credentials on the link: its key and id.
+#[derive(Debug, Clone)]
+pub struct LinkKey {
+    /// Guest cluster name.
+    pub cluster: String,
+    /// Its key.
+    pub key: ClusterKey,
+    /// Its id, as frames carry it.
+    pub cluster_id: u64,
+}
+
+/// Why a link ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The stream failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The other end closed it.
+    #[error("closed by the other end")]
+    Closed,
+    /// Nothing arrived for [`LINK_TIMEOUT`].
+    #[error("silent for {} ms", LINK_TIMEOUT.as_millis())]
+    Silent,
+    /// What arrived is not a host-link stream, or not authentic.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// The receiving half of a link.
+#[derive(Debug)]
+pub struct LinkReader<R> {
+    stream: R,
+    splitter: FrameSplitter,
+    window: ReplayWindow,
+    buf: Box<[u8; 8192]>,
+}
+
+impl<R: AsyncRead + Unpin> LinkReader<R> {
+    /// Wraps the read half of a connection.
+    pub fn new(stream: R) -> Self {
+        LinkReader {
+            stream,
+            splitter: FrameSplitter::default(),
+            window: ReplayWindow::default(),
+            buf: Box::new([0; 8192]),
+        }
+    }
+
+    /// The next whole frame's bytes, not yet authenticated; fails after
+    /// [`LINK_TIMEOUT`] of silence.
+    pub async fn next_raw(&mut self) -> Result<Vec<u8>, LinkError> {
+        loop {
+            if let Some(frame) = self
+                .splitter
+                .next_frame()
+                .map_err(|e| LinkError::Protocol(e.to_string()))?
+            {
+                return Ok(frame);
+            }
+            let n = tokio::time::timeout(LINK_TIMEOUT, self.stream.read(&mut self.buf[..]))
+                .await
+                .map_err(|_| LinkError::Silent)??;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            self.splitter.push(&self.buf[..n]);
+        }
+    }
+
+    /// Authenticates `raw` with `key`, checks it against replays and parses it.
+    pub fn open(&mut self, raw: &[u8], key: &LinkKey) -> Result<(Header, LinkMessage), LinkError> {
+        let frame = wire::decode(raw, key.key.as_bytes(), key.cluster_id)
+            .map_err(|e| LinkError::Protocol(format!("frame refused: {e}")))?;
+        if frame.header.kind != wire::Kind::HostLink {
+            return Err(LinkError::Protocol(format!(
+                "a {:?} frame on the host link",
+                frame.header.kind
+            )));
+        }
+        self.window
+            .accept(frame.header.incarnation, frame.header.sequence)
+            .map_err(|e| LinkError::Protocol(format!("frame refused: {e:?}")))?;
+        let message = LinkMessage::from_payload(frame.payload)
+            .map_err(|e| LinkError::Protocol(format!("unreadable message: {e}")))?;
+        Ok((frame.header, message))
+    }
+
+    /// The next authentic message.
+    pub async fn next(&mut self, key: &LinkKey) -> Result<(Header, LinkMessage), LinkError> {
+        let raw = self.next_raw().await?;
+        self.open(&raw, key)
+    }
+}
+
+/// The sending half of a link.
+#[derive(Debug)]
+pub struct LinkWriter<W> {
+    stream: W,
+    key: LinkKey,
+    sender: u32,
+    incarnation: u64,
+    sequence: u64,
+}
+
+impl<W: AsyncWrite + Unpin> LinkWriter<W> {
+    /// Wraps the write half of a connection; frames name `sender` and `incarnation`.
+    pub fn new(stream: W, key: LinkKey, sender: u32, incarnation: u64) -> Self {
+        LinkWriter {
+            stream,
+            key,
+            sender,
+            incarnation,
+            sequence: 0,
+        }
+    }
+
+    /// Signs and sends one message.
+    pub async fn send(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
+        self.sequence += 1;
+        let frame = message.to_frame(
+            self.key.key.as_bytes(),
+            self.key.cluster_id,
+            self.sender,
+            self.incarnation,
+            self.sequence,
+        );
+        tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&frame))
+            .await
+            .map_err(|_| LinkError::Protocol("write timed out".into()))??;
+        Ok(())
+    }
+}
+
+/// What a host-link connection tells the host agent.
+#[derive(Debug)]
+pub enum LinkInput {
+    /// A guest registered; send it messages through `tx`.
+    Registered {
+        /// Connection id.
+        conn: u64,
+        /// Guest cluster.
+        cluster: String,
+        /// Node name.
+        node: String,
+        /// Node id in its guest cluster.
+        node_id: u32,
+        /// The guest agent's incarnation.
+        incarnation: u64,
+        /// Its domain, if it said.
+        domain: Option<String>,
+        /// Where messages for it go.
+        tx: tokio::sync::mpsc::Sender<LinkMessage>,
+    },
+    /// A registered guest sent a message.
+    Message {
+        /// Connection id.
+        conn: u64,
+        /// The message.
+        message: LinkMessage,
+    },
+    /// A connection ended (registered or not).
+    Closed {
+        /// Connection id.
+        conn: u64,
+        /// Who it was, if it had registered.
+        guest: Option<String>,
+        /// Why.
+        why: String,
+    },
+}
+
+/// This host as the link's server: its name, node id and incarnation.
+#[derive(Debug, Clone)]
+pub struct ServerIdentity {
+    /// Host name.
+    pub host: String,
+    /// Node id in the host cluster.
+    pub node_id: u32,
+    /// The host agent's incarnation.
+    pub incarnation: u64,
+}
+
+/// Accepts host links on `listener` until the task is dropped; every connection is
+/// served by its own task.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    keys: std::sync::Arc<Vec<LinkKey>>,
+    me: ServerIdentity,
+    inputs: tokio::sync::mpsc::Sender<LinkInput>,
+) {
+    let mut next_conn = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                next_conn += 1;
+                let conn = next_conn;
+                let (keys, me, inputs) = (keys.clone(), me.clone(), inputs.clone());
+                tokio::spawn(async move {
+                    let (guest, why) = serve_connection(stream, conn, &keys, &me, &inputs).await;
+                    tracing::info!(conn, %from, guest = ?guest, %why, "host link closed");
+                    let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot accept a host link");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection: identify and register the guest, then pass messages both
+/// ways until it ends. Returns who it was and why it ended.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    conn: u64,
+    keys: &[LinkKey],
+    me: &ServerIdentity,
+    inputs: &tokio::sync::mpsc::Sender<LinkInput>,
+) -> (Option<String>, String) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = LinkReader::new(r);
+    // The first frame says which guest cluster speaks: the key that authenticates it.
+    let raw = match reader.next_raw().await {
+        Ok(raw) => raw,
+        Err(e) => return (None, e.to_string()),
+    };
+    let Some((key, header, first)) = keys
+        .iter()
+        .find_map(|k| reader.open(&raw, k).ok().map(|(h, m)| (k.clone(), h, m)))
+    else {
+        return (
+            None,
+            "first frame not signed by any configured guest cluster".into(),
+        );
+    };
+    let mut writer = LinkWriter::new(w, key.clone(), me.node_id, me.incarnation);
+    let LinkMessage::Register {
+        cluster,
+        node,
+        node_id,
+        domain,
+    } = first
+    else {
+        return (
+            None,
+            format!("first message is not a registration: {first:?}"),
+        );
+    };
+    if cluster != key.cluster || node_id != header.sender {
+        let reason = format!(
+            "registration as {node} (node {node_id}) of {cluster} does not match its frames \
+             (guest cluster {}, node {})",
+            key.cluster, header.sender
+        );
+        let _ = writer
+            .send(&LinkMessage::Refused {
+                reason: reason.clone(),
+            })
+            .await;
+        return (None, reason);
+    }
+    let who = format!("{node} of {cluster}");
+    if let Err(e) = writer
+        .send(&LinkMessage::Registered {
+            host: me.host.clone(),
+        })
+        .await
+    {
+        return (Some(who), e.to_string());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let registered = LinkInput::Registered {
+        conn,
+        cluster,
+        node,
+        node_id,
+        incarnation: header.incarnation,
+        domain,
+        tx,
+    };
+    if inputs.send(registered).await.is_err() {
+        return (Some(who), "the agent is stopping".into());
+    }
+    let (read_task, mut in_rx) = spawn_reader(reader, key.clone());
+    let why = pump(&mut writer, &mut rx, &mut in_rx, |message| {
+        let inputs = inputs.clone();
+        async move {
+            let _ = inputs.send(LinkInput::Message { conn, message }).await;
+        }
+    })
+    .await;
+    read_task.abort();
+    (Some(who), why)
+}
+
+/// What a reader task delivers.
+pub type Incoming = tokio::sync::mpsc::Receiver<Result<(Header, LinkMessage), LinkError>>;
+
+/// Reads authentic messages on a task of its own until the link fails (the error is the
+/// last item), so the caller can wait for them alongside other work.
+pub fn spawn_reader<R>(
+    mut reader: LinkReader<R>,
+    key: LinkKey,
+) -> (tokio::task::JoinHandle<()>, Incoming)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(async move {
+        loop {
+            let got = reader.next(&key).await;
+            let end = got.is_err();
+            if tx.send(got).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    (task, rx)
+}
+
+/// Moves messages both ways on an established link until it ends: what `outgoing`
+/// holds is sent, what arrives is given to `deliver`; keepalives are sent when idle.
+/// Returns why it ended.
+pub async fn pump<W, F, Fut>(
+    writer: &mut LinkWriter<W>,
+    outgoing: &mut tokio::sync::mpsc::Receiver<LinkMessage>,
+    incoming: &mut Incoming,
+    mut deliver: F,
+) -> String
+where
+    W: AsyncWrite + Unpin,
+    F: FnMut(LinkMessage) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            got = incoming.recv() => match got {
+                Some(Ok((_, LinkMessage::Keepalive))) => {}
+                Some(Ok((_, message))) => deliver(message).await,
+                Some(Err(e)) => return e.to_string(),
+                None => return "reader stopped".into(),
+            },
+            message = outgoing.recv() => match message {
+                Some(m) => {
+                    if let Err(e) = writer.send(&m).await {
+                        return e.to_string();
+                    }
+                }
+                None => return "the agent closed the link".into(),
+            },
+            _ = keepalive.tick() => {
+                if let Err(e) = writer.send(&LinkMessage::Keepalive).await {
+                    return e.to_string();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> LinkKey {
+        LinkKey {
+            cluster: name.into(),
+            key: ClusterKey::new(format!("{name}-key-of-thirty-two-bytes!!!").into_bytes()),
+            cluster_id: hvcluster_common::config::cluster_id_of(name),
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_cross_a_stream_and_replays_and_strangers_are_refused() {
+        let (a, b) = tokio::io::duplex(4096);
+        let (ra, wa) = tokio::io::split(a);
+        let (rb, _wb) = tokio::io::split(b);
+        drop(ra);
+        let mut w = LinkWriter::new(wa, key("erp"), 2, 7);
+        let mut r = LinkReader::new(rb);
+        w.send(&LinkMessage::HostDownAck { epoch: 5 })
+            .await
+            .unwrap();
+        let raw = r.next_raw().await.unwrap();
+        let (h, m) = r.open(&raw, &key("erp")).unwrap();
+        assert_eq!((h.sender, h.incarnation), (2, 7));
+        assert_eq!(m, LinkMessage::HostDownAck { epoch: 5 });
+        assert!(
+            matches!(r.open(&raw, &key("erp")), Err(LinkError::Protocol(e)) if e.contains("refused")),
+            "a replayed frame is refused"
+        );
+        w.send(&LinkMessage::Keepalive).await.unwrap();
+        let raw = r.next_raw().await.unwrap();
+        assert!(
+            r.open(&raw, &key("crm")).is_err(),
+            "another guest cluster's key"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_and_a_closed_stream_end_the_link() {
+        let (mut a, b) = tokio::io::duplex(4096);
+        let mut r = LinkReader::new(b);
+        a.write_all(b"garbage!").await.unwrap();
+        assert!(matches!(r.next_raw().await, Err(LinkError::Protocol(_))));
+        let (a, b) = tokio::io::duplex(4096);
+        drop(a);
+        let mut r = LinkReader::new(b);
+        assert!(matches!(r.next_raw().await, Err(LinkError::Closed)));
+    }
+}

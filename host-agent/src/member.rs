@@ -1,0 +1,182 @@
+//! An agent as a member of its cluster, shared by the host and the guest agent: what a
+//! driver loop has whatever it manages. Its node id and name, the other members' names,
+//! its clock, event log and counters, its heartbeat link, the channel its tasks feed,
+//! the tasks themselves and its admin socket.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hvcluster_common::config::NodeId;
+use hvcluster_common::membership::{Action, Membership};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Dispatch};
+use crate::counters::Counters;
+use crate::events::EventLog;
+use crate::incarnation;
+use crate::intake::{Admitted, FrameIntake, HeartbeatPayload};
+use crate::net::{Datagram, Roster};
+use crate::outbox::Outbox;
+
+/// Room in the input channel before the tasks wait for the driver loop.
+const INPUT_QUEUE: usize = 4096;
+
+/// A member of a cluster exchanging heartbeats `P`, whose driver loop takes input `I`.
+pub struct Member<I, P> {
+    /// This member's node id.
+    pub me: NodeId,
+    /// This member's name in the configuration.
+    pub own_name: String,
+    names: HashMap<NodeId, String>,
+    intake: FrameIntake<P>,
+    /// Sends this member's heartbeats.
+    pub outbox: Outbox<P>,
+    /// What arrived, was dropped and was sent, for status.
+    pub counters: Counters,
+    /// The event log, observed by this member.
+    pub events: EventLog,
+    /// Where the tasks send input to the driver loop.
+    pub tx: mpsc::Sender<I>,
+    rx: mpsc::Receiver<I>,
+    tasks: Vec<JoinHandle<()>>,
+    admin_socket: Option<PathBuf>,
+    origin: Instant,
+    started_unix_ms: u64,
+}
+
+impl<I, P> std::fmt::Debug for Member<I, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("me", &self.me)
+            .field("own_name", &self.own_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I, P> Member<I, P>
+where
+    I: Send + 'static,
+    P: HeartbeatPayload,
+{
+    /// Starts the clock, opens the heartbeat link of `roster` (`what` names its sockets
+    /// in errors) and starts receiving on it; a datagram becomes input `wrap(datagram)`.
+    pub fn start(roster: Roster<'_>, what: &str, wrap: fn(Datagram) -> I) -> anyhow::Result<Self> {
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let mut tasks = Vec::new();
+        let me = roster.me();
+        let names: HashMap<NodeId, String> = roster
+            .names()
+            .map(|(id, name)| (id, name.to_string()))
+            .collect();
+        let own_name = names[&me].clone();
+        let (intake, outbox) = roster.open(what, wrap, &tx, &mut tasks)?;
+        let started_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(Member {
+            me,
+            events: EventLog::new(&own_name),
+            own_name,
+            names,
+            intake,
+            outbox,
+            counters: Counters::default(),
+            tx,
+            rx,
+            tasks,
+            admin_socket: None,
+            origin: Instant::now(),
+            started_unix_ms,
+        })
+    }
+
+    /// Binds the admin socket at `path` and answers its clients with `dispatch`; the
+    /// socket is removed again by [`Member::stop`].
+    pub fn serve_admin(&mut self, path: &Path, dispatch: impl Dispatch) -> anyhow::Result<()> {
+        let listener = admin::bind(path)?;
+        self.admin_socket = Some(path.to_path_buf());
+        self.spawn(admin::serve(listener, dispatch, self.events.clone()));
+        Ok(())
+    }
+
+    /// Runs `task` until [`Member::stop`].
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// The next input of the driver loop.
+    pub async fn next_input(&mut self) -> Option<I> {
+        self.rx.recv().await
+    }
+
+    /// Checks a datagram from a heartbeat socket with the intake, counting it and
+    /// reporting a drop: the heartbeat it carries, if it is accepted.
+    pub fn receive(&mut self, datagram: &Datagram) -> Option<Admitted<P>> {
+        self.intake
+            .receive(datagram, &mut self.counters, &self.events)
+    }
+
+    /// Rejoins the cluster under a new incarnation (stored in `state_dir`) with the
+    /// sequence numbers started afresh: records event `kind` with `message(own name,
+    /// incarnation)` and returns what `membership` does next.
+    pub fn rejoin(
+        &mut self,
+        membership: &mut Membership,
+        state_dir: &Path,
+        kind: &str,
+        message: impl FnOnce(&str, u64) -> String,
+    ) -> Vec<Action> {
+        let incarnation = incarnation::next(state_dir);
+        self.outbox.restart();
+        self.events.record(
+            Some(&self.own_name),
+            kind,
+            message(&self.own_name, incarnation),
+            json!({ "incarnation": incarnation }),
+        );
+        membership.rejoin(self.now(), incarnation)
+    }
+
+    /// Stops every task and removes the admin socket.
+    pub fn stop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(path) = &self.admin_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl<I, P> Member<I, P> {
+    /// Time on this member's clock, which starts with [`Member::start`].
+    pub fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Time on this member's clock at `instant`.
+    pub fn clock_at(&self, instant: Instant) -> Duration {
+        instant.saturating_duration_since(self.origin)
+    }
+
+    /// When the member started, in milliseconds since the Unix epoch.
+    pub fn started_unix_ms(&self) -> u64 {
+        self.started_unix_ms
+    }
+
+    /// The configured name of member `id`.
+    pub fn configured_name(&self, id: NodeId) -> Option<&str> {
+        self.names.get(&id).map(String::as_str)
+    }
+
+    /// The name of member `id`: as configured, else `node{id}`.
+    pub fn name(&self, id: NodeId) -> String {
+        self.configured_name(id)
+            .map_or_else(|| format!("node{id}"), str::to_string)
+    }
+}
