@@ -97,6 +97,20 @@ impl LinkMessage {
     }
 }
 
+/// A guest linked to a host, as host agents tell each other in their heartbeats: which
+/// guests of which guest clusters run where.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GuestPresence {
+    /// Guest cluster name.
+    pub cluster: String,
+    /// Node id in the guest cluster.
+    pub node_id: NodeId,
+    /// Node name in the guest cluster.
+    pub node: String,
+    /// The guest agent's incarnation.
+    pub incarnation: u64,
+}
+
 /// Why a stream cannot be cut into frames; the connection must be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {

@@ -40,6 +40,8 @@ pub enum Input {
     Frame(Datagram),
     /// An admin client wants the status, or gives an operator command.
     Admin(AdminCall<GuestStatus>),
+    /// Something happened on the host link.
+    Link(crate::link::LinkEvent),
     /// A resource operation ended.
     OpDone {
         /// Operation id.
@@ -78,6 +80,10 @@ pub struct Agent {
     state_file: PathBuf,
     announce: bool,
     declared_dead: bool,
+    /// Sends messages to the host agent, when the host link is configured.
+    link: Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
+    /// The host this guest is linked to, while linked.
+    linked_to: Option<String>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -100,6 +106,7 @@ impl Agent {
             .nodes
             .iter()
             .map(|n| (n.node_id, n.name.as_str(), &n.addresses));
+        let link_key = key.clone();
         let roster = Roster::new(
             key,
             config.cluster_id(),
@@ -151,6 +158,7 @@ impl Agent {
             ),
             json!({ "incarnation": incarnation }),
         );
+        let link = start_host_link(&config, &member, link_key, node, me, incarnation)?;
         Ok(Agent {
             config,
             member,
@@ -160,6 +168,8 @@ impl Agent {
             state_file,
             announce: false,
             declared_dead: false,
+            link,
+            linked_to: None,
         })
     }
 
@@ -218,6 +228,7 @@ impl Agent {
                 let response = self.operator(request);
                 let _ = reply.send(response);
             }
+            Input::Link(event) => self.on_link(event),
             Input::OpDone { id, outcome } => {
                 let actions = self.engine.on_result(self.now(), id, outcome);
                 self.perform_apps(actions);
@@ -279,6 +290,75 @@ impl Agent {
         self.perform_apps(actions);
         for proof in hb.payload.proofs {
             self.on_proof(sender, proof);
+        }
+    }
+
+    fn on_link(&mut self, event: crate::link::LinkEvent) {
+        use crate::link::LinkEvent;
+        use hvcluster_common::hostlink::LinkMessage;
+        let node = self.member.own_name.clone();
+        match event {
+            LinkEvent::Linked { host } => {
+                self.member.events.record(
+                    Some(&node),
+                    "host_link",
+                    format!("{node}: linked to the host agent of {host}"),
+                    json!({ "host": host }),
+                );
+                self.linked_to = Some(host);
+            }
+            LinkEvent::Lost { why } => {
+                self.member.events.record(
+                    Some(&node),
+                    "host_link_lost",
+                    format!("{node}: no host link ({why}); retrying"),
+                    json!({ "why": why }),
+                );
+                self.linked_to = None;
+            }
+            LinkEvent::Message(LinkMessage::HostDown {
+                epoch,
+                host,
+                proof,
+                guests,
+            }) => {
+                self.member.counters.bump("host_down_notices");
+                let mut changes = Vec::new();
+                let mut named = Vec::new();
+                for (id, incarnation) in guests {
+                    if id == self.member.me || self.member.configured_name(id).is_none() {
+                        continue;
+                    }
+                    named.push(self.name(id));
+                    // The host knew the incarnation that ran there; a newer one heard
+                    // since is not covered (prove_down refuses it).
+                    let incarnation = incarnation.max(1);
+                    changes.extend(self.nodes.prove_down(DownProof {
+                        node: id,
+                        incarnation,
+                    }));
+                }
+                self.member.events.record(
+                    Some(&node),
+                    "host_down_notice",
+                    format!(
+                        "{host} is DOWN ({proof}): {} died with it",
+                        if named.is_empty() {
+                            "no partner of this guest cluster".to_string()
+                        } else {
+                            named.join(", ")
+                        }
+                    ),
+                    json!({ "host": host, "epoch": epoch, "nodes": named }),
+                );
+                self.after_node_changes(changes);
+                if let Some(link) = &self.link {
+                    let _ = link.try_send(LinkMessage::HostDownAck { epoch });
+                }
+            }
+            LinkEvent::Message(other) => {
+                tracing::debug!(message = ?other, "unexpected host-link message");
+            }
         }
     }
 
@@ -529,7 +609,9 @@ impl Agent {
     }
 
     fn status(&self) -> GuestStatus {
-        describe::status(self)
+        let mut status = describe::status(self);
+        status.host_link = self.linked_to.clone();
+        status
     }
 }
 
@@ -585,4 +667,54 @@ impl Agent {
             self.now(),
         )
     }
+}
+
+/// Starts the host link when `[host_link]` configures one.
+fn start_host_link(
+    config: &GuestConfig,
+    member: &Member<Input, GuestHeartbeat>,
+    key: Vec<u8>,
+    node: &str,
+    me: NodeId,
+    incarnation: u64,
+) -> anyhow::Result<Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>> {
+    use hvcluster_common::config::guest::HostLinkTransport;
+    let link = &config.host_link;
+    let port = link
+        .port
+        .unwrap_or(hvcluster_common::config::DEFAULT_HOST_LINK_PORT);
+    let address = match link.transport {
+        HostLinkTransport::None => return Ok(None),
+        HostLinkTransport::Tcp => link.address.with_context(|| {
+            "[host_link] transport = \"tcp\" needs the host agent's address: set \
+             [host_link] address or give --host-link-address"
+        })?,
+        other => anyhow::bail!(
+            "[host_link] transport = {other:?} is not available in this release: use \"tcp\" \
+             (or \"none\")"
+        ),
+    };
+    let identity = crate::link::LinkIdentity {
+        address: std::net::SocketAddr::new(address, port),
+        key: hvcluster_host_agent::link::LinkKey {
+            cluster: config.cluster.name.clone(),
+            key: hvcluster_host_agent::intake::ClusterKey::new(key),
+            cluster_id: config.cluster_id(),
+        },
+        node: node.to_string(),
+        node_id: me,
+        incarnation,
+        domain: config.node(node).and_then(|n| n.domain.clone()),
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    let outgoing = crate::link::spawn(identity, tx);
+    let inputs = member.tx.clone();
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if inputs.send(Input::Link(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Some(outgoing))
 }

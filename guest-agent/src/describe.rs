@@ -249,5 +249,6 @@ pub fn status(agent: &Agent) -> GuestStatus {
         nodes: node_lines,
         applications,
         counters: counters.snapshot(),
+        host_link: None,
     }
 }

@@ -4,6 +4,7 @@
 
 mod agent;
 mod describe;
+mod link;
 
 pub mod resources;
 mod state;
@@ -24,6 +25,8 @@ pub struct Options {
     pub node: String,
     /// Admin socket and state directory overrides.
     pub paths: PathOverrides,
+    /// Host link address override.
+    pub host_link_address: Option<std::net::IpAddr>,
 }
 
 /// Loads the configuration and runs the agent until SIGTERM or SIGINT; then stops the
@@ -34,6 +37,9 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     options
         .paths
         .apply(&mut config.admin.socket, &mut config.cluster.state_dir);
+    if let Some(a) = options.host_link_address {
+        config.host_link.address = Some(a);
+    }
     let names = config.nodes.iter().map(|n| n.name.as_str());
     daemon::require_member(&options.config, "[[node]]", &options.node, names)?;
     daemon::runtime("hv-guestd")?.block_on(async move {

@@ -27,6 +27,10 @@ struct Args {
     node: Option<String>,
     #[command(flatten)]
     paths: PathOverrides,
+    /// Address of this guest's host agent on the host link (overrides `[host_link]
+    /// address`; for guests of one cluster that reach their hosts at different addresses).
+    #[arg(long, env = "HV_HOST_LINK_ADDRESS")]
+    host_link_address: Option<std::net::IpAddr>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         config: args.config,
         node,
         paths: args.paths,
+        host_link_address: args.host_link_address,
     };
     daemon::exit_status("hv-guestd", run(options))
 }

@@ -13,11 +13,14 @@ const HEARD_NOW_MS: u64 = 1000;
 /// applications table.
 pub fn status(s: &GuestStatus) -> String {
     let mut out = format!(
-        "guest cluster {}  seen from {} (node {})  coordinator: {}\n",
+        "guest cluster {}  seen from {} (node {})  coordinator: {}  host link: {}\n",
         s.cluster,
         s.node,
         s.node_id,
-        s.coordinator.as_deref().unwrap_or("none")
+        s.coordinator.as_deref().unwrap_or("none"),
+        s.host_link
+            .as_deref()
+            .map_or_else(|| "none".to_string(), |h| format!("to {h}"))
     );
     out.push_str(&nodes_table(s));
     if s.applications.is_empty() {
@@ -262,6 +265,7 @@ mod tests {
             counters: [("frames_dropped_bad_tag".to_string(), 4)]
                 .into_iter()
                 .collect(),
+            host_link: Some("h1".into()),
         }
     }
 
@@ -287,7 +291,9 @@ mod tests {
     fn header_names_cluster_node_and_coordinator() {
         let text = status(&sample());
         assert!(
-            text.starts_with("guest cluster shop  seen from vm1 (node 1)  coordinator: vm1\n"),
+            text.starts_with(
+                "guest cluster shop  seen from vm1 (node 1)  coordinator: vm1  host link: to h1\n"
+            ),
             "{text}"
         );
         assert!(text.contains("frames dropped: bad_tag 4"), "{text}");

@@ -39,6 +39,23 @@ pub fn duration(ms: u64) -> String {
 }
 
 /// The `hvctl status` table.
+/// Guests linked to the hosts (the host link): where each guest runs.
+fn linked_guests(s: &HostStatus) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(["guest", "guest cluster", "node id", "on host", "domain"]);
+    for g in &s.guests {
+        t.add_row([
+            g.node.clone(),
+            g.cluster.clone(),
+            g.node_id.to_string(),
+            g.host.clone(),
+            g.domain.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    format!("linked guests:\n{t}\n")
+}
+
 pub fn status(s: &HostStatus) -> String {
     let q = &s.quorum;
     let mut out = format!(
@@ -123,6 +140,9 @@ pub fn status(s: &HostStatus) -> String {
     }
     out.push_str(&t.to_string());
     out.push('\n');
+    if !s.guests.is_empty() {
+        out.push_str(&linked_guests(s));
+    }
     let dropped: Vec<String> = s
         .counters
         .iter()
@@ -562,8 +582,22 @@ mod tests {
                 ),
             ],
             counters: Default::default(),
+            guests: vec![hvcluster_common::admin::LinkedGuestLine {
+                host: "h2".into(),
+                cluster: "erp".into(),
+                node: "vm2".into(),
+                node_id: 2,
+                domain: None,
+            }],
         };
         let table = status(&s);
+        assert!(table.contains("linked guests:"), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains("vm2") && l.contains("erp") && l.contains("h2")),
+            "{table}"
+        );
         assert!(table.contains("DOWN (confirmed by an operator)"), "{table}");
         assert!(table.contains("DOWN (fenced, proof held)"), "{table}");
     }

@@ -54,6 +54,14 @@ pub struct ClusterSpec {
     /// The guest cluster's applications, as `[[application]]` tables of guest.toml.
     #[serde(default, rename = "application")]
     pub applications: Vec<toml::Table>,
+    /// Guests link to their host's agent (the host link, TCP on the guest LAN); false
+    /// leaves the guest cluster on its own, as without hvcluster on the hosts.
+    #[serde(default = "default_host_link")]
+    pub host_link: bool,
+}
+
+fn default_host_link() -> bool {
+    true
 }
 
 /// Fencing of a lab cluster: every host gets the same levels, made of device templates.
@@ -146,6 +154,7 @@ impl LabCluster {
             lab.start_bmcs()
                 .context("cannot start the simulated BMCs")?;
         }
+        LabCluster::add_guests(&lab, spec)?;
         let dir = lab.run_dir().to_path_buf();
         let key: Vec<u8> = (0..32)
             .map(|i| {
@@ -155,6 +164,10 @@ impl LabCluster {
             })
             .collect();
         std::fs::write(dir.join("cluster.key"), &key)?;
+        if !spec.guests.is_empty() {
+            let guest_key: Vec<u8> = key.iter().map(|b| b ^ 0x5a).collect();
+            std::fs::write(dir.join(crate::guests::GUEST_KEY_FILE), guest_key)?;
+        }
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, render_config(&lab, spec)?)?;
         let events = EventCollector::new();
@@ -424,6 +437,14 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
     if let Some(fence) = &spec.fence {
         out.push_str(&render_fencing(lab, fence)?);
     }
+    let linked = spec.host_link && !spec.guests.is_empty();
+    if linked {
+        out.push_str(&format!(
+            "[[guest_cluster]]\nname = \"{}\"\nkey_file = \"{}\"\n\n",
+            crate::guests::guest_cluster_name(lab),
+            crate::guests::GUEST_KEY_FILE
+        ));
+    }
     for (i, host) in lab.host_names().iter().enumerate() {
         let levels = spec.fence.as_ref().map(|f| {
             let lv: Vec<String> = f
@@ -444,8 +465,13 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
         let addrs: Vec<String> = (0..spec.interconnects)
             .map(|k| format!("ic{k} = \"{}\"", lab.address(host, k)))
             .collect();
+        let link = if linked {
+            format!("link_address = \"{}\"\n", lab.host_guest_lan_address(host)?)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "[[host]]\nname = \"{host}\"\nnode_id = {}\nweight = {}\naddresses = {{ {} }}\n{}\n",
+            "[[host]]\nname = \"{host}\"\nnode_id = {}\nweight = {}\naddresses = {{ {} }}\n{}{link}\n",
             i + 1,
             spec.weights.get(host).copied().unwrap_or(1),
             addrs.join(", "),

@@ -20,6 +20,14 @@ use crate::cluster::LabCluster;
 pub const GUEST_RUN_DIR: &str = "/run/hvlab-guest";
 /// Where OCF resource agents keep their state; private to each guest too.
 const OCF_STATE_DIR: &str = "/run/resource-agents";
+/// The guest cluster's key file, in the lab's run directory.
+pub const GUEST_KEY_FILE: &str = "guest.key";
+
+/// Name of the lab's guest cluster.
+pub fn guest_cluster_name(lab: &crate::lab::Lab) -> String {
+    format!("guests-{}", lab.id())
+}
+
 /// Heartbeat port of the guest cluster on the guest LAN.
 pub const GUEST_HEARTBEAT_PORT: u16 = 5420;
 
@@ -44,18 +52,24 @@ impl LabCluster {
         self.dir.join("guest.toml")
     }
 
-    /// Adds every guest to the lab, writes guest.toml and starts every guest agent.
+    /// Adds every guest to the lab (namespaces, the guest LAN and the hosts' addresses
+    /// on it): before the host agents start, since they listen there.
+    pub(crate) fn add_guests(
+        lab: &crate::lab::Lab,
+        spec: &crate::cluster::ClusterSpec,
+    ) -> anyhow::Result<()> {
+        for g in &spec.guests {
+            lab.add_guest(&g.name, &g.host)
+                .with_context(|| format!("adding guest {} on {}", g.name, g.host))?;
+        }
+        Ok(())
+    }
+
+    /// Writes guest.toml and starts every guest agent.
     pub(crate) fn start_guests(&mut self) -> anyhow::Result<()> {
         if self.spec.guests.is_empty() {
             return Ok(());
         }
-        for g in self.spec.guests.clone() {
-            self.lab
-                .add_guest(&g.name, &g.host)
-                .with_context(|| format!("adding guest {} on {}", g.name, g.host))?;
-        }
-        let key: Vec<u8> = self.key.iter().map(|b| b ^ 0x5a).collect();
-        std::fs::write(self.dir.join("guest.key"), key)?;
         std::fs::write(self.guest_config_path(), self.render_guest_config()?)?;
         for dir in [GUEST_RUN_DIR, OCF_STATE_DIR] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
@@ -93,8 +107,13 @@ impl LabCluster {
             .arg("--admin-socket")
             .arg(self.socket(guest))
             .arg("--state-dir")
-            .arg(gdir.join("state"))
-            .env("HV_LOG", "info")
+            .arg(gdir.join("state"));
+        if self.spec.host_link {
+            let host = self.lab.guest_host(guest)?;
+            cmd.arg("--host-link-address")
+                .arg(self.lab.host_guest_lan_address(&host)?.to_string());
+        }
+        cmd.env("HV_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -145,14 +164,22 @@ impl LabCluster {
     fn render_guest_config(&self) -> anyhow::Result<String> {
         let spec = &self.spec;
         let mut out = format!(
-            "# Written by hvlab for lab {id}.\n[cluster]\nname = \"guests-{id}\"\nkey_file = \"guest.key\"\n\n\
+            "# Written by hvlab for lab {id}.\n[cluster]\nname = \"{}\"\nkey_file = \"{GUEST_KEY_FILE}\"\n\n\
              [heartbeat]\ninterval_ms = {}\nsuspect_after_ms = {}\ndead_after_ms = {}\n\n\
              [[interconnect]]\nname = \"lan\"\nport = {GUEST_HEARTBEAT_PORT}\n\n",
+            guest_cluster_name(&self.lab),
             spec.interval_ms,
             spec.suspect_after_ms,
             spec.dead_after_ms,
             id = self.lab.id()
         );
+        if spec.host_link {
+            // Each guest is told its own host's address on the command line.
+            out.push_str(&format!(
+                "[host_link]\ntransport = \"tcp\"\nport = {}\n\n",
+                hvcluster_common::config::DEFAULT_HOST_LINK_PORT
+            ));
+        }
         for g in &spec.guests {
             let n = g.name.trim_start_matches('g');
             out.push_str(&format!(

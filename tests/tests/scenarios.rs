@@ -206,3 +206,23 @@ fn guest_rejoin() {
 fn app_maintenance() {
     run("app-maintenance");
 }
+
+#[test]
+fn linked_power_loss() {
+    run("linked-power-loss");
+}
+
+#[test]
+fn linked_kdump_panic() {
+    run("linked-kdump-panic");
+}
+
+#[test]
+fn linked_hang() {
+    run("linked-hang");
+}
+
+#[test]
+fn no_host_link() {
+    run("no-host-link");
+}

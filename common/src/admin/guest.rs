@@ -56,6 +56,10 @@ pub struct GuestStatus {
     pub applications: Vec<AppLine>,
     /// Counters: frames received and dropped by reason, operations run.
     pub counters: BTreeMap<String, u64>,
+    /// The host whose agent this guest is linked to (the host link); none while
+    /// unlinked or without a host link.
+    #[serde(default)]
+    pub host_link: Option<String>,
 }
 
 /// One node in a guest status.

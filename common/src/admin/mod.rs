@@ -182,6 +182,24 @@ pub struct HostStatus {
     pub hosts: Vec<HostLine>,
     /// Counters: frames received and dropped by reason, notices accepted and refused.
     pub counters: BTreeMap<String, u64>,
+    /// Guests linked to this host and to the others (as they report them).
+    #[serde(default)]
+    pub guests: Vec<LinkedGuestLine>,
+}
+
+/// A guest linked to a host (the host link).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedGuestLine {
+    /// Host it is linked to.
+    pub host: String,
+    /// Its guest cluster.
+    pub cluster: String,
+    /// Its node name there.
+    pub node: String,
+    /// Its node id there.
+    pub node_id: NodeId,
+    /// Its domain, if it said (known for guests of this host only).
+    pub domain: Option<String>,
 }
 
 /// One host as seen from the reporting host.

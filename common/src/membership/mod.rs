@@ -119,6 +119,8 @@ pub struct Heartbeat {
     /// Hosts the sender holds DOWN with proof; repeated in every heartbeat so every
     /// survivor learns them even across message loss.
     pub down: Vec<crate::fencing::DownRecord>,
+    /// Guests linked to the sender (the host link): who runs where.
+    pub guests: Vec<crate::hostlink::GuestPresence>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -359,6 +361,7 @@ impl Membership {
                 })
                 .collect(),
             down: Vec::new(),
+            guests: Vec::new(),
         }
     }
 

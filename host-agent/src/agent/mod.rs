@@ -15,7 +15,10 @@ use hvcluster_common::membership::{
 };
 use serde_json::json;
 
+mod links;
 mod status;
+
+use links::{Linked, Links};
 
 use crate::admin::{self, AdminCall};
 use crate::fence::FenceDriver;
@@ -41,6 +44,8 @@ pub enum Input {
     /// An admin client wants the status, or gives an operator command
     /// ([`crate::operator`]).
     Admin(AdminCall<HostStatus>),
+    /// Something happened on a host link.
+    Link(crate::link::LinkInput),
     /// A fence level finished.
     FenceResult {
         /// The host fenced.
@@ -62,6 +67,8 @@ pub struct Agent {
     fence: FenceDriver,
     kdump_sources: HashMap<IpAddr, NodeId>,
     prepared: Prepared,
+    links: Links,
+    link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -108,6 +115,8 @@ impl Agent {
             .context("cannot start the load watchdog")?;
 
         let incarnation = incarnation::next(&config.cluster.state_dir);
+        start_host_link(&config, &mut member, host, incarnation)?;
+        let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
         let (fence, restored) =
             FenceDriver::open(&config, me, member.tx.clone()).with_context(|| {
                 format!(
@@ -149,6 +158,8 @@ impl Agent {
             fence,
             kdump_sources,
             prepared,
+            links: Links::new(notice_retry),
+            link_tx: HashMap::new(),
         })
     }
 
@@ -170,6 +181,7 @@ impl Agent {
                     let view = FenceDriver::view(&self.membership, now);
                     let events = self.fence.tick(now, &view);
                     self.report_fence(events);
+                    self.send_notices();
                 }
             }
         }
@@ -224,6 +236,7 @@ impl Agent {
                 self.report_fence(events);
                 answer.send();
             }
+            Input::Link(input) => self.on_link(input),
             Input::FenceResult {
                 target,
                 level,
@@ -247,6 +260,7 @@ impl Agent {
             self.membership
                 .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
         self.perform(actions);
+        self.links.on_heartbeat(hb.sender, &hb.payload.guests);
         if !hb.payload.down.is_empty() {
             let events = self
                 .fence
@@ -330,6 +344,7 @@ impl Agent {
         for ic in 0..self.member.outbox.interconnects() {
             let mut hb = self.membership.heartbeat(ic);
             hb.down = self.fence.down_records();
+            hb.guests = self.links.presence();
             let report = self
                 .member
                 .outbox
@@ -368,6 +383,134 @@ impl Agent {
         }
     }
 
+    fn on_link(&mut self, input: crate::link::LinkInput) {
+        use crate::link::LinkInput;
+        use hvcluster_common::hostlink::LinkMessage;
+        match input {
+            LinkInput::Registered {
+                conn,
+                cluster,
+                node,
+                node_id,
+                incarnation,
+                domain,
+                tx,
+            } => {
+                self.member.counters.bump("guests_linked");
+                self.member.events.record(
+                    Some(&node),
+                    "guest_linked",
+                    format!(
+                        "{node} of guest cluster {cluster} linked{}",
+                        domain
+                            .as_ref()
+                            .map(|d| format!(" (domain {d})"))
+                            .unwrap_or_default()
+                    ),
+                    json!({ "cluster": cluster, "node_id": node_id, "incarnation": incarnation, "domain": domain }),
+                );
+                self.links.register(
+                    conn,
+                    Linked {
+                        cluster,
+                        node,
+                        node_id,
+                        incarnation,
+                        domain,
+                    },
+                );
+                self.link_tx.insert(conn, tx);
+                // Others learn at once who runs here; a guest linking after a host
+                // went down is owed its notice now.
+                self.send_heartbeats();
+                self.send_notices();
+            }
+            LinkInput::Message { conn, message } => match message {
+                LinkMessage::HostDownAck { epoch } => {
+                    if self.links.on_ack(conn, epoch) {
+                        self.member.counters.bump("host_down_notices_acked");
+                    }
+                }
+                other => tracing::debug!(conn, message = ?other, "unexpected host-link message"),
+            },
+            LinkInput::Closed { conn, guest, why } => {
+                self.link_tx.remove(&conn);
+                if let Some(g) = self.links.closed(conn) {
+                    self.member.events.record(
+                        Some(&g.node),
+                        "guest_unlinked",
+                        format!(
+                            "{} of guest cluster {}: link closed ({why})",
+                            g.node, g.cluster
+                        ),
+                        json!({ "cluster": g.cluster, "why": why }),
+                    );
+                    self.send_heartbeats();
+                } else if let Some(who) = guest {
+                    tracing::info!(%who, %why, "host link closed before registration completed");
+                } else {
+                    self.member.counters.bump("host_links_refused");
+                    tracing::warn!(%why, "host link refused");
+                }
+            }
+        }
+    }
+
+    /// Sends the host-down notices that are due to linked guests.
+    fn send_notices(&mut self) {
+        if self.link_tx.is_empty() {
+            return;
+        }
+        let downs = self.fence.down_records();
+        if downs.is_empty() {
+            return;
+        }
+        let member = &self.member;
+        let name = |n: NodeId| member.name(n);
+        let due = self.links.due(self.now(), &downs, name, |r| {
+            crate::fence::proof_text(r, |n| member.name(n))
+        });
+        for out in due {
+            let Some(tx) = self.link_tx.get(&out.conn) else {
+                continue;
+            };
+            if let hvcluster_common::hostlink::LinkMessage::HostDown {
+                host,
+                guests,
+                epoch,
+                ..
+            } = &out.message
+            {
+                let guest = self
+                    .links
+                    .local()
+                    .find(|(c, _)| **c == out.conn)
+                    .map(|(_, g)| g.node.clone())
+                    .unwrap_or_default();
+                if out.first {
+                    self.member.counters.bump("host_down_notices");
+                    self.member.events.record(
+                        Some(&guest),
+                        "host_down_notice",
+                        format!(
+                            "{guest}: told that {host} is DOWN and {} partner(s) died with it (notice {epoch})",
+                            guests.len()
+                        ),
+                        json!({ "host": host, "epoch": epoch, "guests": guests }),
+                    );
+                } else {
+                    self.member.counters.bump("host_down_notices_repeated");
+                }
+            }
+            if tx.try_send(out.message).is_err() {
+                tracing::warn!(
+                    conn = out.conn,
+                    "host link busy or closed: the notice is repeated later"
+                );
+            }
+        }
+    }
+
     fn report(&mut self, e: MembershipEvent) {
         let detail = serde_json::to_value(&e).unwrap_or_default();
         let (subject, kind, message) = crate::describe::membership_event(
@@ -386,4 +529,59 @@ impl Agent {
             .events
             .record(subject.as_deref(), kind, message, detail);
     }
+}
+
+/// Listens for host links on this host's `link_address`, when it has one, with the keys
+/// of the configured guest clusters.
+fn start_host_link(
+    config: &ClusterConfig,
+    member: &mut Member<Input, Heartbeat>,
+    host: &str,
+    incarnation: u64,
+) -> anyhow::Result<()> {
+    let Some(address) = config.host(host).and_then(|h| h.link_address) else {
+        return Ok(());
+    };
+    let addr = SocketAddr::new(address, config.host_link.port);
+    let mut keys = Vec::new();
+    for g in &config.guest_clusters {
+        let key = hvcluster_common::config::read_key_file(&g.key_file).with_context(|| {
+            format!(
+                "cannot read the key of guest cluster {} ({})",
+                g.name,
+                g.key_file.display()
+            )
+        })?;
+        keys.push(crate::link::LinkKey {
+            cluster: g.name.clone(),
+            key: crate::intake::ClusterKey::new(key),
+            cluster_id: hvcluster_common::config::cluster_id_of(&g.name),
+        });
+    }
+    let std_listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen for host links on {addr}"))?;
+    std_listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let me = crate::link::ServerIdentity {
+        host: host.to_string(),
+        node_id: member.me,
+        incarnation,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    member.spawn(crate::link::serve(
+        listener,
+        std::sync::Arc::new(keys),
+        me,
+        tx,
+    ));
+    let inputs = member.tx.clone();
+    member.spawn(async move {
+        while let Some(input) = rx.recv().await {
+            if inputs.send(Input::Link(input)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tracing::info!(%addr, guest_clusters = config.guest_clusters.len(), "listening for host links");
+    Ok(())
 }

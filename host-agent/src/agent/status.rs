@@ -74,6 +74,35 @@ impl Agent {
                 .collect(),
             hosts,
             counters: self.member.counters.snapshot(),
+            guests: self.linked_guests(),
         }
+    }
+
+    /// Guests linked here and to the other hosts, by host then guest cluster and node.
+    fn linked_guests(&self) -> Vec<hvcluster_common::admin::LinkedGuestLine> {
+        use hvcluster_common::admin::LinkedGuestLine;
+        let mut out: Vec<LinkedGuestLine> = self
+            .links
+            .local()
+            .map(|(_, g)| LinkedGuestLine {
+                host: self.member.own_name.clone(),
+                cluster: g.cluster.clone(),
+                node: g.node.clone(),
+                node_id: g.node_id,
+                domain: g.domain.clone(),
+            })
+            .collect();
+        for (host, guests) in self.links.remote() {
+            out.extend(guests.iter().map(|g| LinkedGuestLine {
+                host: self.name(*host),
+                cluster: g.cluster.clone(),
+                node: g.node.clone(),
+                node_id: g.node_id,
+                domain: None,
+            }));
+        }
+        out.sort_by(|a, b| (&a.host, &a.cluster, &a.node).cmp(&(&b.host, &b.cluster, &b.node)));
+        out.dedup();
+        out
     }
 }

@@ -25,6 +25,7 @@ fn heartbeat(interconnect: u8) -> Heartbeat {
         domains_version: 0,
         view: Vec::new(),
         down: Vec::new(),
+        guests: Vec::new(),
     }
 }
 

@@ -32,12 +32,16 @@ pub fn lan_switch_script(id: &str, hosts: usize) -> String {
     s
 }
 
-/// The script run inside a host namespace: its guest bridge with the uplink in it.
-pub fn lan_host_script() -> String {
+/// The script run inside host `i`'s namespace: its guest bridge with the uplink in it,
+/// and the host's own address on it (where its guests reach its agent).
+pub fn lan_host_script(i: usize) -> String {
     let br = names::HOST_GUEST_BRIDGE;
     format!(
-        "link add {br} type bridge forward_delay 0 stp_state 0\nlink set {} master {br} up\nlink set {br} up\n",
-        names::HOST_GUEST_UPLINK
+        "link add {br} type bridge forward_delay 0 stp_state 0\nlink set {} master {br} up\n\
+         addr add {}/{} dev {br}\nlink set {br} up\n",
+        names::HOST_GUEST_UPLINK,
+        names::host_guest_lan_addr(i),
+        names::PREFIX_LEN
     )
 }
 
@@ -98,7 +102,7 @@ impl Lab {
             )
             .context("building the guest LAN")?;
             for h in 1..=self.spec.hosts {
-                netns::ip_batch(&names::netns_host(&self.id, h), &lan_host_script())?;
+                netns::ip_batch(&names::netns_host(&self.id, h), &lan_host_script(h))?;
             }
         }
         let ns = names::netns_guest(&self.id, n);
@@ -111,6 +115,18 @@ impl Lab {
         cgroup::create(&self.cgroup_dir(host).join(guest))?;
         guests.insert(guest.to_string(), host.to_string());
         Ok(())
+    }
+
+    /// Address of `host` on the guest LAN, where its guests reach its agent.
+    pub fn host_guest_lan_address(&self, host: &str) -> Result<IpAddr> {
+        let i = self.index(host)?;
+        if i > names::MAX_GUEST_LAN_HOSTS {
+            bail!(
+                "only hosts h1..h{} can have guests",
+                names::MAX_GUEST_LAN_HOSTS
+            );
+        }
+        Ok(IpAddr::V4(names::host_guest_lan_addr(i)))
     }
 
     /// Address of a guest on the guest LAN.
@@ -170,7 +186,8 @@ mod tests {
         assert!(sw.contains("link add abcdgl type bridge forward_delay 0 stp_state 0\n"));
         assert!(sw.contains("link add abcdh2gl type veth peer name gup netns hvl-abcd-h2\n"));
         assert!(sw.find("abcdgl up").unwrap() < sw.find("master abcdgl").unwrap());
-        assert!(lan_host_script().contains("link set gup master gbr up\n"));
+        assert!(lan_host_script(2).contains("link set gup master gbr up\n"));
+        assert!(lan_host_script(2).contains("addr add 198.18.32.112/24 dev gbr\n"));
         let port = guest_port_script(3, "hvl-abcd-g3");
         assert!(port.contains("link add vg3 type veth peer name eth0 netns hvl-abcd-g3\n"));
         assert!(guest_script(3).contains("addr add 198.18.32.13/24 dev eth0\n"));

@@ -175,6 +175,17 @@ pub fn guest_port(n: usize) -> String {
     format!("vg{n}")
 }
 
+/// Last octet of host 1's address on the guest LAN; host i has `HOST_GUEST_OCTET_BASE + i`.
+pub const HOST_GUEST_OCTET_BASE: u8 = 110;
+/// Hosts that can have an address on the guest LAN (below the virtual IPs at `.200`).
+pub const MAX_GUEST_LAN_HOSTS: usize = 89;
+
+/// Address of host `i` on the guest LAN (its guest bridge): where its guests reach
+/// its agent over the host link.
+pub fn host_guest_lan_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, GUEST_NET_OCTET, HOST_GUEST_OCTET_BASE + i as u8)
+}
+
 /// Address of guest `n` on the guest LAN.
 pub fn guest_addr(n: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, GUEST_NET_OCTET, GUEST_OCTET_BASE + n as u8)

@@ -560,6 +560,22 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("app-start", include_str!("../../scenarios/app-start.toml")),
     (
+        "linked-power-loss",
+        include_str!("../../scenarios/linked-power-loss.toml"),
+    ),
+    (
+        "linked-kdump-panic",
+        include_str!("../../scenarios/linked-kdump-panic.toml"),
+    ),
+    (
+        "linked-hang",
+        include_str!("../../scenarios/linked-hang.toml"),
+    ),
+    (
+        "no-host-link",
+        include_str!("../../scenarios/no-host-link.toml"),
+    ),
+    (
         "app-resource-failure",
         include_str!("../../scenarios/app-resource-failure.toml"),
     ),

@@ -41,6 +41,11 @@ const SHOWN: &[&str] = &[
     "declared_down",
     "operator",
     "rejoin",
+    "guest_linked",
+    "guest_unlinked",
+    "host_down_notice",
+    "host_link",
+    "host_link_lost",
 ];
 
 /// Renders steps and events relative to `start_us`, then the checks and measures.

@@ -56,7 +56,10 @@ fn check_host_link(c: &mut Problems<'_>, config: &GuestConfig) {
         ("device", link.device.is_some()),
     ];
     for ((field, present), wanted) in given.into_iter().zip(wants) {
-        if wanted && !present {
+        // Guests of one cluster may reach their hosts at different addresses: then
+        // each agent is given its own with --host-link-address.
+        let optional = field == "address" && transport == "tcp";
+        if wanted && !present && !optional {
             let hint = match field {
                 "address" => "the host agent's address, e.g. address = \"192.0.2.1\"".to_string(),
                 "port" => format!("the host agent's port, e.g. port = {DEFAULT_HOST_LINK_PORT}"),

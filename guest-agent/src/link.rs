@@ -1,0 +1,118 @@
+//! The guest's end of the host link: connects to the host agent of the host this guest
+//! runs on, registers, passes host-down notices to the agent and its answers back, and
+//! reconnects after every break.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hvcluster_common::hostlink::LinkMessage;
+use hvcluster_host_agent::link::{pump, spawn_reader, LinkKey, LinkReader, LinkWriter};
+use tokio::sync::mpsc;
+
+/// Pause before reconnecting after a failure.
+const RECONNECT: Duration = Duration::from_millis(500);
+/// Bound on establishing a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who this guest is on the link.
+#[derive(Debug, Clone)]
+pub struct LinkIdentity {
+    /// Where the host agent listens.
+    pub address: SocketAddr,
+    /// The guest cluster's credentials.
+    pub key: LinkKey,
+    /// This node's name and id.
+    pub node: String,
+    /// This node's id.
+    pub node_id: u32,
+    /// The guest agent's incarnation.
+    pub incarnation: u64,
+    /// The guest's domain, if configured.
+    pub domain: Option<String>,
+}
+
+/// What the link tells the agent.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// Registered with the host agent of `host`.
+    Linked {
+        /// The host.
+        host: String,
+    },
+    /// The link is down (or could not be made); it is being retried.
+    Lost {
+        /// Why.
+        why: String,
+    },
+    /// A message from the host agent.
+    Message(LinkMessage),
+}
+
+/// Starts the link task; messages for the host agent go into the returned sender.
+pub fn spawn(me: LinkIdentity, events: mpsc::Sender<LinkEvent>) -> mpsc::Sender<LinkMessage> {
+    let (tx, mut outgoing) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut reported_failure = false;
+        loop {
+            let why = match session(&me, &events, &mut outgoing).await {
+                Ok(why) => {
+                    reported_failure = false;
+                    why
+                }
+                Err(why) => why,
+            };
+            if events.is_closed() {
+                return;
+            }
+            // A host agent that is not there yet is reported once, not every retry.
+            if !reported_failure {
+                let _ = events.send(LinkEvent::Lost { why }).await;
+                reported_failure = true;
+            }
+            tokio::time::sleep(RECONNECT).await;
+        }
+    });
+    tx
+}
+
+/// One connection, from connect to break. `Err` when it never registered.
+async fn session(
+    me: &LinkIdentity,
+    events: &mpsc::Sender<LinkEvent>,
+    outgoing: &mut mpsc::Receiver<LinkMessage>,
+) -> Result<String, String> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(me.address))
+        .await
+        .map_err(|_| format!("no answer from {} within {CONNECT_TIMEOUT:?}", me.address))?
+        .map_err(|e| format!("cannot connect to {}: {e}", me.address))?;
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = LinkReader::new(r);
+    let mut writer = LinkWriter::new(w, me.key.clone(), me.node_id, me.incarnation);
+    writer
+        .send(&LinkMessage::Register {
+            cluster: me.key.cluster.clone(),
+            node: me.node.clone(),
+            node_id: me.node_id,
+            domain: me.domain.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    match reader.next(&me.key).await.map_err(|e| e.to_string())? {
+        (_, LinkMessage::Registered { host }) => {
+            let _ = events.send(LinkEvent::Linked { host }).await;
+        }
+        (_, LinkMessage::Refused { reason }) => return Err(format!("refused: {reason}")),
+        (_, other) => return Err(format!("unexpected answer to the registration: {other:?}")),
+    }
+    // Messages queued while the link was down are stale (acks of notices the host
+    // repeats anyway): start afresh.
+    while outgoing.try_recv().is_ok() {}
+    let (read_task, mut incoming) = spawn_reader(reader, me.key.clone());
+    let why = pump(&mut writer, outgoing, &mut incoming, |m| async {
+        let _ = events.send(LinkEvent::Message(m)).await;
+    })
+    .await;
+    read_task.abort();
+    Ok(why)
+}

@@ -1,0 +1,312 @@
+//! The host agent's view of the host link: which guests are linked here, which guests
+//! the other hosts have (from their heartbeats), and the host-down notices owed to each
+//! linked guest until it acknowledges them. Pure: the driver sends what [`Links::due`]
+//! returns.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hvcluster_common::config::NodeId;
+use hvcluster_common::fencing::DownRecord;
+use hvcluster_common::hostlink::{GuestPresence, LinkMessage};
+
+/// A guest linked to this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    /// Guest cluster.
+    pub cluster: String,
+    /// Node name.
+    pub node: String,
+    /// Node id in its guest cluster.
+    pub node_id: NodeId,
+    /// Its agent's incarnation.
+    pub incarnation: u64,
+    /// Its domain, if it said.
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Notice {
+    epoch: u64,
+    message: LinkMessage,
+    sent_at: Duration,
+    acked: bool,
+}
+
+/// A notice to send now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Connection of the linked guest.
+    pub conn: u64,
+    /// The notice.
+    pub message: LinkMessage,
+    /// First sending (not a repeat).
+    pub first: bool,
+}
+
+/// Linked guests, the other hosts' guests and the notices owed.
+#[derive(Debug)]
+pub struct Links {
+    local: BTreeMap<u64, Linked>,
+    remote: BTreeMap<NodeId, Vec<GuestPresence>>,
+    /// By (connection, down host, its incarnation).
+    notices: BTreeMap<(u64, NodeId, u64), Notice>,
+    next_epoch: u64,
+    retry: Duration,
+}
+
+impl Links {
+    /// No guest linked yet; unacknowledged notices are repeated every `retry`.
+    pub fn new(retry: Duration) -> Self {
+        Links {
+            local: BTreeMap::new(),
+            remote: BTreeMap::new(),
+            notices: BTreeMap::new(),
+            next_epoch: 1,
+            retry,
+        }
+    }
+
+    /// A guest registered on connection `conn`.
+    pub fn register(&mut self, conn: u64, guest: Linked) {
+        self.local.insert(conn, guest);
+    }
+
+    /// Connection `conn` ended; returns the guest it carried. Its notices go with it: a
+    /// new connection of the guest is owed them afresh.
+    pub fn closed(&mut self, conn: u64) -> Option<Linked> {
+        self.notices.retain(|(c, _, _), _| *c != conn);
+        self.local.remove(&conn)
+    }
+
+    /// Guests linked here, as shared in heartbeats.
+    pub fn presence(&self) -> Vec<GuestPresence> {
+        let mut out: Vec<GuestPresence> = self
+            .local
+            .values()
+            .map(|g| GuestPresence {
+                cluster: g.cluster.clone(),
+                node_id: g.node_id,
+                node: g.node.clone(),
+                incarnation: g.incarnation,
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Guests linked here, by connection.
+    pub fn local(&self) -> impl Iterator<Item = (&u64, &Linked)> {
+        self.local.iter()
+    }
+
+    /// Guests the other hosts reported, by host.
+    pub fn remote(&self) -> &BTreeMap<NodeId, Vec<GuestPresence>> {
+        &self.remote
+    }
+
+    /// Host `from` reported its linked guests. What a host reported last is kept after
+    /// it fails: those are the guests that died with it.
+    pub fn on_heartbeat(&mut self, from: NodeId, guests: &[GuestPresence]) {
+        if self.remote.get(&from).map(Vec::as_slice) != Some(guests) {
+            self.remote.insert(from, guests.to_vec());
+        }
+    }
+
+    /// The guest on `conn` acknowledged notice `epoch`.
+    pub fn on_ack(&mut self, conn: u64, epoch: u64) -> bool {
+        match self
+            .notices
+            .iter_mut()
+            .find(|((c, _, _), n)| *c == conn && n.epoch == epoch)
+        {
+            Some((_, n)) if !n.acked => {
+                n.acked = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Notices to send now for the hosts held DOWN (`downs`): new ones for every linked
+    /// guest with a partner of its guest cluster on a down host, and repeats of
+    /// unacknowledged ones every `retry`. `proof` words a record's proof.
+    pub fn due(
+        &mut self,
+        now: Duration,
+        downs: &[DownRecord],
+        host_name: impl Fn(NodeId) -> String,
+        proof: impl Fn(&DownRecord) -> String,
+    ) -> Vec<Outgoing> {
+        // A host no longer DOWN (it came back) is owed nothing more.
+        self.notices.retain(|(_, target, inc), _| {
+            downs
+                .iter()
+                .any(|r| r.target == *target && r.incarnation == *inc)
+        });
+        let mut out = Vec::new();
+        for r in downs {
+            let Some(on_it) = self.remote.get(&r.target) else {
+                continue;
+            };
+            for (&conn, g) in &self.local {
+                let partners: Vec<(NodeId, u64)> = on_it
+                    .iter()
+                    .filter(|p| p.cluster == g.cluster && p.node_id != g.node_id)
+                    .map(|p| (p.node_id, p.incarnation))
+                    .collect();
+                if partners.is_empty() {
+                    continue;
+                }
+                let key = (conn, r.target, r.incarnation);
+                match self.notices.get_mut(&key) {
+                    None => {
+                        let epoch = self.next_epoch;
+                        self.next_epoch += 1;
+                        let message = LinkMessage::HostDown {
+                            epoch,
+                            host: host_name(r.target),
+                            proof: proof(r),
+                            guests: partners,
+                        };
+                        out.push(Outgoing {
+                            conn,
+                            message: message.clone(),
+                            first: true,
+                        });
+                        self.notices.insert(
+                            key,
+                            Notice {
+                                epoch,
+                                message,
+                                sent_at: now,
+                                acked: false,
+                            },
+                        );
+                    }
+                    Some(n) if !n.acked && now.saturating_sub(n.sent_at) >= self.retry => {
+                        n.sent_at = now;
+                        out.push(Outgoing {
+                            conn,
+                            message: n.message.clone(),
+                            first: false,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Notices sent and not yet acknowledged.
+    #[cfg(test)]
+    pub fn unacknowledged(&self) -> usize {
+        self.notices.values().filter(|n| !n.acked).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hvcluster_common::fencing::Proof;
+
+    fn guest(cluster: &str, node_id: NodeId) -> Linked {
+        Linked {
+            cluster: cluster.into(),
+            node: format!("g{node_id}"),
+            node_id,
+            incarnation: 10 + u64::from(node_id),
+            domain: None,
+        }
+    }
+
+    fn presence(cluster: &str, node_id: NodeId) -> GuestPresence {
+        GuestPresence {
+            cluster: cluster.into(),
+            node_id,
+            node: format!("g{node_id}"),
+            incarnation: 10 + u64::from(node_id),
+        }
+    }
+
+    fn down(target: NodeId) -> DownRecord {
+        DownRecord {
+            target,
+            incarnation: 5,
+            proof: Proof::KdumpNotice,
+            by: 2,
+        }
+    }
+
+    fn due(l: &mut Links, ms: u64, downs: &[DownRecord]) -> Vec<Outgoing> {
+        l.due(
+            Duration::from_millis(ms),
+            downs,
+            |n| format!("h{n}"),
+            |_| "kdump".into(),
+        )
+    }
+
+    #[test]
+    fn a_down_host_is_notified_to_partners_only_repeated_until_acknowledged() {
+        let mut l = Links::new(Duration::from_millis(500));
+        l.register(7, guest("erp", 2));
+        l.register(8, guest("crm", 5));
+        l.on_heartbeat(1, &[presence("erp", 1), presence("web", 1)]);
+        assert!(due(&mut l, 0, &[]).is_empty(), "nothing is down");
+        let first = due(&mut l, 10, &[down(1)]);
+        assert_eq!(
+            first,
+            vec![Outgoing {
+                conn: 7,
+                message: LinkMessage::HostDown {
+                    epoch: 1,
+                    host: "h1".into(),
+                    proof: "kdump".into(),
+                    guests: vec![(1, 11)],
+                },
+                first: true,
+            }],
+            "only the guest with a partner on the down host"
+        );
+        assert!(
+            due(&mut l, 100, &[down(1)]).is_empty(),
+            "not before the retry time"
+        );
+        let again = due(&mut l, 600, &[down(1)]);
+        assert_eq!(again.len(), 1);
+        assert!(!again[0].first);
+        assert!(l.on_ack(7, 1));
+        assert!(!l.on_ack(7, 1), "an ack counts once");
+        assert!(due(&mut l, 2000, &[down(1)]).is_empty(), "acknowledged");
+        assert_eq!(l.unacknowledged(), 0);
+    }
+
+    #[test]
+    fn a_reconnected_guest_is_notified_again_and_a_returned_host_is_forgotten() {
+        let mut l = Links::new(Duration::from_millis(500));
+        l.register(7, guest("erp", 2));
+        l.on_heartbeat(1, &[presence("erp", 1)]);
+        assert_eq!(due(&mut l, 0, &[down(1)]).len(), 1);
+        assert_eq!(l.closed(7), Some(guest("erp", 2)));
+        l.register(9, guest("erp", 2));
+        let renewed = due(&mut l, 10, &[down(1)]);
+        assert_eq!(renewed.len(), 1);
+        assert_eq!(renewed[0].conn, 9);
+        assert!(renewed[0].first);
+        assert!(due(&mut l, 5000, &[]).is_empty());
+        assert_eq!(l.unacknowledged(), 0, "the host came back: nothing is owed");
+    }
+
+    #[test]
+    fn presence_lists_local_guests_once() {
+        let mut l = Links::new(Duration::from_millis(500));
+        l.register(1, guest("erp", 2));
+        l.register(2, guest("erp", 2));
+        l.register(3, guest("crm", 1));
+        let p = l.presence();
+        assert_eq!(p, vec![presence("crm", 1), presence("erp", 2)]);
+    }
+}
