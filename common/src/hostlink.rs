@@ -61,8 +61,54 @@ pub enum LinkMessage {
         /// The notice's epoch.
         epoch: u64,
     },
+    /// Guest → host: kill node `node_id` of guest cluster `cluster` (silent, while its
+    /// host is fine), wherever it runs, and say when it is dead.
+    KillRequest {
+        /// Identifies the request; the answer names it.
+        request: u64,
+        /// The target's guest cluster (the host refuses any other than the sender's).
+        cluster: String,
+        /// The target's node id.
+        node_id: NodeId,
+    },
+    /// Host → guest: what became of a kill request.
+    KillResult {
+        /// The request.
+        request: u64,
+        /// The guest was destroyed (its death is proved).
+        ok: bool,
+        /// What happened.
+        detail: String,
+    },
     /// Either way, when nothing else was sent for a while: the link is alive.
     Keepalive,
+}
+
+/// A host's order to another host to destroy one of its guests, repeated in the
+/// sender's heartbeats until answered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KillOrder {
+    /// Unique per sending host and incarnation.
+    pub id: u64,
+    /// Host that runs the guest.
+    pub target_host: NodeId,
+    /// The guest's cluster.
+    pub cluster: String,
+    /// The guest's node id there.
+    pub node_id: NodeId,
+}
+
+/// A host's answer to a kill order, repeated in its heartbeats for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KillAnswer {
+    /// Host that gave the order.
+    pub from_host: NodeId,
+    /// The order's id.
+    pub id: u64,
+    /// The guest was destroyed.
+    pub ok: bool,
+    /// What happened.
+    pub detail: String,
 }
 
 impl LinkMessage {

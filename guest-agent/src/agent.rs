@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hvcluster_common::admin::{GuestStatus, Request, Response};
+use hvcluster_common::admin::{GuestNodeState, GuestStatus, Request, Response};
 use hvcluster_common::application::{
     AppAction, AppSpec, Command, DownProof, Engine, GuestHeartbeat, GuestNodes, NodeChange,
     OpOutcome,
@@ -30,6 +30,8 @@ use hvcluster_common::application::outcome::OpKind;
 
 /// How often the loop ticks the cores.
 const TICK: Duration = Duration::from_millis(20);
+/// Wait of the higher node id before asking for a silent partner to be killed.
+const KILL_STAGGER: Duration = Duration::from_millis(500);
 /// Longest wait for the applications to stop at shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(900);
 
@@ -84,6 +86,12 @@ pub struct Agent {
     link: Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
     /// The host this guest is linked to, while linked.
     linked_to: Option<String>,
+    /// Kill requests to make once due: node, when, and whether HaltFlag asks (the
+    /// node may still be heard) rather than its silence.
+    kills_due: Vec<(NodeId, Instant, bool)>,
+    /// Kill requests sent: request id → node and the incarnation it had.
+    kills_sent: std::collections::BTreeMap<u64, (NodeId, u64)>,
+    next_kill: u64,
 }
 
 impl std::fmt::Debug for Agent {
@@ -170,6 +178,9 @@ impl Agent {
             declared_dead: false,
             link,
             linked_to: None,
+            kills_due: Vec::new(),
+            kills_sent: std::collections::BTreeMap::new(),
+            next_kill: 0,
         })
     }
 
@@ -236,7 +247,52 @@ impl Agent {
         }
     }
 
+    /// Asks the host to kill silent partners whose request is due.
+    fn request_kills(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.kills_due.drain(..).partition(|(_, at, _)| *at <= now);
+        self.kills_due = later;
+        for (node, _, halt) in due {
+            if !halt && self.nodes.state_of(node) != Some(GuestNodeState::LeftCluster) {
+                continue;
+            }
+            let (Some(link), Some(host)) = (&self.link, &self.linked_to) else {
+                continue;
+            };
+            let incarnation = self
+                .nodes
+                .views()
+                .iter()
+                .find(|v| v.id == node)
+                .map_or(0, |v| v.incarnation);
+            self.next_kill += 1;
+            let request = self.next_kill;
+            let message = hvcluster_common::hostlink::LinkMessage::KillRequest {
+                request,
+                cluster: self.config.cluster.name.clone(),
+                node_id: node,
+            };
+            if link.try_send(message).is_ok() {
+                self.kills_sent.insert(request, (node, incarnation));
+                let name = self.name(node);
+                let host = host.clone();
+                self.member.events.record(
+                    Some(&name),
+                    "kill_requested",
+                    if halt {
+                        format!("{name} must be killed (HaltFlag: its stop failed): asked {host} to have it killed")
+                    } else {
+                        format!("{name} is silent: asked {host} to have it killed")
+                    },
+                    json!({ "node": name, "request": request }),
+                );
+            }
+        }
+    }
+
     fn tick(&mut self) {
+        self.request_kills();
         let now = self.now();
         let actions = self.membership.tick(now);
         self.perform(actions);
@@ -269,6 +325,22 @@ impl Agent {
         if !changes.is_empty() {
             let actions = self.engine.set_nodes(self.now(), self.nodes.views());
             self.perform_apps(actions);
+        }
+        if self.link.is_some() {
+            let me = self.member.me;
+            for c in changes
+                .iter()
+                .filter(|c| c.to == GuestNodeState::LeftCluster)
+            {
+                // Across a partition of the guests alone, the lower node id asks first,
+                // so only one side is killed.
+                let delay = if c.node < me {
+                    KILL_STAGGER
+                } else {
+                    Duration::ZERO
+                };
+                self.kills_due.push((c.node, Instant::now() + delay, false));
+            }
         }
     }
 
@@ -354,6 +426,40 @@ impl Agent {
                 self.after_node_changes(changes);
                 if let Some(link) = &self.link {
                     let _ = link.try_send(LinkMessage::HostDownAck { epoch });
+                }
+            }
+            LinkEvent::Message(LinkMessage::KillResult {
+                request,
+                ok,
+                detail,
+            }) => {
+                let Some((id, incarnation)) = self.kills_sent.remove(&request) else {
+                    return;
+                };
+                let name = self.name(id);
+                if ok {
+                    self.member.events.record(
+                        Some(&name),
+                        "node_killed",
+                        format!("{name} was killed through the hosts ({detail})"),
+                        json!({ "node": name, "detail": detail }),
+                    );
+                    let changes = self
+                        .nodes
+                        .prove_down(DownProof {
+                            node: id,
+                            incarnation: incarnation.max(1),
+                        })
+                        .into_iter()
+                        .collect();
+                    self.after_node_changes(changes);
+                } else {
+                    self.member.events.record(
+                        Some(&name),
+                        "kill_failed",
+                        format!("{name} could not be killed through the hosts: {detail}"),
+                        json!({ "node": name, "detail": detail }),
+                    );
                 }
             }
             LinkEvent::Message(other) => {
@@ -471,6 +577,11 @@ impl Agent {
                 }
                 AppAction::Announce => self.announce = true,
                 AppAction::KillNode(n) => {
+                    if self.linked_to.is_some() {
+                        // HaltFlag: killed through the hosts like a silent partner.
+                        self.kills_due.push((n, Instant::now(), true));
+                        continue;
+                    }
                     let name = self.name(n);
                     self.member.events.record(
                         Some(&name),

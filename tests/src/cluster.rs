@@ -167,6 +167,8 @@ impl LabCluster {
         if !spec.guests.is_empty() {
             let guest_key: Vec<u8> = key.iter().map(|b| b ^ 0x5a).collect();
             std::fs::write(dir.join(crate::guests::GUEST_KEY_FILE), guest_key)?;
+            let stranger_key: Vec<u8> = key.iter().map(|b| b ^ 0xa5).collect();
+            std::fs::write(dir.join(crate::guests::STRANGER_KEY_FILE), stranger_key)?;
         }
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, render_config(&lab, spec)?)?;
@@ -440,9 +442,20 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
     let linked = spec.host_link && !spec.guests.is_empty();
     if linked {
         out.push_str(&format!(
+            "[hypervisor]\ndestroy_command = {}\ndestroy_timeout_ms = 10000\n\n",
+            toml::Value::String(lab.guest_destroy_command())
+        ));
+        out.push_str(&format!(
             "[[guest_cluster]]\nname = \"{}\"\nkey_file = \"{}\"\n\n",
             crate::guests::guest_cluster_name(lab),
             crate::guests::GUEST_KEY_FILE
+        ));
+        // Another guest cluster these hosts serve, with no guest of its own in the lab:
+        // the credentials of a stranger to the lab's guest cluster.
+        out.push_str(&format!(
+            "[[guest_cluster]]\nname = \"{}\"\nkey_file = \"{}\"\n\n",
+            crate::guests::stranger_cluster_name(lab),
+            crate::guests::STRANGER_KEY_FILE
         ));
     }
     for (i, host) in lab.host_names().iter().enumerate() {

@@ -28,6 +28,15 @@ pub fn guest_cluster_name(lab: &crate::lab::Lab) -> String {
     format!("guests-{}", lab.id())
 }
 
+/// Key file of the stranger guest cluster (see [`stranger_cluster_name`]).
+pub const STRANGER_KEY_FILE: &str = "stranger.key";
+
+/// Name of a second guest cluster the lab's hosts serve, which has no guest in the lab:
+/// its credentials let a scenario speak as a guest of another guest cluster.
+pub fn stranger_cluster_name(lab: &crate::lab::Lab) -> String {
+    format!("strangers-{}", lab.id())
+}
+
 /// Heartbeat port of the guest cluster on the guest LAN.
 pub const GUEST_HEARTBEAT_PORT: u16 = 5420;
 
@@ -201,5 +210,68 @@ impl LabCluster {
         );
         out.push_str(&toml::to_string(&apps).context("rendering the applications")?);
         Ok(out)
+    }
+
+    /// From inside `via`'s network namespace, speaks to its host's agent as node 1 of the
+    /// stranger guest cluster and asks it to kill node `node_id` of the lab's guest
+    /// cluster. Returns whether the host agreed and what it said.
+    pub fn stranger_kill_request(&self, via: &str, node_id: u32) -> anyhow::Result<(bool, String)> {
+        use hvcluster_common::hostlink::LinkMessage;
+        use hvcluster_host_agent::intake::ClusterKey;
+        use hvcluster_host_agent::link::{LinkKey, LinkReader, LinkWriter};
+        let host = self.lab.guest_host(via)?;
+        let addr = std::net::SocketAddr::new(
+            self.lab.host_guest_lan_address(&host)?,
+            hvcluster_common::config::DEFAULT_HOST_LINK_PORT,
+        );
+        let name = stranger_cluster_name(&self.lab);
+        let key = LinkKey {
+            cluster_id: hvcluster_common::config::cluster_id_of(&name),
+            cluster: name.clone(),
+            key: ClusterKey::new(std::fs::read(self.dir.join(STRANGER_KEY_FILE))?),
+        };
+        let target = guest_cluster_name(&self.lab);
+        self.lab.run_in_guest(via, move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let stream = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await
+                .context("no answer from the host agent")??;
+                let (r, w) = stream.into_split();
+                let mut reader = LinkReader::new(r);
+                let mut writer = LinkWriter::new(w, key.clone(), 1, 1);
+                writer
+                    .send(&LinkMessage::Register {
+                        cluster: name,
+                        node: "stranger".into(),
+                        node_id: 1,
+                        domain: None,
+                    })
+                    .await?;
+                match reader.next(&key).await?.1 {
+                    LinkMessage::Registered { .. } => {}
+                    other => bail!("registration answered with {other:?}"),
+                }
+                writer
+                    .send(&LinkMessage::KillRequest {
+                        request: 1,
+                        cluster: target,
+                        node_id,
+                    })
+                    .await?;
+                loop {
+                    match reader.next(&key).await?.1 {
+                        LinkMessage::KillResult { ok, detail, .. } => return Ok((ok, detail)),
+                        LinkMessage::Keepalive | LinkMessage::HostDown { .. } => {}
+                        other => bail!("kill request answered with {other:?}"),
+                    }
+                }
+            })
+        })?
     }
 }

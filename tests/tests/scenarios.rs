@@ -226,3 +226,13 @@ fn linked_hang() {
 fn no_host_link() {
     run("no-host-link");
 }
+
+#[test]
+fn guest_hang() {
+    run("guest-hang");
+}
+
+#[test]
+fn guest_kill_refused() {
+    run("guest-kill-refused");
+}

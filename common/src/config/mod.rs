@@ -84,6 +84,36 @@ pub struct ClusterConfig {
     /// Guest clusters whose guests may link to this cluster's hosts.
     #[serde(rename = "guest_cluster", default)]
     pub guest_clusters: Vec<GuestClusterEntry>,
+    /// How the host agent controls its guests.
+    #[serde(default)]
+    pub hypervisor: HypervisorSection,
+}
+
+/// `[hypervisor]` of cluster.toml: how the host agent controls the guests it runs.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HypervisorSection {
+    /// Command that destroys (powers off at once) a guest of this host, run through
+    /// `/bin/sh -c` with `{domain}`, `{node}`, `{cluster}` and `{host}` replaced; exit 0
+    /// means the guest is off. None: guests cannot be killed through the hosts.
+    #[serde(default)]
+    pub destroy_command: Option<String>,
+    /// Bound on the destroy command, ms.
+    #[serde(default = "default_destroy_timeout_ms")]
+    pub destroy_timeout_ms: u64,
+}
+
+impl Default for HypervisorSection {
+    fn default() -> Self {
+        HypervisorSection {
+            destroy_command: None,
+            destroy_timeout_ms: default_destroy_timeout_ms(),
+        }
+    }
+}
+
+fn default_destroy_timeout_ms() -> u64 {
+    30_000
 }
 
 /// Default TCP port of the host link.

@@ -44,6 +44,23 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
             }
         }
     }
+    if config
+        .hypervisor
+        .destroy_command
+        .as_ref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        c.push(
+            &[Seg::Key("hypervisor"), Seg::Key("destroy_command")],
+            "destroy_command is empty: give the command, or leave the key out",
+        );
+    }
+    if config.hypervisor.destroy_timeout_ms == 0 {
+        c.push(
+            &[Seg::Key("hypervisor"), Seg::Key("destroy_timeout_ms")],
+            "destroy_timeout_ms must be at least 1",
+        );
+    }
     let mut names = EntryNames::default();
     for (i, g) in config.guest_clusters.iter().enumerate() {
         names.check(

@@ -121,6 +121,10 @@ pub struct Heartbeat {
     pub down: Vec<crate::fencing::DownRecord>,
     /// Guests linked to the sender (the host link): who runs where.
     pub guests: Vec<crate::hostlink::GuestPresence>,
+    /// Orders to other hosts to destroy one of their guests, until answered.
+    pub kill_orders: Vec<crate::hostlink::KillOrder>,
+    /// Answers to other hosts' kill orders.
+    pub kill_answers: Vec<crate::hostlink::KillAnswer>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -362,6 +366,8 @@ impl Membership {
                 .collect(),
             down: Vec::new(),
             guests: Vec::new(),
+            kill_orders: Vec::new(),
+            kill_answers: Vec::new(),
         }
     }
 

@@ -53,23 +53,50 @@ pub struct Links {
     notices: BTreeMap<(u64, NodeId, u64), Notice>,
     next_epoch: u64,
     retry: Duration,
+    me: NodeId,
+    /// Where each guest (guest cluster, node id) was last reported linked.
+    located: BTreeMap<(String, NodeId), NodeId>,
+    /// Guests that linked here, kept after their link closes (to destroy them).
+    known_here: BTreeMap<(String, NodeId), Linked>,
 }
 
 impl Links {
-    /// No guest linked yet; unacknowledged notices are repeated every `retry`.
-    pub fn new(retry: Duration) -> Self {
+    /// No guest linked to host `me` yet; unacknowledged notices are repeated every
+    /// `retry`.
+    pub fn new(me: NodeId, retry: Duration) -> Self {
         Links {
             local: BTreeMap::new(),
             remote: BTreeMap::new(),
             notices: BTreeMap::new(),
             next_epoch: 1,
             retry,
+            me,
+            located: BTreeMap::new(),
+            known_here: BTreeMap::new(),
         }
     }
 
     /// A guest registered on connection `conn`.
     pub fn register(&mut self, conn: u64, guest: Linked) {
+        let key = (guest.cluster.clone(), guest.node_id);
+        self.located.insert(key.clone(), self.me);
+        self.known_here.insert(key, guest.clone());
         self.local.insert(conn, guest);
+    }
+
+    /// The guest linked on `conn`.
+    pub fn guest(&self, conn: u64) -> Option<&Linked> {
+        self.local.get(&conn)
+    }
+
+    /// The host where node `node_id` of `cluster` was last reported linked.
+    pub fn locate(&self, cluster: &str, node_id: NodeId) -> Option<NodeId> {
+        self.located.get(&(cluster.to_string(), node_id)).copied()
+    }
+
+    /// A guest that linked here, even if its link has closed since.
+    pub fn known_here(&self, cluster: &str, node_id: NodeId) -> Option<&Linked> {
+        self.known_here.get(&(cluster.to_string(), node_id))
     }
 
     /// Connection `conn` ended; returns the guest it carried. Its notices go with it: a
@@ -110,6 +137,9 @@ impl Links {
     /// it fails: those are the guests that died with it.
     pub fn on_heartbeat(&mut self, from: NodeId, guests: &[GuestPresence]) {
         if self.remote.get(&from).map(Vec::as_slice) != Some(guests) {
+            for g in guests {
+                self.located.insert((g.cluster.clone(), g.node_id), from);
+            }
             self.remote.insert(from, guests.to_vec());
         }
     }
@@ -251,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_down_host_is_notified_to_partners_only_repeated_until_acknowledged() {
-        let mut l = Links::new(Duration::from_millis(500));
+        let mut l = Links::new(9, Duration::from_millis(500));
         l.register(7, guest("erp", 2));
         l.register(8, guest("crm", 5));
         l.on_heartbeat(1, &[presence("erp", 1), presence("web", 1)]);
@@ -286,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_reconnected_guest_is_notified_again_and_a_returned_host_is_forgotten() {
-        let mut l = Links::new(Duration::from_millis(500));
+        let mut l = Links::new(9, Duration::from_millis(500));
         l.register(7, guest("erp", 2));
         l.on_heartbeat(1, &[presence("erp", 1)]);
         assert_eq!(due(&mut l, 0, &[down(1)]).len(), 1);
@@ -302,11 +332,49 @@ mod tests {
 
     #[test]
     fn presence_lists_local_guests_once() {
-        let mut l = Links::new(Duration::from_millis(500));
+        let mut l = Links::new(9, Duration::from_millis(500));
         l.register(1, guest("erp", 2));
         l.register(2, guest("erp", 2));
         l.register(3, guest("crm", 1));
         let p = l.presence();
         assert_eq!(p, vec![presence("crm", 1), presence("erp", 2)]);
+    }
+}
+
+#[cfg(test)]
+mod locate_tests {
+    use super::*;
+
+    #[test]
+    fn guests_are_located_where_they_were_last_linked() {
+        let mut l = Links::new(1, Duration::from_millis(500));
+        l.register(
+            4,
+            Linked {
+                cluster: "erp".into(),
+                node: "g2".into(),
+                node_id: 2,
+                incarnation: 1,
+                domain: None,
+            },
+        );
+        l.on_heartbeat(
+            3,
+            &[GuestPresence {
+                cluster: "erp".into(),
+                node_id: 1,
+                node: "g1".into(),
+                incarnation: 1,
+            }],
+        );
+        assert_eq!(l.locate("erp", 2), Some(1));
+        assert_eq!(l.locate("erp", 1), Some(3));
+        assert_eq!(l.locate("crm", 1), None);
+        l.closed(4);
+        assert!(
+            l.known_here("erp", 2).is_some(),
+            "kept after the link closed"
+        );
+        assert_eq!(l.locate("erp", 2), Some(1));
     }
 }

@@ -15,9 +15,11 @@ use hvcluster_common::membership::{
 };
 use serde_json::json;
 
+mod kills;
 mod links;
 mod status;
 
+use kills::Kills;
 use links::{Linked, Links};
 
 use crate::admin::{self, AdminCall};
@@ -46,6 +48,18 @@ pub enum Input {
     Admin(AdminCall<HostStatus>),
     /// Something happened on a host link.
     Link(crate::link::LinkInput),
+    /// A destroy command ended: for the order `id` of host `from` (this host's own
+    /// order when `from` is this host).
+    Destroyed {
+        /// Host that gave the order.
+        from: NodeId,
+        /// The order.
+        id: u64,
+        /// The guest is off.
+        ok: bool,
+        /// What happened.
+        detail: String,
+    },
     /// A fence level finished.
     FenceResult {
         /// The host fenced.
@@ -68,6 +82,7 @@ pub struct Agent {
     kdump_sources: HashMap<IpAddr, NodeId>,
     prepared: Prepared,
     links: Links,
+    kills: Kills,
     link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
 }
 
@@ -158,7 +173,8 @@ impl Agent {
             fence,
             kdump_sources,
             prepared,
-            links: Links::new(notice_retry),
+            links: Links::new(me, notice_retry),
+            kills: Kills::default(),
             link_tx: HashMap::new(),
         })
     }
@@ -182,6 +198,7 @@ impl Agent {
                     let events = self.fence.tick(now, &view);
                     self.report_fence(events);
                     self.send_notices();
+                    self.expire_kills();
                 }
             }
         }
@@ -237,6 +254,12 @@ impl Agent {
                 answer.send();
             }
             Input::Link(input) => self.on_link(input),
+            Input::Destroyed {
+                from,
+                id,
+                ok,
+                detail,
+            } => self.on_destroyed(from, id, ok, detail),
             Input::FenceResult {
                 target,
                 level,
@@ -261,6 +284,16 @@ impl Agent {
                 .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
         self.perform(actions);
         self.links.on_heartbeat(hb.sender, &hb.payload.guests);
+        let me = self.member.me;
+        for order in self
+            .kills
+            .new_orders(me, hb.sender, &hb.payload.kill_orders)
+        {
+            self.destroy(hb.sender, order);
+        }
+        for (given, answer) in self.kills.settled(me, &hb.payload.kill_answers) {
+            self.kill_result(&given, answer.ok, answer.detail);
+        }
         if !hb.payload.down.is_empty() {
             let events = self
                 .fence
@@ -345,6 +378,8 @@ impl Agent {
             let mut hb = self.membership.heartbeat(ic);
             hb.down = self.fence.down_records();
             hb.guests = self.links.presence();
+            hb.kill_orders = self.kills.orders();
+            hb.kill_answers = self.kills.answers(self.member.now());
             let report = self
                 .member
                 .outbox
@@ -431,6 +466,11 @@ impl Agent {
                         self.member.counters.bump("host_down_notices_acked");
                     }
                 }
+                LinkMessage::KillRequest {
+                    request,
+                    cluster,
+                    node_id,
+                } => self.on_kill_request(conn, request, cluster, node_id),
                 other => tracing::debug!(conn, message = ?other, "unexpected host-link message"),
             },
             LinkInput::Closed { conn, guest, why } => {
@@ -453,6 +493,198 @@ impl Agent {
                     tracing::warn!(%why, "host link refused");
                 }
             }
+        }
+    }
+
+    /// A linked guest asks for a silent partner to be killed.
+    fn on_kill_request(&mut self, conn: u64, request: u64, cluster: String, node_id: NodeId) {
+        use hvcluster_common::hostlink::LinkMessage;
+        let Some(asker) = self.links.guest(conn).cloned() else {
+            return;
+        };
+        let refuse = |this: &mut Self, why: String| {
+            this.member.counters.bump("kill_requests_refused");
+            this.member.events.record(
+                Some(&asker.node),
+                "kill_refused",
+                format!(
+                    "{} of {}: kill request refused: {why}",
+                    asker.node, asker.cluster
+                ),
+                json!({ "cluster": cluster, "node_id": node_id, "why": why }),
+            );
+            if let Some(tx) = this.link_tx.get(&conn) {
+                let _ = tx.try_send(LinkMessage::KillResult {
+                    request,
+                    ok: false,
+                    detail: why,
+                });
+            }
+        };
+        if cluster != asker.cluster {
+            return refuse(
+                self,
+                format!(
+                    "a guest of {} may only ask to kill guests of its own guest cluster, not of {cluster}",
+                    asker.cluster
+                ),
+            );
+        }
+        if node_id == asker.node_id {
+            return refuse(self, "a guest cannot ask to kill itself".into());
+        }
+        let Some(target_host) = self.links.locate(&cluster, node_id) else {
+            return refuse(
+                self,
+                format!("no host reports node {node_id} of {cluster} linked: it cannot be found"),
+            );
+        };
+        let me = self.member.me;
+        if target_host != me {
+            let state = self
+                .membership
+                .peers(self.now())
+                .into_iter()
+                .find(|p| p.node == target_host)
+                .map(|p| p.state);
+            if !matches!(state, Some(hvcluster_common::membership::HostState::Up)) {
+                let host = self.name(target_host);
+                return refuse(
+                    self,
+                    format!(
+                        "its host {host} is not Up: the host cluster fences {host} and the guests are told when it is DOWN"
+                    ),
+                );
+            }
+        }
+        self.member.counters.bump("kill_requests");
+        let order = self
+            .kills
+            .give(self.now(), conn, request, target_host, cluster, node_id);
+        let host = self.name(target_host);
+        self.member.events.record(
+            Some(&asker.node),
+            "kill_requested",
+            format!(
+                "{} asks for node {node_id} of {} to be killed; it runs on {host}",
+                asker.node, asker.cluster
+            ),
+            json!({ "cluster": asker.cluster, "node_id": node_id, "host": host, "order": order.id }),
+        );
+        if target_host == me {
+            self.destroy(me, order);
+        } else {
+            self.send_heartbeats();
+        }
+    }
+
+    /// Destroys a guest of this host for an order of host `from`.
+    fn destroy(&mut self, from: NodeId, order: hvcluster_common::hostlink::KillOrder) {
+        let tx = self.member.tx.clone();
+        let id = order.id;
+        let Some(guest) = self
+            .links
+            .known_here(&order.cluster, order.node_id)
+            .cloned()
+        else {
+            let detail = format!(
+                "node {} of {} never linked to {}",
+                order.node_id, order.cluster, self.member.own_name
+            );
+            self.on_destroyed(from, id, false, detail);
+            return;
+        };
+        let Some(template) = self.config.hypervisor.destroy_command.clone() else {
+            let detail = format!(
+                "{} has no [hypervisor] destroy_command: it cannot destroy {}",
+                self.member.own_name, guest.node
+            );
+            self.on_destroyed(from, id, false, detail);
+            return;
+        };
+        let command = template
+            .replace("{domain}", guest.domain.as_deref().unwrap_or(&guest.node))
+            .replace("{node}", &guest.node)
+            .replace("{cluster}", &guest.cluster)
+            .replace("{host}", &self.member.own_name);
+        let timeout = Duration::from_millis(self.config.hypervisor.destroy_timeout_ms);
+        let by = self.name(from);
+        self.member.events.record(
+            Some(&guest.node),
+            "guest_destroying",
+            format!("{}: destroying it for {by}: {command}", guest.node),
+            json!({ "cluster": guest.cluster, "by": by, "command": command }),
+        );
+        self.member.spawn(async move {
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(&command);
+            let (ok, detail) = match crate::child::run_bounded(cmd, None, timeout).await {
+                Ok(run) if run.exit == Some(0) => (true, format!("{} destroyed", guest.node)),
+                Ok(run) if run.timed_out => (
+                    false,
+                    format!("destroy command timed out after {timeout:?}"),
+                ),
+                Ok(run) => (
+                    false,
+                    format!(
+                        "destroy command failed (exit {:?}): {}",
+                        run.exit,
+                        crate::child::last_line(&run.stderr_tail).unwrap_or("")
+                    ),
+                ),
+                Err(e) => (false, format!("cannot run the destroy command: {e}")),
+            };
+            let _ = tx
+                .send(Input::Destroyed {
+                    from,
+                    id,
+                    ok,
+                    detail,
+                })
+                .await;
+        });
+    }
+
+    /// A destroy command ended.
+    fn on_destroyed(&mut self, from: NodeId, id: u64, ok: bool, detail: String) {
+        self.member.events.record(
+            Some(&self.member.own_name),
+            if ok {
+                "guest_destroyed"
+            } else {
+                "guest_destroy_failed"
+            },
+            detail.clone(),
+            json!({ "order": id, "by": self.name(from), "ok": ok }),
+        );
+        if from == self.member.me {
+            if let Some(given) = self.kills.settle(id) {
+                self.kill_result(&given, ok, detail);
+            }
+        } else {
+            self.kills.executed(self.now(), from, id, ok, detail);
+            self.send_heartbeats();
+        }
+    }
+
+    /// Tells the guest that asked what became of its request.
+    fn kill_result(&mut self, given: &kills::Given, ok: bool, detail: String) {
+        if let Some(tx) = self.link_tx.get(&given.conn) {
+            let _ = tx.try_send(hvcluster_common::hostlink::LinkMessage::KillResult {
+                request: given.request,
+                ok,
+                detail,
+            });
+        }
+    }
+
+    /// Orders unanswered for too long are reported failed to the guests that asked.
+    fn expire_kills(&mut self) {
+        let limit = Duration::from_millis(self.config.hypervisor.destroy_timeout_ms)
+            + Duration::from_secs(10);
+        for given in self.kills.expired(self.now(), limit) {
+            let host = self.name(given.order.target_host);
+            self.kill_result(&given, false, format!("no answer from {host}"));
         }
     }
 

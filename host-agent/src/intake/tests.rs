@@ -26,6 +26,8 @@ fn heartbeat(interconnect: u8) -> Heartbeat {
         view: Vec::new(),
         down: Vec::new(),
         guests: Vec::new(),
+        kill_orders: Vec::new(),
+        kill_answers: Vec::new(),
     }
 }
 

@@ -163,6 +163,24 @@ impl Lab {
         Ok(())
     }
 
+    /// The guest hangs: every process of it is frozen.
+    pub fn hang_guest(&self, guest: &str) -> Result<()> {
+        cgroup::freeze(&self.guest_cgroup(guest)?)
+            .with_context(|| format!("freezing guest {guest}"))
+    }
+
+    /// The shell command a host agent of this lab runs to destroy one of its guests
+    /// (`[hypervisor] destroy_command`, with `{host}` and `{node}` filled in by the agent):
+    /// kill every process of the guest's cgroup, thaw it, and wait until it is empty.
+    pub fn guest_destroy_command(&self) -> String {
+        let dir = format!("{}/{{host}}/{{node}}", self.cgroup.display());
+        format!(
+            "echo 1 > {dir}/cgroup.kill && echo 0 > {dir}/cgroup.freeze && \
+             for i in $(seq 100); do grep -q 'populated 0' {dir}/cgroup.events && exit 0; sleep 0.05; done; \
+             echo 'guest processes still running' >&2; exit 1"
+        )
+    }
+
     /// Runs `f` on a fresh thread inside a guest's network namespace.
     pub fn run_in_guest<T: Send>(&self, guest: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
         let path = self.guest_netns_path(guest)?;

@@ -390,6 +390,19 @@ pub enum Step {
         /// The guest.
         guest: String,
     },
+    /// Fault: the guest hangs (every process of it frozen), its host stays fine.
+    GuestHang {
+        /// The guest.
+        guest: String,
+    },
+    /// From inside `via`, a guest of another guest cluster asks `via`'s host to kill
+    /// guest `target`; expects the refusal.
+    StrangerKillRequest {
+        /// Guest whose network (and host) the stranger uses.
+        via: String,
+        /// Guest it asks to kill.
+        target: String,
+    },
     /// The guest boots again: its agent starts afresh.
     GuestStart {
         /// The guest.
@@ -491,6 +504,7 @@ impl Step {
                 | Step::Heal { .. }
                 | Step::Load { .. }
                 | Step::GuestCrash { .. }
+                | Step::GuestHang { .. }
                 | Step::FailResource { .. }
         )
     }
@@ -562,6 +576,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "linked-power-loss",
         include_str!("../../scenarios/linked-power-loss.toml"),
+    ),
+    (
+        "guest-hang",
+        include_str!("../../scenarios/guest-hang.toml"),
+    ),
+    (
+        "guest-kill-refused",
+        include_str!("../../scenarios/guest-kill-refused.toml"),
     ),
     (
         "linked-kdump-panic",

@@ -46,6 +46,12 @@ const SHOWN: &[&str] = &[
     "host_down_notice",
     "host_link",
     "host_link_lost",
+    "guest_destroying",
+    "guest_destroyed",
+    "guest_destroy_failed",
+    "node_killed",
+    "kill_failed",
+    "kill_refused",
 ];
 
 /// Renders steps and events relative to `start_us`, then the checks and measures.

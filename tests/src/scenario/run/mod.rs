@@ -41,6 +41,8 @@ pub struct Outcome {
     pub timeline: String,
     /// Every event the agents recorded during the run.
     pub events: Vec<hvcluster_common::admin::EventRecord>,
+    /// When the last fault step started, µs since the epoch (the run's start if none).
+    pub last_fault_us: u64,
 }
 
 impl Outcome {
@@ -111,6 +113,7 @@ pub fn run_on(
         measures: r.measures,
         timeline,
         events,
+        last_fault_us: r.last_fault_us,
     })
 }
 
@@ -525,6 +528,23 @@ impl Runner<'_> {
             Step::GuestCrash { guest } => {
                 self.fault(format!("guest {guest} crashes"));
                 self.cluster.crash_guest(guest)?;
+            }
+            Step::GuestHang { guest } => {
+                self.fault(format!("guest {guest} hangs (frozen)"));
+                self.cluster.lab.hang_guest(guest)?;
+            }
+            Step::StrangerKillRequest { via, target } => {
+                self.note(format!(
+                    "a guest of another guest cluster, on {via}'s network, asks to kill {target}"
+                ));
+                let node_id: u32 = target.trim_start_matches('g').parse()?;
+                let (ok, detail) = self.cluster.stranger_kill_request(via, node_id)?;
+                self.check(
+                    format!("the kill request for {target} is refused"),
+                    !ok,
+                    format!("the host agreed: {detail}"),
+                );
+                self.note(format!("answer: {detail}"));
             }
             Step::GuestStart { guest } => {
                 self.note(format!("guest {guest} boots"));
