@@ -405,11 +405,25 @@ impl Agent {
                     // The host knew the incarnation that ran there; a newer one heard
                     // since is not covered (prove_down refuses it).
                     let incarnation = incarnation.max(1);
+                    let heard = self
+                        .nodes
+                        .views()
+                        .iter()
+                        .find(|v| v.id == id)
+                        .map_or(0, |v| v.incarnation);
+                    if heard <= incarnation {
+                        // Dead with its host: no need to wait for its silence. Should
+                        // it still be heard, it must rejoin with a new incarnation.
+                        let now = self.now();
+                        let actions = self.membership.on_panic_notice(now, id);
+                        self.perform(actions);
+                    }
                     changes.extend(self.nodes.prove_down(DownProof {
                         node: id,
                         incarnation,
                     }));
                 }
+                changes.extend(self.nodes.update(&self.membership.peers(self.now())));
                 self.member.events.record(
                     Some(&node),
                     "host_down_notice",
