@@ -401,7 +401,7 @@ impl Agent {
                     if id == self.member.me || self.member.configured_name(id).is_none() {
                         continue;
                     }
-                    named.push(self.name(id));
+                    named.push(id);
                     // The host knew the incarnation that ran there; a newer one heard
                     // since is not covered (prove_down refuses it).
                     let incarnation = incarnation.max(1);
@@ -424,18 +424,31 @@ impl Agent {
                     }));
                 }
                 changes.extend(self.nodes.update(&self.membership.peers(self.now())));
+                let (dead, kept): (Vec<NodeId>, Vec<NodeId>) = named
+                    .into_iter()
+                    .partition(|id| self.nodes.state_of(*id) == Some(GuestNodeState::Down));
+                let dead: Vec<String> = dead.into_iter().map(|id| self.name(id)).collect();
+                let kept: Vec<String> = kept.into_iter().map(|id| self.name(id)).collect();
+                let mut message = format!(
+                    "{host} is DOWN ({proof}): {} died with it",
+                    if dead.is_empty() {
+                        "no partner of this guest".to_string()
+                    } else {
+                        dead.join(", ")
+                    }
+                );
+                if !kept.is_empty() {
+                    message.push_str(&format!(
+                        "; not taken for dead: {} (a newer incarnation was heard, or not heard \
+                         since this agent started: hvctl node down once verified off)",
+                        kept.join(", ")
+                    ));
+                }
                 self.member.events.record(
                     Some(&node),
                     "host_down_notice",
-                    format!(
-                        "{host} is DOWN ({proof}): {} died with it",
-                        if named.is_empty() {
-                            "no partner of this guest cluster".to_string()
-                        } else {
-                            named.join(", ")
-                        }
-                    ),
-                    json!({ "host": host, "epoch": epoch, "nodes": named }),
+                    message,
+                    json!({ "host": host, "epoch": epoch, "nodes": dead, "not_taken": kept }),
                 );
                 self.after_node_changes(changes);
                 if let Some(link) = &self.link {
@@ -815,8 +828,13 @@ fn start_host_link(
              [host_link] address or give --host-link-address"
         })?,
         other => anyhow::bail!(
-            "[host_link] transport = {other:?} is not available in this release: use \"tcp\" \
-             (or \"none\")"
+            "[host_link] transport = \"{}\" is not available in this release: use \"tcp\" \
+             (or \"none\")",
+            if other == HostLinkTransport::Vsock {
+                "vsock"
+            } else {
+                "virtio-serial"
+            }
         ),
     };
     let identity = crate::link::LinkIdentity {

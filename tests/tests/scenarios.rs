@@ -236,3 +236,13 @@ fn guest_hang() {
 fn guest_kill_refused() {
     run("guest-kill-refused");
 }
+
+#[test]
+fn linked_host_isolated() {
+    run("linked-host-isolated");
+}
+
+#[test]
+fn notice_lost_then_retried() {
+    run("notice-lost-then-retried");
+}

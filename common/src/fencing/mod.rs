@@ -388,6 +388,11 @@ impl Fencing {
         let recently_stalled = view
             .stalled_ago
             .is_some_and(|d| d < self.cfg.race_delay * 2);
+        // Quorum counts Suspect peers, but a host that is itself cut off sees every
+        // peer go Suspect and then Failed one by one: with the first Failed and the
+        // others still Suspect it would still count as quorate and shoot a healthy
+        // host. Nothing is fenced until no peer is Suspect any more.
+        let settled = !view.peers.iter().any(|p| p.state == HostState::Suspect);
         for p in &view.peers {
             let stronger = self.stronger_than_me(p.node);
             let levels = self.cfg.levels.get(&p.node).cloned().unwrap_or_default();
@@ -397,7 +402,7 @@ impl Fencing {
             let ctx = target::Ctx {
                 now,
                 me: self.cfg.me,
-                quorate: view.quorate,
+                quorate: view.quorate && settled,
                 // The stronger end of a one-way partition acts on it itself.
                 coordinator: coordinator || (p.accuses_me && !stronger),
                 // The weaker side of a two-node race waits; so does a side that was

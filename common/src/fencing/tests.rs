@@ -302,3 +302,20 @@ fn a_host_without_fence_levels_is_reported_once() {
     assert_eq!(f.status()[1].phase, "unfenced");
     assert_eq!(downs(&f.confirm_down(3).unwrap())[0].proof, Proof::Operator);
 }
+
+/// A host cut off from everyone sees one peer Failed while the others are still
+/// Suspect, and still counts them for quorum: it must not shoot before the view settles
+/// (then it has lost quorum).
+#[test]
+fn nothing_is_fenced_while_a_peer_is_suspect() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let unsettled = view(true, vec![failed(2), peer(3, HostState::Suspect)]);
+    assert!(runs(&f.tick(Duration::ZERO, &unsettled)).is_empty());
+    let isolated = view(false, vec![failed(2), failed(3)]);
+    assert!(runs(&f.tick(100 * MS, &isolated)).is_empty(), "quorum lost");
+    // On the majority side the same host is fenced once the view settles.
+    let mut g = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    assert!(runs(&g.tick(Duration::ZERO, &unsettled)).is_empty());
+    let settled = view(true, vec![failed(2), peer(3, HostState::Up)]);
+    assert_eq!(runs(&g.tick(100 * MS, &settled)), vec![(2, 0)]);
+}

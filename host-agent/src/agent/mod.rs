@@ -488,9 +488,17 @@ impl Agent {
                     self.send_heartbeats();
                 } else if let Some(who) = guest {
                     tracing::info!(%who, %why, "host link closed before registration completed");
-                } else {
-                    self.member.counters.bump("host_links_refused");
-                    tracing::warn!(%why, "host link refused");
+                } else if let Some(since) = self
+                    .member
+                    .counters
+                    .bump_logged("host_links_refused", Instant::now())
+                {
+                    self.member.events.record(
+                        None,
+                        "host_link_refused",
+                        format!("refused {since} host link(s) since the last report: {why}"),
+                        json!({ "why": why, "count_since_last": since }),
+                    );
                 }
             }
         }

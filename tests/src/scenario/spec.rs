@@ -582,6 +582,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../scenarios/guest-hang.toml"),
     ),
     (
+        "linked-host-isolated",
+        include_str!("../../scenarios/linked-host-isolated.toml"),
+    ),
+    (
+        "notice-lost-then-retried",
+        include_str!("../../scenarios/notice-lost-then-retried.toml"),
+    ),
+    (
         "guest-kill-refused",
         include_str!("../../scenarios/guest-kill-refused.toml"),
     ),
