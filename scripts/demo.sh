@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The lab demo: three simulated hypervisors, one loses power, the others detect and fence it.
+# The lab demo: three simulated hypervisors and a two-VM guest cluster; a host panics, is
+# fenced, and its guest's application comes Online on the partner guest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
