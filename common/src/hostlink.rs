@@ -9,7 +9,8 @@
 //!
 //! The exchange:
 //! - the guest connects and sends [`LinkMessage::Register`]; the host answers
-//!   [`LinkMessage::Registered`] or [`LinkMessage::Refused`] and closes;
+//!   [`LinkMessage::Registered`] with a fresh nonce, which the guest returns in
+//!   [`LinkMessage::Confirm`] (or [`LinkMessage::Refused`], and closes);
 //! - when a host is DOWN with proof, every surviving host agent sends each linked guest
 //!   with a partner on it a [`LinkMessage::HostDown`] naming the partners that died with
 //!   it; the guest answers [`LinkMessage::HostDownAck`] with the same epoch. The host
@@ -34,10 +35,19 @@ pub enum LinkMessage {
         /// The guest's domain (libvirt name or UUID), if it knows it.
         domain: Option<String>,
     },
-    /// Host → guest: registered.
+    /// Host → guest: registration accepted once the guest answers with
+    /// [`LinkMessage::Confirm`] carrying `nonce` (a recorded registration replayed on
+    /// another connection cannot answer it).
     Registered {
         /// The host's name in the host cluster.
         host: String,
+        /// Fresh for every connection.
+        nonce: u64,
+    },
+    /// Guest → host: the answer to [`LinkMessage::Registered`]; the guest is linked.
+    Confirm {
+        /// The nonce the host sent.
+        nonce: u64,
     },
     /// Host → guest: registration refused (the connection is closed after it).
     Refused {

@@ -99,7 +99,11 @@ async fn session(
         .await
         .map_err(|e| e.to_string())?;
     match reader.next(&me.key).await.map_err(|e| e.to_string())? {
-        (_, LinkMessage::Registered { host }) => {
+        (_, LinkMessage::Registered { host, nonce }) => {
+            writer
+                .send(&LinkMessage::Confirm { nonce })
+                .await
+                .map_err(|e| e.to_string())?;
             let _ = events.send(LinkEvent::Linked { host }).await;
         }
         (_, LinkMessage::Refused { reason }) => return Err(format!("refused: {reason}")),

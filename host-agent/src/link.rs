@@ -286,13 +286,27 @@ async fn serve_connection(
         return (None, reason);
     }
     let who = format!("{node} of {cluster}");
+    // A registration recorded elsewhere and replayed here cannot sign the answer to a
+    // nonce of this connection.
+    let nonce: u64 = rand::random();
     if let Err(e) = writer
         .send(&LinkMessage::Registered {
             host: me.host.clone(),
+            nonce,
         })
         .await
     {
         return (Some(who), e.to_string());
+    }
+    match reader.next(&key).await {
+        Ok((_, LinkMessage::Confirm { nonce: n })) if n == nonce => {}
+        Ok((_, other)) => {
+            return (
+                None,
+                format!("registration of {who} not confirmed (got {other:?})"),
+            )
+        }
+        Err(e) => return (None, format!("registration of {who} not confirmed: {e}")),
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let registered = LinkInput::Registered {
@@ -434,5 +448,71 @@ mod tests {
         drop(a);
         let mut r = LinkReader::new(b);
         assert!(matches!(r.next_raw().await, Err(LinkError::Closed)));
+    }
+
+    /// A registration recorded on one connection and replayed on another cannot
+    /// answer the new connection's nonce: the replayed guest is never registered.
+    #[tokio::test]
+    async fn a_replayed_registration_is_not_confirmed() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut inputs) = tokio::sync::mpsc::channel(16);
+        let me = ServerIdentity {
+            host: "h1".into(),
+            node_id: 1,
+            incarnation: 5,
+        };
+        tokio::spawn(serve(
+            listener,
+            std::sync::Arc::new(vec![key("erp")]),
+            me,
+            tx,
+        ));
+        let k = key("erp");
+        let frame = |m: &LinkMessage, seq| m.to_frame(k.key.as_bytes(), k.cluster_id, 2, 9, seq);
+        let register = frame(
+            &LinkMessage::Register {
+                cluster: "erp".into(),
+                node: "g2".into(),
+                node_id: 2,
+                domain: None,
+            },
+            1,
+        );
+        // The genuine guest.
+        let (r, mut w) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
+        let mut reader = LinkReader::new(r);
+        w.write_all(&register).await.unwrap();
+        let LinkMessage::Registered { nonce, .. } = reader.next(&k).await.unwrap().1 else {
+            panic!("not registered");
+        };
+        let confirm = frame(&LinkMessage::Confirm { nonce }, 2);
+        w.write_all(&confirm).await.unwrap();
+        let first = inputs.recv().await;
+        assert!(matches!(first, Some(LinkInput::Registered { node_id: 2, .. })));
+        // The recording, replayed on a new connection.
+        let (r2, mut w2) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
+        let mut reader2 = LinkReader::new(r2);
+        w2.write_all(&register).await.unwrap();
+        let LinkMessage::Registered { nonce: other, .. } = reader2.next(&k).await.unwrap().1 else {
+            panic!("no challenge");
+        };
+        assert_ne!(other, nonce, "every connection gets its own nonce");
+        w2.write_all(&confirm).await.unwrap();
+        match inputs.recv().await {
+            Some(LinkInput::Closed {
+                guest: None, why, ..
+            }) => {
+                assert!(why.contains("not confirmed"), "{why}")
+            }
+            other => panic!("the replay was registered: {other:?}"),
+        }
     }
 }

@@ -254,7 +254,9 @@ impl LabCluster {
                     })
                     .await?;
                 match reader.next(&key).await?.1 {
-                    LinkMessage::Registered { .. } => {}
+                    LinkMessage::Registered { nonce, .. } => {
+                        writer.send(&LinkMessage::Confirm { nonce }).await?;
+                    }
                     other => bail!("registration answered with {other:?}"),
                 }
                 writer
