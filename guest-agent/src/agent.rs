@@ -32,6 +32,8 @@ use hvcluster_common::application::outcome::OpKind;
 const TICK: Duration = Duration::from_millis(20);
 /// Wait of the higher node id before asking for a silent partner to be killed.
 const KILL_STAGGER: Duration = Duration::from_millis(500);
+/// Pause before asking again for a kill that could not be asked.
+const KILL_RETRY: Duration = Duration::from_millis(500);
 /// Longest wait for the applications to stop at shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(900);
 
@@ -254,10 +256,15 @@ impl Agent {
             self.kills_due.drain(..).partition(|(_, at, _)| *at <= now);
         self.kills_due = later;
         for (node, _, halt) in due {
-            if !halt && self.nodes.state_of(node) != Some(GuestNodeState::LeftCluster) {
+            let state = self.nodes.state_of(node);
+            if state == Some(GuestNodeState::Down)
+                || (!halt && state != Some(GuestNodeState::LeftCluster))
+            {
                 continue;
             }
             let (Some(link), Some(host)) = (&self.link, &self.linked_to) else {
+                // Not linked right now: ask again once the link is back.
+                self.kills_due.push((node, now + KILL_RETRY, halt));
                 continue;
             };
             let incarnation = self
@@ -380,6 +387,12 @@ impl Agent {
                 self.linked_to = Some(host);
             }
             LinkEvent::Lost { why } => {
+                // Answers to requests in flight are lost with the link: ask again.
+                let now = Instant::now();
+                let pending = std::mem::take(&mut self.kills_sent);
+                for (_, (id, _)) in pending {
+                    self.kills_due.push((id, now + KILL_RETRY, false));
+                }
                 self.member.events.record(
                     Some(&node),
                     "host_link_lost",
@@ -404,24 +417,7 @@ impl Agent {
                     named.push(id);
                     // The host knew the incarnation that ran there; a newer one heard
                     // since is not covered (prove_down refuses it).
-                    let incarnation = incarnation.max(1);
-                    let heard = self
-                        .nodes
-                        .views()
-                        .iter()
-                        .find(|v| v.id == id)
-                        .map_or(0, |v| v.incarnation);
-                    if heard <= incarnation {
-                        // Dead with its host: no need to wait for its silence. Should
-                        // it still be heard, it must rejoin with a new incarnation.
-                        let now = self.now();
-                        let actions = self.membership.on_panic_notice(now, id);
-                        self.perform(actions);
-                    }
-                    changes.extend(self.nodes.prove_down(DownProof {
-                        node: id,
-                        incarnation,
-                    }));
+                    changes.extend(self.hold_dead(id, incarnation));
                 }
                 changes.extend(self.nodes.update(&self.membership.peers(self.now())));
                 let (dead, kept): (Vec<NodeId>, Vec<NodeId>) = named
@@ -471,14 +467,8 @@ impl Agent {
                         format!("{name} was killed through the hosts ({detail})"),
                         json!({ "node": name, "detail": detail }),
                     );
-                    let changes = self
-                        .nodes
-                        .prove_down(DownProof {
-                            node: id,
-                            incarnation: incarnation.max(1),
-                        })
-                        .into_iter()
-                        .collect();
+                    let mut changes = self.hold_dead(id, incarnation);
+                    changes.extend(self.nodes.update(&self.membership.peers(self.now())));
                     self.after_node_changes(changes);
                 } else {
                     self.member.events.record(
@@ -493,6 +483,32 @@ impl Agent {
                 tracing::debug!(message = ?other, "unexpected host-link message");
             }
         }
+    }
+
+    /// Node `id`, incarnation `incarnation`, is proved dead by its host (a host-down
+    /// notice or a kill): held dead at once rather than after its silence. A node never
+    /// heard since this agent started, or heard with a newer incarnation, is not covered.
+    fn hold_dead(&mut self, id: NodeId, incarnation: u64) -> Vec<NodeChange> {
+        let incarnation = incarnation.max(1);
+        let heard = self
+            .nodes
+            .views()
+            .iter()
+            .find(|v| v.id == id)
+            .map_or(0, |v| v.incarnation);
+        if heard != 0 && heard <= incarnation {
+            // Should it still be heard, it must rejoin with a new incarnation.
+            let now = self.now();
+            let actions = self.membership.on_panic_notice(now, id);
+            self.perform(actions);
+        }
+        self.nodes
+            .prove_down(DownProof {
+                node: id,
+                incarnation,
+            })
+            .into_iter()
+            .collect()
     }
 
     fn on_proof(&mut self, from: NodeId, proof: DownProof) {

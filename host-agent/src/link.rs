@@ -285,6 +285,22 @@ async fn serve_connection(
             .await;
         return (None, reason);
     }
+    if let Some(bad) = [Some(&node), domain.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|v| !safe_name(v))
+    {
+        let reason = format!(
+            "{bad:?} is not a valid node or domain name (letters, digits, '.', '-', '_', \
+             at most 128)"
+        );
+        let _ = writer
+            .send(&LinkMessage::Refused {
+                reason: reason.clone(),
+            })
+            .await;
+        return (None, reason);
+    }
     let who = format!("{node} of {cluster}");
     // A registration recorded elsewhere and replayed here cannot sign the answer to a
     // nonce of this connection.
@@ -331,6 +347,15 @@ async fn serve_connection(
     .await;
     read_task.abort();
     (Some(who), why)
+}
+
+/// Names a guest may register (node and domain names, UUIDs): they end up in
+/// commands run on the host.
+pub fn safe_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// What a reader task delivers.
@@ -493,7 +518,10 @@ mod tests {
         let confirm = frame(&LinkMessage::Confirm { nonce }, 2);
         w.write_all(&confirm).await.unwrap();
         let first = inputs.recv().await;
-        assert!(matches!(first, Some(LinkInput::Registered { node_id: 2, .. })));
+        assert!(matches!(
+            first,
+            Some(LinkInput::Registered { node_id: 2, .. })
+        ));
         // The recording, replayed on a new connection.
         let (r2, mut w2) = tokio::net::TcpStream::connect(addr)
             .await
@@ -513,6 +541,15 @@ mod tests {
                 assert!(why.contains("not confirmed"), "{why}")
             }
             other => panic!("the replay was registered: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_safe_names_may_be_registered() {
+        assert!(safe_name("vm-01.example_a"));
+        assert!(safe_name("0f8fad5b-d9cb-469f-a165-70867728950e"));
+        for bad in ["", "a b", "x'y", "$(id)", "a/b", &"x".repeat(129)] {
+            assert!(!safe_name(bad), "{bad:?}");
         }
     }
 }

@@ -26,12 +26,24 @@ pub struct Given {
 }
 
 /// Orders given and received.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Kills {
     next_id: u64,
     given: BTreeMap<u64, Given>,
     /// Orders of other hosts for this one: answered ones with the time of the answer.
     received: BTreeMap<(NodeId, u64), Option<(KillAnswer, Duration)>>,
+}
+
+impl Default for Kills {
+    /// Order ids start at random, so an agent restarted within [`ANSWER_KEPT`] cannot
+    /// have a new order settled by an answer to an old one of the same id.
+    fn default() -> Self {
+        Kills {
+            next_id: rand::random::<u64>() >> 16,
+            given: BTreeMap::new(),
+            received: BTreeMap::new(),
+        }
+    }
 }
 
 impl Kills {

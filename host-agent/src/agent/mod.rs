@@ -610,11 +610,16 @@ impl Agent {
             self.on_destroyed(from, id, false, detail);
             return;
         };
+        // What a guest registered is untrusted: each value goes into the command
+        // single-quoted (and registration refuses names outside a safe alphabet).
         let command = template
-            .replace("{domain}", guest.domain.as_deref().unwrap_or(&guest.node))
-            .replace("{node}", &guest.node)
-            .replace("{cluster}", &guest.cluster)
-            .replace("{host}", &self.member.own_name);
+            .replace(
+                "{domain}",
+                &shell_quote(guest.domain.as_deref().unwrap_or(&guest.node)),
+            )
+            .replace("{node}", &shell_quote(&guest.node))
+            .replace("{cluster}", &shell_quote(&guest.cluster))
+            .replace("{host}", &shell_quote(&self.member.own_name));
         let timeout = Duration::from_millis(self.config.hypervisor.destroy_timeout_ms);
         let by = self.name(from);
         self.member.events.record(
@@ -635,8 +640,11 @@ impl Agent {
                 Ok(run) => (
                     false,
                     format!(
-                        "destroy command failed (exit {:?}): {}",
-                        run.exit,
+                        "destroy command failed ({}): {}",
+                        run.exit.map_or_else(
+                            || "killed by a signal".to_string(),
+                            |c| format!("exit {c}")
+                        ),
                         crate::child::last_line(&run.stderr_tail).unwrap_or("")
                     ),
                 ),
@@ -824,4 +832,31 @@ fn start_host_link(
     });
     tracing::info!(%addr, guest_clusters = config.guest_clusters.len(), "listening for host links");
     Ok(())
+}
+
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod quote_tests {
+    /// Whatever a guest registers, it stays one word of the destroy command.
+    #[test]
+    fn registered_values_stay_one_shell_word() {
+        for hostile in [
+            "vm1",
+            "a b",
+            "x'; touch /tmp/owned; echo '",
+            "$(reboot)",
+            "`id`",
+        ] {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", super::shell_quote(hostile)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
+        }
+    }
 }
