@@ -89,6 +89,9 @@ pub enum LinkMessage {
         ok: bool,
         /// What happened.
         detail: String,
+        /// Not now, ask again after this many ms (its host reports itself slow, so the
+        /// guest may only be late); 0: final.
+        retry_after_ms: u64,
     },
     /// Either way, when nothing else was sent for a while: the link is alive.
     Keepalive,

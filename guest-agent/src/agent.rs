@@ -94,6 +94,8 @@ pub struct Agent {
     /// Kill requests sent: request id → node and the incarnation it had.
     kills_sent: std::collections::BTreeMap<u64, (NodeId, u64)>,
     next_kill: u64,
+    /// Nodes whose kill request was reported (once per silence, not at every retry).
+    kills_reported: std::collections::BTreeSet<NodeId>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -183,6 +185,7 @@ impl Agent {
             kills_due: Vec::new(),
             kills_sent: std::collections::BTreeMap::new(),
             next_kill: 0,
+            kills_reported: std::collections::BTreeSet::new(),
         })
     }
 
@@ -282,6 +285,9 @@ impl Agent {
             };
             if link.try_send(message).is_ok() {
                 self.kills_sent.insert(request, (node, incarnation));
+                if !self.kills_reported.insert(node) {
+                    continue;
+                }
                 let name = self.name(node);
                 let host = host.clone();
                 self.member.events.record(
@@ -332,6 +338,12 @@ impl Agent {
         if !changes.is_empty() {
             let actions = self.engine.set_nodes(self.now(), self.nodes.views());
             self.perform_apps(actions);
+        }
+        for c in changes
+            .iter()
+            .filter(|c| c.to != GuestNodeState::LeftCluster)
+        {
+            self.kills_reported.remove(&c.node);
         }
         if self.link.is_some() {
             let me = self.member.me;
@@ -455,6 +467,7 @@ impl Agent {
                 request,
                 ok,
                 detail,
+                retry_after_ms,
             }) => {
                 let Some((id, incarnation)) = self.kills_sent.remove(&request) else {
                     return;
@@ -470,6 +483,10 @@ impl Agent {
                     let mut changes = self.hold_dead(id, incarnation);
                     changes.extend(self.nodes.update(&self.membership.peers(self.now())));
                     self.after_node_changes(changes);
+                } else if retry_after_ms > 0 {
+                    // Not now (its host is slow): ask again while it stays silent.
+                    let at = Instant::now() + Duration::from_millis(retry_after_ms);
+                    self.kills_due.push((id, at, false));
                 } else {
                     self.member.events.record(
                         Some(&name),

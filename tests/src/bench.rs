@@ -8,6 +8,10 @@ use serde::Serialize;
 use crate::cluster::{ClusterSpec, LabCluster};
 use crate::scenario::{self, RunOptions, Scenario, Step};
 
+mod failover;
+
+pub use failover::{analyse, failover, FailoverBench, FailoverRun, Fault, GuestEnd};
+
 /// p50, p95 and max of a phase, ms.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -164,7 +168,7 @@ pub struct FalsePositiveBench {
 pub fn false_positive(seconds: u64, spec: &ClusterSpec) -> anyhow::Result<FalsePositiveBench> {
     let cluster = LabCluster::start(spec)?;
     cluster.wait_all_up(Duration::from_secs(20))?;
-    let from = scenario_start();
+    let from = unix_now_us();
     for h in cluster.hosts() {
         cluster.lab.start_load(&h, seconds)?;
     }
@@ -200,7 +204,8 @@ pub fn false_positive(seconds: u64, spec: &ClusterSpec) -> anyhow::Result<FalseP
     Ok(result)
 }
 
-fn scenario_start() -> u64 {
+/// Now, µs since the epoch.
+fn unix_now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)

@@ -58,6 +58,10 @@ pub struct ClusterSpec {
     /// leaves the guest cluster on its own, as without hvcluster on the hosts.
     #[serde(default = "default_host_link")]
     pub host_link: bool,
+    /// Each host's load watchdog reads a pressure file the scenario sets (step
+    /// `pressure`) instead of its cgroup's real CPU pressure.
+    #[serde(default)]
+    pub simulated_pressure: bool,
 }
 
 fn default_host_link() -> bool {
@@ -243,7 +247,7 @@ impl LabCluster {
             .arg("--state-dir")
             .arg(hdir.join("state"))
             .arg("--psi-source")
-            .arg(self.lab.psi_path(host))
+            .arg(self.psi_source(host)?)
             .env("HV_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -265,6 +269,33 @@ impl LabCluster {
         }
         self.wait_for_socket(name, Duration::from_secs(10))?;
         self.events.follow(name, self.socket(name));
+        Ok(())
+    }
+
+    /// The pressure file `host`'s load watchdog reads.
+    fn psi_source(&self, host: &str) -> anyhow::Result<PathBuf> {
+        if !self.spec.simulated_pressure {
+            return Ok(self.lab.psi_path(host));
+        }
+        let path = self.dir.join(host).join("pressure");
+        if !path.exists() {
+            self.set_pressure(host, 0.0)?;
+        }
+        Ok(path)
+    }
+
+    /// Sets the simulated CPU pressure (`some avg10`, percent) of `host`.
+    pub fn set_pressure(&self, host: &str, percent: f64) -> anyhow::Result<()> {
+        if !self.spec.simulated_pressure {
+            bail!("the cluster has no simulated pressure: set simulated_pressure = true");
+        }
+        let path = self.dir.join(host).join("pressure");
+        let text = format!(
+            "some avg10={percent:.2} avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+        );
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &path)?;
         Ok(())
     }
 

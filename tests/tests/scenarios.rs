@@ -246,3 +246,8 @@ fn linked_host_isolated() {
 fn notice_lost_then_retried() {
     run("notice-lost-then-retried");
 }
+
+#[test]
+fn slow_host_no_kill() {
+    run("slow-host-no-kill");
+}

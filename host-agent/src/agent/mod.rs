@@ -17,6 +17,9 @@ use serde_json::json;
 
 mod kills;
 mod links;
+
+/// How long a guest waits before asking again to kill a guest of a slow host, ms.
+const KILL_DEFER_MS: u64 = 1000;
 mod status;
 
 use kills::Kills;
@@ -526,6 +529,7 @@ impl Agent {
                     request,
                     ok: false,
                     detail: why,
+                    retry_after_ms: 0,
                 });
             }
         };
@@ -548,6 +552,49 @@ impl Agent {
             );
         };
         let me = self.member.me;
+        // A host that reports itself slow (its load watchdog) may only be making its
+        // guests late: they are not killed for it while the host cluster judges it.
+        let verdict = if target_host == me {
+            self.membership.watchdog()
+        } else {
+            self.membership
+                .peers(self.now())
+                .into_iter()
+                .find(|p| p.node == target_host)
+                .map(|p| p.watchdog)
+                .unwrap_or_default()
+        };
+        if !matches!(verdict, hvcluster_common::membership::WatchdogVerdict::Ok) {
+            let host = self.name(target_host);
+            let why = format!(
+                "its host {host} reports itself {}: the guest may only be late; ask again later",
+                crate::describe::verdict_text(verdict)
+            );
+            if let Some(since) = self
+                .member
+                .counters
+                .bump_logged("kill_requests_deferred", Instant::now())
+            {
+                self.member.events.record(
+                    Some(&asker.node),
+                    "kill_deferred",
+                    format!(
+                        "{} of {}: kill of node {node_id} deferred ({since} request(s) since the last report): {why}",
+                        asker.node, asker.cluster
+                    ),
+                    json!({ "cluster": cluster, "node_id": node_id, "host": host, "count_since_last": since }),
+                );
+            }
+            if let Some(tx) = self.link_tx.get(&conn) {
+                let _ = tx.try_send(LinkMessage::KillResult {
+                    request,
+                    ok: false,
+                    detail: why,
+                    retry_after_ms: KILL_DEFER_MS,
+                });
+            }
+            return;
+        }
         if target_host != me {
             let state = self
                 .membership
@@ -690,6 +737,7 @@ impl Agent {
                 request: given.request,
                 ok,
                 detail,
+                retry_after_ms: 0,
             });
         }
     }

@@ -77,6 +77,20 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Fault of a host or guest to the application Online on the partner guest: phases
+    /// detect, fence, notify, switch and total, and moments it was Online on two guests.
+    Failover {
+        /// linked-power-loss, linked-kdump-panic, linked-hang, guest-hang, no-host-link,
+        /// or a file.
+        #[arg(long)]
+        scenario: String,
+        /// Number of runs.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print only the JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// stress-ng (cpu, vm, io) on every host; counts false Suspect and Failed marks.
     FalsePositive {
         /// Seconds of load.
@@ -210,6 +224,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = bench::phases(name, &s, runs, !json);
             println!("{}", serde_json::to_string(&result)?);
             // Figures from failed runs are left out; say so through the exit status.
+            Ok(if result.ok_runs == result.runs && result.violations == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench {
+            bench:
+                BenchCommand::Failover {
+                    scenario,
+                    runs,
+                    json,
+                },
+        } => {
+            need_root()?;
+            hvlab::interrupt::install();
+            let s = Scenario::load(&scenario)?;
+            let result = bench::failover(&s, runs, !json)?;
+            println!("{}", serde_json::to_string(&result)?);
             Ok(if result.ok_runs == result.runs && result.violations == 0 {
                 ExitCode::SUCCESS
             } else {

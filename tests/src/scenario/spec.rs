@@ -390,6 +390,14 @@ pub enum Step {
         /// The guest.
         guest: String,
     },
+    /// The host's simulated CPU pressure becomes `percent` (needs
+    /// `simulated_pressure`): its load watchdog reports it slow above its threshold.
+    Pressure {
+        /// The host.
+        host: String,
+        /// `some avg10`, percent.
+        percent: f64,
+    },
     /// Fault: the guest hangs (every process of it frozen), its host stays fine.
     GuestHang {
         /// The guest.
@@ -588,6 +596,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "notice-lost-then-retried",
         include_str!("../../scenarios/notice-lost-then-retried.toml"),
+    ),
+    (
+        "slow-host-no-kill",
+        include_str!("../../scenarios/slow-host-no-kill.toml"),
     ),
     (
         "guest-kill-refused",

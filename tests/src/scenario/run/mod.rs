@@ -529,6 +529,10 @@ impl Runner<'_> {
                 self.fault(format!("guest {guest} crashes"));
                 self.cluster.crash_guest(guest)?;
             }
+            Step::Pressure { host, percent } => {
+                self.note(format!("CPU pressure of {host} set to {percent}%"));
+                self.cluster.set_pressure(host, *percent)?;
+            }
             Step::GuestHang { guest } => {
                 self.fault(format!("guest {guest} hangs (frozen)"));
                 self.cluster.lab.hang_guest(guest)?;
