@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::cluster::{ClusterSpec, LabCluster};
 use crate::scenario::{self, RunOptions, Scenario, Step};
 
-mod failover;
+pub mod failover;
 
 pub use failover::{analyse, failover, FailoverBench, FailoverRun, Fault, GuestEnd};
 

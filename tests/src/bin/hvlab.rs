@@ -156,6 +156,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let outcome = scenario::run(&s, RunOptions { verbose: true })?;
             println!("\n{}", outcome.timeline);
+            let end_us = outcome.events.iter().map(|e| e.unix_us).max().unwrap_or(0);
+            if let Some(fault) = hvlab::bench::failover::Fault::of(&s, outcome.last_fault_us) {
+                let run = hvlab::bench::failover::analyse(
+                    &fault,
+                    &hvlab::bench::failover::applications(&s),
+                    &outcome.events,
+                    end_us,
+                );
+                println!("the failover, phase by phase (from the panic):");
+                for (phase, what) in [
+                    ("detect", "the hosts see the panic notice, h3 is Failed"),
+                    ("fence", "fence_ipmilan powers h3 off and confirms it OFF"),
+                    ("notify", "h1 tells g2 that g1 died with h3"),
+                    ("switch", "g2 holds g1 DOWN and starts app1"),
+                    ("total", "panic to app1 Online on g2"),
+                ] {
+                    if let Some(ms) = run.phases.get(phase) {
+                        println!("  {phase:<7} {ms:>8.1} ms  {what}");
+                    }
+                }
+                println!(
+                    "  app1 Online on two guests at once: {}\n",
+                    if run.violations == 0 { "never" } else { "YES" }
+                );
+            }
             println!(
                 "{}",
                 if outcome.ok() {
