@@ -154,6 +154,27 @@ where
 }
 
 impl<I, P> Member<I, P> {
+    /// Counts one occurrence in `counter` and, at most once every 10 s, records an event
+    /// of `kind` whose message says how many happened since the last one.
+    pub fn record_limited(
+        &mut self,
+        counter: &str,
+        subject: Option<&str>,
+        kind: &str,
+        message: impl FnOnce(u64) -> String,
+        mut detail: serde_json::Value,
+    ) {
+        if let Some(since) = self
+            .counters
+            .bump_logged(counter, std::time::Instant::now())
+        {
+            if let Some(map) = detail.as_object_mut() {
+                map.insert("count_since_last".into(), since.into());
+            }
+            self.events.record(subject, kind, message(since), detail);
+        }
+    }
+
     /// Time on this member's clock, which starts with [`Member::start`].
     pub fn now(&self) -> Duration {
         self.origin.elapsed()

@@ -23,6 +23,17 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+/// What failed in run `i` (0-based), for a benchmark's `failures`.
+pub(crate) fn failed_run(i: usize, outcome: &scenario::Outcome) -> String {
+    let failed: Vec<_> = outcome
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{} ({})", c.text, c.detail))
+        .collect();
+    format!("run {}: {}", i + 1, failed.join("; "))
+}
+
 /// Nearest-rank percentiles of `values` (`None` when empty).
 pub fn percentiles(values: &[f64]) -> Option<Percentiles> {
     if values.is_empty() {
@@ -108,13 +119,7 @@ pub fn phases(bench: &str, scenario: &Scenario, runs: usize, progress: bool) -> 
                         samples.entry(k.clone()).or_default().push(*v);
                     }
                 } else {
-                    let failed: Vec<_> = outcome
-                        .checks
-                        .iter()
-                        .filter(|c| !c.ok)
-                        .map(|c| format!("{} ({})", c.text, c.detail))
-                        .collect();
-                    failures.push(format!("run {}: {}", i + 1, failed.join("; ")));
+                    failures.push(failed_run(i, &outcome));
                 }
                 if progress {
                     eprintln!(

@@ -318,21 +318,18 @@ impl Agent {
             return;
         }
         let Some(&node) = self.kdump_sources.get(&from.ip()) else {
-            if let Some(since) = self
-                .member
-                .counters
-                .bump_logged("kdump_refused", Instant::now())
-            {
-                self.member.events.record(
-                    None,
-                    "kdump_refused",
+            self.member.record_limited(
+                "kdump_refused",
+                None,
+                "kdump_refused",
+                |since| {
                     format!(
                         "ignored {since} panic notice(s) from {} which is no host's address",
                         from.ip()
-                    ),
-                    json!({ "from": from.to_string(), "count_since_last": since }),
-                );
-            }
+                    )
+                },
+                json!({ "from": from.to_string() }),
+            );
             return;
         };
         if node == self.member.me {
@@ -491,16 +488,15 @@ impl Agent {
                     self.send_heartbeats();
                 } else if let Some(who) = guest {
                     tracing::info!(%who, %why, "host link closed before registration completed");
-                } else if let Some(since) = self
-                    .member
-                    .counters
-                    .bump_logged("host_links_refused", Instant::now())
-                {
-                    self.member.events.record(
+                } else {
+                    self.member.record_limited(
+                        "host_links_refused",
                         None,
                         "host_link_refused",
-                        format!("refused {since} host link(s) since the last report: {why}"),
-                        json!({ "why": why, "count_since_last": since }),
+                        |since| {
+                            format!("refused {since} host link(s) since the last report: {why}")
+                        },
+                        json!({ "why": why }),
                     );
                 }
             }
@@ -570,21 +566,19 @@ impl Agent {
                 "its host {host} reports itself {}: the guest may only be late; ask again later",
                 crate::describe::verdict_text(verdict)
             );
-            if let Some(since) = self
-                .member
-                .counters
-                .bump_logged("kill_requests_deferred", Instant::now())
-            {
-                self.member.events.record(
-                    Some(&asker.node),
-                    "kill_deferred",
+            self.member.record_limited(
+                "kill_requests_deferred",
+                Some(&asker.node),
+                "kill_deferred",
+                |since| {
                     format!(
-                        "{} of {}: kill of node {node_id} deferred ({since} request(s) since the last report): {why}",
+                        "{} of {}: kill of node {node_id} deferred ({since} request(s) since the \
+                         last report): {why}",
                         asker.node, asker.cluster
-                    ),
-                    json!({ "cluster": cluster, "node_id": node_id, "host": host, "count_since_last": since }),
-                );
-            }
+                    )
+                },
+                json!({ "cluster": cluster, "node_id": node_id, "host": host }),
+            );
             if let Some(tx) = self.link_tx.get(&conn) {
                 let _ = tx.try_send(LinkMessage::KillResult {
                     request,

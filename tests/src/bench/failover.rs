@@ -497,13 +497,7 @@ pub fn failover(scenario: &Scenario, runs: usize, progress: bool) -> anyhow::Res
             }
             stuck.extend(figures.stuck_ms);
         } else {
-            let failed: Vec<_> = outcome
-                .checks
-                .iter()
-                .filter(|c| !c.ok)
-                .map(|c| format!("{} ({})", c.text, c.detail))
-                .collect();
-            failures.push(format!("run {}: {}", i + 1, failed.join("; ")));
+            failures.push(super::failed_run(i, &outcome));
         }
         if progress {
             eprintln!(

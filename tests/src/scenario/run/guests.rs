@@ -104,24 +104,13 @@ impl Runner<'_> {
         f: impl Fn(&GuestStatus) -> bool,
         brief: impl Fn(&GuestStatus) -> String,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let mut failing = Vec::new();
-            for o in observers {
-                match self.cluster.guest_status(o) {
-                    Ok(s) if f(&s) => {}
-                    Ok(s) => failing.push(format!("{o}: {}", brief(&s))),
-                    Err(e) => failing.push(format!("{o}: no answer ({e:#})")),
-                }
-            }
-            if failing.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(failing.join("; "));
-            }
-            std::thread::sleep(POLL);
-        }
+        super::poll_observers(
+            observers,
+            within,
+            |o| self.cluster.guest_status(o),
+            f,
+            brief,
+        )
     }
 
     /// `expect-app`.

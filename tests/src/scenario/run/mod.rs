@@ -14,6 +14,35 @@ use super::spec::{Scenario, Step};
 use super::{forge, timeline};
 use crate::cluster::{LabCluster, KDUMP_PORT};
 
+/// Polls each observer's status (`fetch`) until `ok` holds for all, or the time limit;
+/// returns what the disagreeing observers saw (`brief`).
+pub(super) fn poll_observers<S>(
+    observers: &[String],
+    within: Duration,
+    fetch: impl Fn(&str) -> anyhow::Result<S>,
+    ok: impl Fn(&S) -> bool,
+    brief: impl Fn(&S) -> String,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut failing = Vec::new();
+        for o in observers {
+            match fetch(o) {
+                Ok(s) if ok(&s) => {}
+                Ok(s) => failing.push(format!("{o}: {}", brief(&s))),
+                Err(e) => failing.push(format!("{o}: no answer ({e:#})")),
+            }
+        }
+        if failing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(failing.join("; "));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Polling period of the expectations.
 const POLL: Duration = Duration::from_millis(25);
 
@@ -157,24 +186,7 @@ impl Runner<'_> {
         within: Duration,
         f: impl Fn(&HostStatus) -> bool,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let mut failing = Vec::new();
-            for o in observers {
-                match self.cluster.status(o) {
-                    Ok(s) if f(&s) => {}
-                    Ok(s) => failing.push(format!("{o}: {}", brief(&s))),
-                    Err(e) => failing.push(format!("{o}: no answer ({e:#})")),
-                }
-            }
-            if failing.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(failing.join("; "));
-            }
-            std::thread::sleep(POLL);
-        }
+        poll_observers(observers, within, |o| self.cluster.status(o), f, brief)
     }
 
     fn step(&mut self, step: &Step) -> anyhow::Result<()> {
