@@ -396,10 +396,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 match conn.receive()? {
                     None => return Ok(ExitCode::SUCCESS),
                     Some(Response::Event(e)) => {
-                        if json {
-                            println!("{}", serde_json::to_string(&e)?);
+                        let line = if json {
+                            serde_json::to_string(&e)?
                         } else {
-                            println!("{}", render::event(&e));
+                            render::event(&e)
+                        };
+                        // A reader that went away (`hvctl events | head`) ends the
+                        // listing, not with a panic.
+                        let mut out = std::io::stdout().lock();
+                        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                                return Ok(ExitCode::SUCCESS)
+                            }
+                            Err(e) => return Err(e.into()),
                         }
                     }
                     Some(Response::EndOfHistory { .. }) if !follow => return Ok(ExitCode::SUCCESS),

@@ -507,3 +507,45 @@ fn status_renders_a_guest_answer_and_json_prints_it_as_is() {
     let back: GuestStatus = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(back, status);
 }
+
+/// `hvctl events | head -1`: the reader goes away after one line; hvctl stops quietly.
+#[test]
+fn events_to_a_reader_that_goes_away_end_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&stream).read_line(&mut request).unwrap();
+        for seq in 0..20_000u64 {
+            let e = Response::Event(hvcluster_common::admin::EventRecord {
+                seq,
+                unix_us: seq,
+                observer: "vm1".into(),
+                subject: Some("web".into()),
+                kind: "app_state".into(),
+                message: "web: Offline -> Wait".into(),
+                detail: serde_json::json!({}),
+            });
+            let line = format!("{}\n", serde_json::to_string(&e).unwrap());
+            if (&stream).write_all(line.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "{} --socket {} events | head -1",
+            env!("CARGO_BIN_EXE_hvctl"),
+            socket.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    server.join().unwrap();
+}

@@ -184,6 +184,19 @@ impl Engine {
         out.push(AppAction::Announce);
     }
 
+    /// Why the coordinator holds application `i` back, reported once when it changes.
+    fn hold(&mut self, i: usize, why: Option<String>, out: &mut Vec<AppAction>) {
+        if why != self.apps[i].held {
+            if let Some(why) = &why {
+                out.push(AppAction::Event(AppEvent::Waiting {
+                    app: self.apps[i].spec.name.clone(),
+                    why: why.clone(),
+                }));
+            }
+            self.apps[i].held = why;
+        }
+    }
+
     /// The coordinator's automatic decisions for application `i`.
     pub(super) fn decide(&mut self, i: usize, out: &mut Vec<AppAction>) {
         let app = &self.apps[i];
@@ -234,17 +247,33 @@ impl Engine {
             // Start-up waits until every node of it is known: UP and reporting, or
             // proved dead.
             let mut running_on = None;
+            let mut unknown = None;
+            let mut probing_here = false;
             for &n in &spec.nodes {
                 let proved = self.view(n).is_some_and(|v| v.proved_down);
                 match self.activity_on(i, n) {
                     _ if proved => {}
-                    None | Some(Activity::Probing) => return,
+                    // This node's own first checks take a moment; not worth a report.
+                    None | Some(Activity::Probing) if n == self.me => probing_here = true,
+                    None | Some(Activity::Probing) => {
+                        unknown.get_or_insert(n);
+                    }
                     Some(a) if !a.inactive() => running_on = Some(n),
                     Some(_) => {}
                 }
-                if !proved && !self.is_up(n) {
-                    return;
+                if !proved && n != self.me && !self.is_up(n) {
+                    unknown.get_or_insert(n);
                 }
+            }
+            let why = unknown.map(|n| {
+                self.named(format!(
+                    "start-up waits until every node of it is known: node {n} is not UP and \
+                     reporting yet (if it is off, hvctl node down node {n})"
+                ))
+            });
+            self.hold(i, why, out);
+            if unknown.is_some() || probing_here {
+                return;
             }
             let target = running_on.or_else(|| self.best_node(i, &[]));
             if target.is_some() {
@@ -272,15 +301,7 @@ impl Engine {
                  proved down (make sure it is off, then hvctl node down node {t})"
             ))
         });
-        if held != self.apps[i].held {
-            if let Some(why) = &held {
-                out.push(AppAction::Event(AppEvent::Waiting {
-                    app: self.apps[i].spec.name.clone(),
-                    why: why.clone(),
-                }));
-            }
-            self.apps[i].held = held;
-        }
+        self.hold(i, held, out);
         let app = &self.apps[i];
         let spec = &app.spec;
         if proved_down {

@@ -797,3 +797,22 @@ fn halt_flag_covers_a_stop_that_fails_during_a_switch() {
     sim.run(20);
     assert_eq!(sim.online_on(0), vec![1]);
 }
+
+/// Start-up that waits for a node of the application says so, once.
+#[test]
+fn start_up_says_once_which_node_it_waits_for() {
+    let mut sim = Sim::new(2, vec![spec("app1", &[1, 2], 1)]);
+    sim.crash(1);
+    sim.run(40);
+    assert!(sim.online_on(0).is_empty(), "waits for node 2");
+    let waits: Vec<&String> = sim
+        .events
+        .iter()
+        .filter_map(|(n, e)| match e {
+            AppEvent::Waiting { why, .. } if *n == 0 && why.contains("start-up waits") => Some(why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(waits[0].contains("node 2"), "{waits:?}");
+}
