@@ -11,6 +11,7 @@ mod describe;
 pub mod events;
 mod fence;
 pub mod fence_runner;
+pub mod hypervisor;
 pub mod incarnation;
 pub mod intake;
 pub mod journal;

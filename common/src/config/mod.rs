@@ -93,6 +93,10 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HypervisorSection {
+    /// libvirt connection URI of this host's hypervisor (e.g. `qemu:///system`); guests
+    /// are destroyed through it when no `destroy_command` is given.
+    #[serde(default)]
+    pub uri: Option<String>,
     /// Command that destroys (powers off at once) a guest of this host, run through
     /// `/bin/sh -c` with `{domain}`, `{node}`, `{cluster}` and `{host}` replaced; exit 0
     /// means the guest is off. None: guests cannot be killed through the hosts.
@@ -106,6 +110,7 @@ pub struct HypervisorSection {
 impl Default for HypervisorSection {
     fn default() -> Self {
         HypervisorSection {
+            uri: None,
             destroy_command: None,
             destroy_timeout_ms: default_destroy_timeout_ms(),
         }

@@ -300,3 +300,13 @@ fn host_link_and_guest_clusters_load_and_are_checked() {
         "{errs}"
     );
 }
+
+#[test]
+fn hypervisor_uri_must_look_like_one() {
+    let err = load(&format!("{GOOD}\n[hypervisor]\nuri = \"qemu\"\n")).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!(p.key, "hypervisor.uri");
+    assert!(p.message.contains("qemu:///system"), "{err}");
+    let ok = load(&format!("{GOOD}\n[hypervisor]\nuri = \"qemu:///system\"\n")).unwrap();
+    assert_eq!(ok.config.hypervisor.uri.as_deref(), Some("qemu:///system"));
+}

@@ -55,6 +55,17 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
             "destroy_command is empty: give the command, or leave the key out",
         );
     }
+    if config
+        .hypervisor
+        .uri
+        .as_ref()
+        .is_some_and(|u| !u.contains(":/"))
+    {
+        c.push(
+            &[Seg::Key("hypervisor"), Seg::Key("uri")],
+            "uri must be a libvirt connection URI, e.g. \"qemu:///system\"",
+        );
+    }
     if config.hypervisor.destroy_timeout_ms == 0 {
         c.push(
             &[Seg::Key("hypervisor"), Seg::Key("destroy_timeout_ms")],

@@ -86,6 +86,8 @@ pub struct Agent {
     prepared: Prepared,
     links: Links,
     kills: Kills,
+    /// This host's hypervisor, when `[hypervisor] uri` is given.
+    libvirt: Option<std::sync::Arc<crate::hypervisor::Libvirt>>,
     link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
 }
 
@@ -135,6 +137,7 @@ impl Agent {
         let incarnation = incarnation::next(&config.cluster.state_dir);
         start_host_link(&config, &mut member, host, incarnation)?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
+        let libvirt_uri = config.hypervisor.uri.clone();
         let (fence, restored) =
             FenceDriver::open(&config, me, member.tx.clone()).with_context(|| {
                 format!(
@@ -178,6 +181,7 @@ impl Agent {
             prepared,
             links: Links::new(me, notice_retry),
             kills: Kills::default(),
+            libvirt: libvirt_uri.map(|u| std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u))),
             link_tx: HashMap::new(),
         })
     }
@@ -644,8 +648,11 @@ impl Agent {
             return;
         };
         let Some(template) = self.config.hypervisor.destroy_command.clone() else {
+            if let Some(libvirt) = self.libvirt.clone() {
+                return self.destroy_through_libvirt(libvirt, from, id, guest);
+            }
             let detail = format!(
-                "{} has no [hypervisor] destroy_command: it cannot destroy {}",
+                "{} has neither [hypervisor] destroy_command nor uri: it cannot destroy {}",
                 self.member.own_name, guest.node
             );
             self.on_destroyed(from, id, false, detail);
@@ -690,6 +697,53 @@ impl Agent {
                     ),
                 ),
                 Err(e) => (false, format!("cannot run the destroy command: {e}")),
+            };
+            let _ = tx
+                .send(Input::Destroyed {
+                    from,
+                    id,
+                    ok,
+                    detail,
+                })
+                .await;
+        });
+    }
+
+    /// Destroys `guest`'s domain through libvirt, off the async threads.
+    fn destroy_through_libvirt(
+        &mut self,
+        libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
+        from: NodeId,
+        id: u64,
+        guest: Linked,
+    ) {
+        let tx = self.member.tx.clone();
+        let domain = guest.domain.clone().unwrap_or_else(|| guest.node.clone());
+        let timeout = Duration::from_millis(self.config.hypervisor.destroy_timeout_ms);
+        let by = self.name(from);
+        self.member.events.record(
+            Some(&guest.node),
+            "guest_destroying",
+            format!(
+                "{}: destroying domain {domain} through libvirt for {by}",
+                guest.node
+            ),
+            json!({ "cluster": guest.cluster, "by": by, "domain": domain }),
+        );
+        self.member.spawn(async move {
+            let name = domain.clone();
+            let call = tokio::task::spawn_blocking(move || libvirt.destroy(&name));
+            let (ok, detail) = match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(Ok(crate::hypervisor::Destroyed::Now))) => {
+                    (true, format!("{} destroyed (domain {domain})", guest.node))
+                }
+                Ok(Ok(Ok(crate::hypervisor::Destroyed::WasNotRunning))) => (
+                    false,
+                    format!("domain {domain} is not running on this host: nothing proved"),
+                ),
+                Ok(Ok(Err(e))) => (false, e),
+                Ok(Err(e)) => (false, format!("libvirt call failed: {e}")),
+                Err(_) => (false, format!("libvirt did not answer within {timeout:?}")),
             };
             let _ = tx
                 .send(Input::Destroyed {
