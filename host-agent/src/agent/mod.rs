@@ -509,7 +509,6 @@ impl Agent {
 
     /// A linked guest asks for a silent partner to be killed.
     fn on_kill_request(&mut self, conn: u64, request: u64, cluster: String, node_id: NodeId) {
-        use hvcluster_common::hostlink::LinkMessage;
         let Some(asker) = self.links.guest(conn).cloned() else {
             return;
         };
@@ -524,14 +523,7 @@ impl Agent {
                 ),
                 json!({ "cluster": cluster, "node_id": node_id, "why": why }),
             );
-            if let Some(tx) = this.link_tx.get(&conn) {
-                let _ = tx.try_send(LinkMessage::KillResult {
-                    request,
-                    ok: false,
-                    detail: why,
-                    retry_after_ms: 0,
-                });
-            }
+            this.send_kill_result(conn, request, false, why, 0);
         };
         if cluster != asker.cluster {
             return refuse(
@@ -583,14 +575,7 @@ impl Agent {
                 },
                 json!({ "cluster": cluster, "node_id": node_id, "host": host }),
             );
-            if let Some(tx) = self.link_tx.get(&conn) {
-                let _ = tx.try_send(LinkMessage::KillResult {
-                    request,
-                    ok: false,
-                    detail: why,
-                    retry_after_ms: KILL_DEFER_MS,
-                });
-            }
+            self.send_kill_result(conn, request, false, why, KILL_DEFER_MS);
             return;
         }
         if target_host != me {
@@ -780,12 +765,24 @@ impl Agent {
 
     /// Tells the guest that asked what became of its request.
     fn kill_result(&mut self, given: &kills::Given, ok: bool, detail: String) {
-        if let Some(tx) = self.link_tx.get(&given.conn) {
+        self.send_kill_result(given.conn, given.request, ok, detail, 0);
+    }
+
+    /// Sends a kill result to the guest on `conn`, if it is still linked.
+    fn send_kill_result(
+        &self,
+        conn: u64,
+        request: u64,
+        ok: bool,
+        detail: String,
+        retry_after_ms: u64,
+    ) {
+        if let Some(tx) = self.link_tx.get(&conn) {
             let _ = tx.try_send(hvcluster_common::hostlink::LinkMessage::KillResult {
-                request: given.request,
+                request,
                 ok,
                 detail,
-                retry_after_ms: 0,
+                retry_after_ms,
             });
         }
     }
