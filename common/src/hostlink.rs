@@ -97,6 +97,18 @@ pub enum LinkMessage {
     Keepalive,
 }
 
+/// A domain running (or paused) on a host, as host agents tell each other in their
+/// heartbeats: which VM runs where.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DomainPresence {
+    /// Domain name.
+    pub name: String,
+    /// Domain UUID.
+    pub uuid: String,
+    /// libvirt's state, in words (`Running`, `Paused`, ...).
+    pub state: String,
+}
+
 /// A host's order to another host to destroy one of its guests, repeated in the
 /// sender's heartbeats until answered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -150,9 +150,65 @@ fn state_of(d: &Domain) -> State {
     }
 }
 
+/// A host description for libvirt's test driver (`test:///PATH`) with `domains` running,
+/// each with a UUID derived from its name (so the same name is the same domain on every
+/// host). Used by the lab to give each simulated host a hypervisor.
+pub fn test_driver_xml(domains: &[String]) -> String {
+    let mut out = String::from(
+        "<node>\n  <cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>\
+         <active>2</active><mhz>2000</mhz><model>lab</model></cpu>\n  <memory>8388608</memory>\n",
+    );
+    for name in domains {
+        out.push_str(&format!(
+            "  <domain type='test'><name>{name}</name><uuid>{}</uuid><memory>1048576</memory>\
+             <vcpu>1</vcpu><os><type>hvm</type></os></domain>\n",
+            uuid_of(name)
+        ));
+    }
+    out.push_str("</node>\n");
+    out
+}
+
+/// A UUID derived from a name (FNV-1a, twice), stable across hosts.
+pub fn uuid_of(name: &str) -> String {
+    let fnv = |seed: u64| {
+        name.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let (a, b) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x8422_2325_cbf2_9ce4));
+    let hex = format!("{a:016x}{b:016x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_test_driver_host_runs_the_domains_it_describes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.xml");
+        std::fs::write(&path, test_driver_xml(&["vm1".into(), "vm2".into()])).unwrap();
+        let hv = Libvirt::new(&format!("test://{}", path.display()));
+        let listed = hv.list().unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|d| (d.name.as_str(), d.state))
+                .collect::<Vec<_>>(),
+            vec![("vm1", State::Running), ("vm2", State::Running)]
+        );
+        assert_eq!(listed[0].uuid, uuid_of("vm1"));
+        assert_ne!(uuid_of("vm1"), uuid_of("vm2"));
+    }
 
     /// Against libvirt's own test driver (in-process, one running domain `test`).
     #[test]

@@ -39,6 +39,34 @@ pub fn duration(ms: u64) -> String {
 }
 
 /// The `hvctl status` table.
+/// Domains running on the hosts (from their hypervisors); a domain on two hosts is
+/// marked.
+fn domains(s: &HostStatus) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(["domain", "host", "state", "uuid", "notes"]);
+    for d in &s.domains {
+        let twice = s
+            .domains
+            .iter()
+            .filter(|o| o.uuid == d.uuid && o.host != d.host)
+            .count()
+            > 0;
+        t.add_row([
+            d.name.clone(),
+            d.host.clone(),
+            d.state.clone(),
+            d.uuid.clone(),
+            if twice {
+                "RUNS ON TWO HOSTS".to_string()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    format!("domains:\n{t}\n")
+}
+
 /// Guests linked to the hosts (the host link): where each guest runs.
 fn linked_guests(s: &HostStatus) -> String {
     let mut t = Table::new();
@@ -142,6 +170,9 @@ pub fn status(s: &HostStatus) -> String {
     out.push('\n');
     if !s.guests.is_empty() {
         out.push_str(&linked_guests(s));
+    }
+    if !s.domains.is_empty() {
+        out.push_str(&domains(s));
     }
     let dropped: Vec<String> = s
         .counters
@@ -582,6 +613,15 @@ mod tests {
                 ),
             ],
             counters: Default::default(),
+            domains: ["h1", "h2"]
+                .iter()
+                .map(|h| hvcluster_common::admin::DomainLine {
+                    host: h.to_string(),
+                    name: "db".into(),
+                    uuid: "u-1".into(),
+                    state: "Running".into(),
+                })
+                .collect(),
             guests: vec![hvcluster_common::admin::LinkedGuestLine {
                 host: "h2".into(),
                 cluster: "erp".into(),
@@ -592,6 +632,14 @@ mod tests {
         };
         let table = status(&s);
         assert!(table.contains("linked guests:"), "{table}");
+        assert!(
+            table
+                .lines()
+                .filter(|l| l.contains(" db ") && l.contains("RUNS ON TWO HOSTS"))
+                .count()
+                == 2,
+            "{table}"
+        );
         assert!(
             table
                 .lines()

@@ -62,6 +62,10 @@ pub struct ClusterSpec {
     /// `pressure`) instead of its cgroup's real CPU pressure.
     #[serde(default)]
     pub simulated_pressure: bool,
+    /// Domains running on each host's hypervisor (libvirt's test driver), by host.
+    /// Non-empty: every host gets `[hypervisor] uri` to its own test-driver host.
+    #[serde(default)]
+    pub domains: BTreeMap<String, Vec<String>>,
 }
 
 fn default_host_link() -> bool {
@@ -176,6 +180,16 @@ impl LabCluster {
         }
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, render_config(&lab, spec)?)?;
+        if !spec.domains.is_empty() {
+            for host in lab.host_names() {
+                std::fs::create_dir_all(dir.join(&host))?;
+                let running = spec.domains.get(&host).cloned().unwrap_or_default();
+                std::fs::write(
+                    dir.join(&host).join("libvirt.xml"),
+                    hvcluster_host_agent::hypervisor::test_driver_xml(&running),
+                )?;
+            }
+        }
         let events = EventCollector::new();
         let mut cluster = LabCluster {
             lab,
@@ -471,11 +485,22 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
         out.push_str(&render_fencing(lab, fence)?);
     }
     let linked = spec.host_link && !spec.guests.is_empty();
+    if linked || !spec.domains.is_empty() {
+        out.push_str("[hypervisor]\ndestroy_timeout_ms = 10000\n");
+        if !spec.domains.is_empty() {
+            // Each host's own libvirt test driver, described by its file.
+            let uri = format!("test://{}/{{host}}/libvirt.xml", lab.run_dir().display());
+            out.push_str(&format!("uri = {}\n", toml::Value::String(uri)));
+        }
+        if linked {
+            out.push_str(&format!(
+                "destroy_command = {}\n",
+                toml::Value::String(lab.guest_destroy_command())
+            ));
+        }
+        out.push('\n');
+    }
     if linked {
-        out.push_str(&format!(
-            "[hypervisor]\ndestroy_command = {}\ndestroy_timeout_ms = 10000\n\n",
-            toml::Value::String(lab.guest_destroy_command())
-        ));
         out.push_str(&format!(
             "[[guest_cluster]]\nname = \"{}\"\nkey_file = \"{}\"\n\n",
             crate::guests::guest_cluster_name(lab),

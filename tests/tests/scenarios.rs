@@ -251,3 +251,8 @@ fn notice_lost_then_retried() {
 fn slow_host_no_kill() {
     run("slow-host-no-kill");
 }
+
+#[test]
+fn vm_tracking() {
+    run("vm-tracking");
+}

@@ -185,6 +185,23 @@ pub struct HostStatus {
     /// Guests linked to this host and to the others (as they report them).
     #[serde(default)]
     pub guests: Vec<LinkedGuestLine>,
+    /// Domains that may run on each host (this one from its hypervisor, the others
+    /// from their heartbeats).
+    #[serde(default)]
+    pub domains: Vec<DomainLine>,
+}
+
+/// A domain running (or paused) on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainLine {
+    /// The host.
+    pub host: String,
+    /// Domain name.
+    pub name: String,
+    /// Domain UUID.
+    pub uuid: String,
+    /// libvirt's state.
+    pub state: String,
 }
 
 /// A guest linked to a host (the host link).

@@ -125,6 +125,8 @@ pub struct Heartbeat {
     pub kill_orders: Vec<crate::hostlink::KillOrder>,
     /// Answers to other hosts' kill orders.
     pub kill_answers: Vec<crate::hostlink::KillAnswer>,
+    /// Domains that may run on the sender (not off, not crashed).
+    pub domains: Vec<crate::hostlink::DomainPresence>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -368,6 +370,7 @@ impl Membership {
             guests: Vec::new(),
             kill_orders: Vec::new(),
             kill_answers: Vec::new(),
+            domains: Vec::new(),
         }
     }
 

@@ -51,6 +51,8 @@ pub enum Input {
     Admin(AdminCall<HostStatus>),
     /// Something happened on a host link.
     Link(crate::link::LinkInput),
+    /// The hypervisor's list of domains, or why it could not be had.
+    Domains(Result<Vec<crate::hypervisor::DomainInfo>, String>),
     /// A destroy command ended: for the order `id` of host `from` (this host's own
     /// order when `from` is this host).
     Destroyed {
@@ -88,6 +90,15 @@ pub struct Agent {
     kills: Kills,
     /// This host's hypervisor, when `[hypervisor] uri` is given.
     libvirt: Option<std::sync::Arc<crate::hypervisor::Libvirt>>,
+    /// Domains that may run here, as the hypervisor last listed them.
+    domains: Vec<hvcluster_common::hostlink::DomainPresence>,
+    /// Domains the other hosts reported last.
+    remote_domains:
+        std::collections::BTreeMap<NodeId, Vec<hvcluster_common::hostlink::DomainPresence>>,
+    /// Why the hypervisor cannot be asked, while it cannot.
+    hypervisor_problem: Option<String>,
+    /// Domains seen running on several hosts (UUID and hosts), reported once.
+    double_runs: std::collections::BTreeSet<(String, Vec<NodeId>)>,
     link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
 }
 
@@ -137,7 +148,12 @@ impl Agent {
         let incarnation = incarnation::next(&config.cluster.state_dir);
         start_host_link(&config, &mut member, host, incarnation)?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
-        let libvirt_uri = config.hypervisor.uri.clone();
+        let libvirt = config.hypervisor.uri.as_ref().map(|u| {
+            std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u.replace("{host}", host)))
+        });
+        if let Some(libvirt) = &libvirt {
+            member.spawn(poll_domains(libvirt.clone(), member.tx.clone()));
+        }
         let (fence, restored) =
             FenceDriver::open(&config, me, member.tx.clone()).with_context(|| {
                 format!(
@@ -181,7 +197,11 @@ impl Agent {
             prepared,
             links: Links::new(me, notice_retry),
             kills: Kills::default(),
-            libvirt: libvirt_uri.map(|u| std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u))),
+            libvirt,
+            domains: Vec::new(),
+            remote_domains: std::collections::BTreeMap::new(),
+            hypervisor_problem: None,
+            double_runs: std::collections::BTreeSet::new(),
             link_tx: HashMap::new(),
         })
     }
@@ -206,6 +226,10 @@ impl Agent {
                     self.report_fence(events);
                     self.send_notices();
                     self.expire_kills();
+                    // Who counts as live changes with the membership.
+                    if !self.remote_domains.is_empty() {
+                        self.check_double_runs();
+                    }
                 }
             }
         }
@@ -261,6 +285,7 @@ impl Agent {
                 answer.send();
             }
             Input::Link(input) => self.on_link(input),
+            Input::Domains(listed) => self.on_domains(listed),
             Input::Destroyed {
                 from,
                 id,
@@ -291,6 +316,11 @@ impl Agent {
                 .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
         self.perform(actions);
         self.links.on_heartbeat(hb.sender, &hb.payload.guests);
+        if self.remote_domains.get(&hb.sender) != Some(&hb.payload.domains) {
+            self.remote_domains
+                .insert(hb.sender, hb.payload.domains.clone());
+            self.check_double_runs();
+        }
         let me = self.member.me;
         for order in self
             .kills
@@ -383,6 +413,7 @@ impl Agent {
             hb.down = self.fence.down_records();
             hb.guests = self.links.presence();
             hb.kill_orders = self.kills.orders();
+            hb.domains = self.domains.clone();
             hb.kill_answers = self.kills.answers(self.member.now());
             let report = self
                 .member
@@ -505,6 +536,103 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// The hypervisor listed its domains (or could not).
+    fn on_domains(&mut self, listed: Result<Vec<crate::hypervisor::DomainInfo>, String>) {
+        match listed {
+            Ok(list) => {
+                if let Some(was) = self.hypervisor_problem.take() {
+                    let me = self.member.own_name.clone();
+                    self.member.events.record(
+                        Some(&me),
+                        "hypervisor_back",
+                        format!("the hypervisor answers again (it was: {was})"),
+                        json!({}),
+                    );
+                }
+                let mut now: Vec<hvcluster_common::hostlink::DomainPresence> = list
+                    .into_iter()
+                    .filter(|d| d.state.may_run())
+                    .map(|d| hvcluster_common::hostlink::DomainPresence {
+                        name: d.name,
+                        uuid: d.uuid,
+                        state: format!("{:?}", d.state),
+                    })
+                    .collect();
+                now.sort();
+                if now != self.domains {
+                    self.domains = now;
+                    self.check_double_runs();
+                    self.send_heartbeats();
+                }
+            }
+            Err(why) => {
+                if self.hypervisor_problem.as_ref() != Some(&why) {
+                    let me = self.member.own_name.clone();
+                    self.member.events.record(
+                        Some(&me),
+                        "hypervisor_unreachable",
+                        format!("cannot list the domains: {why}"),
+                        json!({ "why": why }),
+                    );
+                    self.hypervisor_problem = Some(why);
+                }
+            }
+        }
+    }
+
+    /// Reports, once, every domain that runs on two hosts or more at the same time (the
+    /// hosts that count are this one and those Up or Suspect).
+    fn check_double_runs(&mut self) {
+        let live: Vec<NodeId> = self
+            .membership
+            .peers(self.now())
+            .into_iter()
+            .filter(|p| p.state.present())
+            .map(|p| p.node)
+            .collect();
+        let mut by_uuid: std::collections::BTreeMap<&str, (&str, Vec<NodeId>)> =
+            std::collections::BTreeMap::new();
+        let mine = std::iter::once((self.member.me, &self.domains));
+        let theirs = self
+            .remote_domains
+            .iter()
+            .filter(|(h, _)| live.contains(h))
+            .map(|(h, d)| (*h, d));
+        for (host, domains) in mine.chain(theirs) {
+            for d in domains {
+                let entry = by_uuid.entry(&d.uuid).or_insert((&d.name, Vec::new()));
+                entry.1.push(host);
+            }
+        }
+        let now: std::collections::BTreeSet<(String, Vec<NodeId>)> = by_uuid
+            .iter()
+            .filter(|(_, (_, hosts))| hosts.len() > 1)
+            .map(|(uuid, (_, hosts))| {
+                let mut hosts = hosts.clone();
+                hosts.sort_unstable();
+                (uuid.to_string(), hosts)
+            })
+            .collect();
+        for (uuid, hosts) in now.difference(&self.double_runs) {
+            let name = by_uuid
+                .get(uuid.as_str())
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default();
+            let names: Vec<String> = hosts.iter().map(|h| self.name(*h)).collect();
+            self.member.counters.bump("domain_double_runs");
+            self.member.events.record(
+                Some(&name),
+                "domain_double_run",
+                format!(
+                    "domain {name} ({uuid}) runs on {} at the same time: its disks may be corrupted",
+                    names.join(" and ")
+                ),
+                json!({ "domain": name, "uuid": uuid, "hosts": names }),
+            );
+        }
+        self.double_runs = now;
     }
 
     /// A linked guest asks for a silent partner to be killed.
@@ -930,6 +1058,28 @@ fn start_host_link(
 /// `text` as one single-quoted shell word.
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// Lists the hypervisor's domains every second, off the async threads.
+async fn poll_domains(
+    libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
+    tx: tokio::sync::mpsc::Sender<Input>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let hv = libvirt.clone();
+        let call = tokio::task::spawn_blocking(move || hv.list());
+        let listed = match tokio::time::timeout(Duration::from_secs(10), call).await {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(e)) => Err(format!("libvirt call failed: {e}")),
+            Err(_) => Err("libvirt did not answer within 10 s".into()),
+        };
+        if tx.send(Input::Domains(listed)).await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

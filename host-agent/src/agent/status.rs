@@ -75,7 +75,30 @@ impl Agent {
             hosts,
             counters: self.member.counters.snapshot(),
             guests: self.linked_guests(),
+            domains: self.domain_lines(),
         }
+    }
+
+    /// Domains of this host and of the others, by host then name.
+    fn domain_lines(&self) -> Vec<hvcluster_common::admin::DomainLine> {
+        let line = |host: String, d: &hvcluster_common::hostlink::DomainPresence| {
+            hvcluster_common::admin::DomainLine {
+                host,
+                name: d.name.clone(),
+                uuid: d.uuid.clone(),
+                state: d.state.clone(),
+            }
+        };
+        let mut out: Vec<_> = self
+            .domains
+            .iter()
+            .map(|d| line(self.member.own_name.clone(), d))
+            .collect();
+        for (host, domains) in &self.remote_domains {
+            out.extend(domains.iter().map(|d| line(self.name(*host), d)));
+        }
+        out.sort_by(|a, b| (&a.host, &a.name).cmp(&(&b.host, &b.name)));
+        out
     }
 
     /// Guests linked here and to the other hosts, by host then guest cluster and node.

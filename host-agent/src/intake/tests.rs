@@ -28,6 +28,7 @@ fn heartbeat(interconnect: u8) -> Heartbeat {
         guests: Vec::new(),
         kill_orders: Vec::new(),
         kill_answers: Vec::new(),
+        domains: Vec::new(),
     }
 }
 

@@ -602,6 +602,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../scenarios/slow-host-no-kill.toml"),
     ),
     (
+        "vm-tracking",
+        include_str!("../../scenarios/vm-tracking.toml"),
+    ),
+    (
         "guest-kill-refused",
         include_str!("../../scenarios/guest-kill-refused.toml"),
     ),

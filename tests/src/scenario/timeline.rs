@@ -52,6 +52,10 @@ const SHOWN: &[&str] = &[
     "node_killed",
     "kill_failed",
     "kill_refused",
+    "kill_deferred",
+    "domain_double_run",
+    "hypervisor_unreachable",
+    "hypervisor_back",
 ];
 
 /// Renders steps and events relative to `start_us`, then the checks and measures.
