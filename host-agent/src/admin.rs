@@ -90,7 +90,8 @@ impl Dispatch for HostDispatch {
             | Request::Fence { .. }
             | Request::ConfirmDown { .. }
             | Request::FenceHistory
-            | Request::FenceCheck) => {
+            | Request::FenceCheck
+            | Request::VmStart { .. }) => {
                 forward(&self.0, request, Input::Admin, |s| {
                     Response::Status(Box::new(s))
                 })

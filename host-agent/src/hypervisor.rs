@@ -150,19 +150,26 @@ fn state_of(d: &Domain) -> State {
     }
 }
 
-/// A host description for libvirt's test driver (`test:///PATH`) with `domains` running,
-/// each with a UUID derived from its name (so the same name is the same domain on every
-/// host). Used by the lab to give each simulated host a hypervisor.
-pub fn test_driver_xml(domains: &[String]) -> String {
+/// A host description for libvirt's test driver (`test:///PATH`) with `domains` running
+/// and `defined` shut off, each with a UUID derived from its name (so the same name is
+/// the same domain on every host). Used by the lab to give each simulated host a
+/// hypervisor.
+pub fn test_driver_xml(domains: &[String], defined: &[String]) -> String {
     let mut out = String::from(
         "<node>\n  <cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>\
          <active>2</active><mhz>2000</mhz><model>lab</model></cpu>\n  <memory>8388608</memory>\n",
     );
-    for name in domains {
+    let running = domains.iter().map(|n| (n, None));
+    let off = defined.iter().map(|n| (n, Some(5)));
+    for (name, runstate) in running.chain(off) {
         out.push_str(&format!(
-            "  <domain type='test'><name>{name}</name><uuid>{}</uuid><memory>1048576</memory>\
-             <vcpu>1</vcpu><os><type>hvm</type></os></domain>\n",
-            uuid_of(name)
+            "  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\
+             <name>{name}</name><uuid>{}</uuid><memory>1048576</memory>\
+             <vcpu>1</vcpu><os><type>hvm</type></os>{}</domain>\n",
+            uuid_of(name),
+            runstate
+                .map(|s| format!("<test:runstate>{s}</test:runstate>"))
+                .unwrap_or_default()
         ));
     }
     out.push_str("</node>\n");
@@ -196,7 +203,11 @@ mod tests {
     fn a_test_driver_host_runs_the_domains_it_describes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("host.xml");
-        std::fs::write(&path, test_driver_xml(&["vm1".into(), "vm2".into()])).unwrap();
+        std::fs::write(
+            &path,
+            test_driver_xml(&["vm1".into(), "vm2".into()], &["vm3".into()]),
+        )
+        .unwrap();
         let hv = Libvirt::new(&format!("test://{}", path.display()));
         let listed = hv.list().unwrap();
         assert_eq!(
@@ -204,8 +215,14 @@ mod tests {
                 .iter()
                 .map(|d| (d.name.as_str(), d.state))
                 .collect::<Vec<_>>(),
-            vec![("vm1", State::Running), ("vm2", State::Running)]
+            vec![
+                ("vm1", State::Running),
+                ("vm2", State::Running),
+                ("vm3", State::ShutOff)
+            ]
         );
+        hv.start("vm3").unwrap();
+        assert!(hv.list().unwrap().iter().all(|d| d.state == State::Running));
         assert_eq!(listed[0].uuid, uuid_of("vm1"));
         assert_ne!(uuid_of("vm1"), uuid_of("vm2"));
     }

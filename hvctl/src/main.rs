@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: AppCommand,
     },
+    /// Domains (VMs) of the cluster's hypervisors (host agent, with [hypervisor] uri).
+    Vm {
+        #[command(subcommand)]
+        command: VmCommand,
+    },
     /// Act on a node of a guest cluster: mark a LEFTCLUSTER node DOWN (guest agent).
     Node {
         #[command(subcommand)]
@@ -301,6 +306,30 @@ enum FenceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum VmCommand {
+    /// Every domain that runs (or is paused) on a host of the cluster, and where.
+    ///
+    /// Each host agent lists its own hypervisor's domains every second and tells the
+    /// others; a domain reported by two live hosts is marked RUNS ON TWO HOSTS.
+    List {
+        /// Print the rows as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where domain NAME (or UUID) runs. Exit 0 when it runs somewhere, 1 when nowhere.
+    Locate {
+        /// Domain name or UUID.
+        name: String,
+    },
+    /// Start the defined domain NAME on this host. Refused (exit 1) while any live host
+    /// of the cluster reports it running: a domain must never run twice.
+    Start {
+        /// Domain name or UUID.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum HostCommand {
     /// Declare a host DOWN because you verified that it is powered off
     ///
@@ -472,6 +501,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             };
             operator(&socket()?, &request)
+        }
+        Command::Vm { command } => {
+            let domains = || -> anyhow::Result<Vec<hvcluster_common::admin::DomainLine>> {
+                let mut conn = client::Connection::open(&socket()?)?;
+                match conn.request(&Request::Status)? {
+                    Response::Status(s) => Ok(s.domains),
+                    Response::GuestStatus(_) => {
+                        anyhow::bail!("this is a guest agent: hvctl vm runs on a hypervisor")
+                    }
+                    other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+                }
+            };
+            match command {
+                VmCommand::List { json } => {
+                    let rows = domains()?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&rows)?);
+                    } else {
+                        print!("{}", render::domain_list(&rows));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                VmCommand::Locate { name } => {
+                    let hosts: Vec<String> = domains()?
+                        .into_iter()
+                        .filter(|d| d.name == name || d.uuid == name)
+                        .map(|d| format!("{} ({})", d.host, d.state))
+                        .collect();
+                    if hosts.is_empty() {
+                        eprintln!("hvctl: {name} runs on no host of the cluster");
+                        Ok(ExitCode::from(1))
+                    } else {
+                        println!("{name}: {}", hosts.join(", "));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                }
+                VmCommand::Start { name } => operator(&socket()?, &Request::VmStart { name }),
+            }
         }
         Command::Node {
             command: NodeCommand::Down { node, yes },

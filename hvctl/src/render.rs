@@ -42,12 +42,19 @@ pub fn duration(ms: u64) -> String {
 /// Domains running on the hosts (from their hypervisors); a domain on two hosts is
 /// marked.
 fn domains(s: &HostStatus) -> String {
+    format!("domains:\n{}", domain_list(&s.domains))
+}
+
+/// The `hvctl vm list` table.
+pub fn domain_list(domains: &[hvcluster_common::admin::DomainLine]) -> String {
+    if domains.is_empty() {
+        return "no domain runs on any host (or the hosts have no [hypervisor] uri)\n".into();
+    }
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_header(["domain", "host", "state", "uuid", "notes"]);
-    for d in &s.domains {
-        let twice = s
-            .domains
+    for d in domains {
+        let twice = domains
             .iter()
             .filter(|o| o.uuid == d.uuid && o.host != d.host)
             .count()
@@ -64,7 +71,7 @@ fn domains(s: &HostStatus) -> String {
             },
         ]);
     }
-    format!("domains:\n{t}\n")
+    format!("{t}\n")
 }
 
 /// Guests linked to the hosts (the host link): where each guest runs.

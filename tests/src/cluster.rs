@@ -66,6 +66,9 @@ pub struct ClusterSpec {
     /// Non-empty: every host gets `[hypervisor] uri` to its own test-driver host.
     #[serde(default)]
     pub domains: BTreeMap<String, Vec<String>>,
+    /// Domains defined but shut off on each host's hypervisor, by host.
+    #[serde(default)]
+    pub defined: BTreeMap<String, Vec<String>>,
 }
 
 fn default_host_link() -> bool {
@@ -99,6 +102,13 @@ fn default_suspect() -> u64 {
 }
 fn default_dead() -> u64 {
     1000
+}
+
+impl ClusterSpec {
+    /// Whether the hosts get a (test-driver) hypervisor.
+    pub fn has_hypervisors(&self) -> bool {
+        !self.domains.is_empty() || !self.defined.is_empty()
+    }
 }
 
 impl Default for ClusterSpec {
@@ -180,13 +190,14 @@ impl LabCluster {
         }
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, render_config(&lab, spec)?)?;
-        if !spec.domains.is_empty() {
+        if spec.has_hypervisors() {
             for host in lab.host_names() {
                 std::fs::create_dir_all(dir.join(&host))?;
                 let running = spec.domains.get(&host).cloned().unwrap_or_default();
+                let defined = spec.defined.get(&host).cloned().unwrap_or_default();
                 std::fs::write(
                     dir.join(&host).join("libvirt.xml"),
-                    hvcluster_host_agent::hypervisor::test_driver_xml(&running),
+                    hvcluster_host_agent::hypervisor::test_driver_xml(&running, &defined),
                 )?;
             }
         }
@@ -485,9 +496,9 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
         out.push_str(&render_fencing(lab, fence)?);
     }
     let linked = spec.host_link && !spec.guests.is_empty();
-    if linked || !spec.domains.is_empty() {
+    if linked || spec.has_hypervisors() {
         out.push_str("[hypervisor]\ndestroy_timeout_ms = 10000\n");
-        if !spec.domains.is_empty() {
+        if spec.has_hypervisors() {
             // Each host's own libvirt test driver, described by its file.
             let uri = format!("test://{}/{{host}}/libvirt.xml", lab.run_dir().display());
             out.push_str(&format!("uri = {}\n", toml::Value::String(uri)));

@@ -256,3 +256,8 @@ fn slow_host_no_kill() {
 fn vm_tracking() {
     run("vm-tracking");
 }
+
+#[test]
+fn vm_double_start_refused() {
+    run("vm-double-start-refused");
+}

@@ -56,6 +56,12 @@ pub enum Request {
     /// Run `monitor` on every `agent` fence device at once. Always allowed; answered
     /// when every run ended (each is bounded by its device's `timeout_ms`).
     FenceCheck,
+    /// Host agent: start the defined domain `name` on this host's hypervisor. Refused
+    /// while any live host of the cluster (this one included) reports it running.
+    VmStart {
+        /// Domain name or UUID.
+        name: String,
+    },
     /// Guest agent: switch an application to `node`, or to the next node in its
     /// priority order (`hvctl app switch`). Refused while it is in maintenance, when the
     /// node is not UP or the application is Faulted there, and while its current node is

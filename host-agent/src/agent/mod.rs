@@ -271,6 +271,10 @@ impl Agent {
             Input::Admin(AdminCall::Status(reply)) => {
                 let _ = reply.send(self.status());
             }
+            Input::Admin(AdminCall::Operator {
+                request: hvcluster_common::admin::Request::VmStart { name },
+                reply,
+            }) => self.vm_start(name, reply),
             Input::Admin(AdminCall::Operator { request, reply }) => {
                 let cx = operator::Ctx {
                     now: self.now(),
@@ -536,6 +540,85 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// `hvctl vm start NAME`: starts the domain here unless it runs anywhere in the
+    /// cluster already.
+    fn vm_start(
+        &mut self,
+        name: String,
+        reply: tokio::sync::oneshot::Sender<hvcluster_common::admin::Response>,
+    ) {
+        use hvcluster_common::admin::Response;
+        let Some(libvirt) = self.libvirt.clone() else {
+            let message = "this host has no [hypervisor] uri: it cannot start domains".to_string();
+            let _ = reply.send(Response::Refused { message });
+            return;
+        };
+        let live: Vec<NodeId> = self
+            .membership
+            .peers(self.now())
+            .into_iter()
+            .filter(|p| p.state.present())
+            .map(|p| p.node)
+            .collect();
+        let me = self.member.me;
+        let running_on = std::iter::once((me, &self.domains))
+            .chain(
+                self.remote_domains
+                    .iter()
+                    .filter(|(h, _)| live.contains(h))
+                    .map(|(h, d)| (*h, d)),
+            )
+            .find(|(_, ds)| ds.iter().any(|d| d.name == name || d.uuid == name))
+            .map(|(h, _)| h);
+        let own = self.member.own_name.clone();
+        if let Some(host) = running_on {
+            let where_ = if host == me {
+                "here".to_string()
+            } else {
+                format!("on {}", self.name(host))
+            };
+            let message = format!(
+                "{name} already runs {where_}: starting it on {own} too would run it twice"
+            );
+            self.member.events.record(
+                Some(&name),
+                "operator",
+                format!("operator: hvctl vm start {name}: refused: {message}"),
+                json!({ "command": "hvctl vm start", "domain": name, "accepted": false }),
+            );
+            let _ = reply.send(Response::Refused { message });
+            return;
+        }
+        let events = self.member.events.clone();
+        self.member.spawn(async move {
+            let n = name.clone();
+            let call = tokio::task::spawn_blocking(move || libvirt.start(&n));
+            let response = match tokio::time::timeout(Duration::from_secs(60), call).await {
+                Ok(Ok(Ok(()))) => Response::Done {
+                    message: format!("{name} started on {own}"),
+                },
+                Ok(Ok(Err(e))) => Response::Error { message: e },
+                Ok(Err(e)) => Response::Error {
+                    message: format!("libvirt call failed: {e}"),
+                },
+                Err(_) => Response::Error {
+                    message: "libvirt did not answer within 60 s".into(),
+                },
+            };
+            let ok = matches!(response, Response::Done { .. });
+            events.record(
+                Some(&name),
+                "operator",
+                format!(
+                    "operator: hvctl vm start {name}: {}",
+                    if ok { "done" } else { "failed" }
+                ),
+                json!({ "command": "hvctl vm start", "domain": name, "accepted": ok }),
+            );
+            let _ = reply.send(response);
+        });
     }
 
     /// The hypervisor listed its domains (or could not).

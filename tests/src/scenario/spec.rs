@@ -606,6 +606,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../scenarios/vm-tracking.toml"),
     ),
     (
+        "vm-double-start-refused",
+        include_str!("../../scenarios/vm-double-start-refused.toml"),
+    ),
+    (
         "guest-kill-refused",
         include_str!("../../scenarios/guest-kill-refused.toml"),
     ),
