@@ -555,21 +555,10 @@ impl Agent {
             let _ = reply.send(Response::Refused { message });
             return;
         };
-        let live: Vec<NodeId> = self
-            .membership
-            .peers(self.now())
-            .into_iter()
-            .filter(|p| p.state.present())
-            .map(|p| p.node)
-            .collect();
         let me = self.member.me;
-        let running_on = std::iter::once((me, &self.domains))
-            .chain(
-                self.remote_domains
-                    .iter()
-                    .filter(|(h, _)| live.contains(h))
-                    .map(|(h, d)| (*h, d)),
-            )
+        let running_on = self
+            .live_domains()
+            .into_iter()
             .find(|(_, ds)| ds.iter().any(|d| d.name == name || d.uuid == name))
             .map(|(h, _)| h);
         let own = self.member.own_name.clone();
@@ -665,9 +654,8 @@ impl Agent {
         }
     }
 
-    /// Reports, once, every domain that runs on two hosts or more at the same time (the
-    /// hosts that count are this one and those Up or Suspect).
-    fn check_double_runs(&mut self) {
+    /// The domain lists of this host and of every other live host (Up or Suspect).
+    fn live_domains(&self) -> Vec<(NodeId, &[hvcluster_common::hostlink::DomainPresence])> {
         let live: Vec<NodeId> = self
             .membership
             .peers(self.now())
@@ -675,17 +663,26 @@ impl Agent {
             .filter(|p| p.state.present())
             .map(|p| p.node)
             .collect();
-        let mut by_uuid: std::collections::BTreeMap<&str, (&str, Vec<NodeId>)> =
+        std::iter::once((self.member.me, self.domains.as_slice()))
+            .chain(
+                self.remote_domains
+                    .iter()
+                    .filter(|(h, _)| live.contains(h))
+                    .map(|(h, d)| (*h, d.as_slice())),
+            )
+            .collect()
+    }
+
+    /// Reports, once, every domain that runs on two hosts or more at the same time (the
+    /// hosts that count are this one and those Up or Suspect).
+    fn check_double_runs(&mut self) {
+        let mut by_uuid: std::collections::BTreeMap<String, (String, Vec<NodeId>)> =
             std::collections::BTreeMap::new();
-        let mine = std::iter::once((self.member.me, &self.domains));
-        let theirs = self
-            .remote_domains
-            .iter()
-            .filter(|(h, _)| live.contains(h))
-            .map(|(h, d)| (*h, d));
-        for (host, domains) in mine.chain(theirs) {
+        for (host, domains) in self.live_domains() {
             for d in domains {
-                let entry = by_uuid.entry(&d.uuid).or_insert((&d.name, Vec::new()));
+                let entry = by_uuid
+                    .entry(d.uuid.clone())
+                    .or_insert_with(|| (d.name.clone(), Vec::new()));
                 entry.1.push(host);
             }
         }
@@ -695,13 +692,13 @@ impl Agent {
             .map(|(uuid, (_, hosts))| {
                 let mut hosts = hosts.clone();
                 hosts.sort_unstable();
-                (uuid.to_string(), hosts)
+                (uuid.clone(), hosts)
             })
             .collect();
         for (uuid, hosts) in now.difference(&self.double_runs) {
             let name = by_uuid
-                .get(uuid.as_str())
-                .map(|(n, _)| n.to_string())
+                .get(uuid)
+                .map(|(n, _)| n.clone())
                 .unwrap_or_default();
             let names: Vec<String> = hosts.iter().map(|h| self.name(*h)).collect();
             self.member.counters.bump("domain_double_runs");
