@@ -28,17 +28,7 @@ pub fn status(s: &GuestStatus) -> String {
     } else {
         out.push_str(&applications_table(s));
     }
-    let dropped: Vec<String> = s
-        .counters
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("frames_dropped_")
-                .map(|r| format!("{r} {v}"))
-        })
-        .collect();
-    if !dropped.is_empty() {
-        out.push_str(&format!("frames dropped: {}\n", dropped.join(", ")));
-    }
+    out.push_str(&crate::render::dropped_frames(&s.counters));
     out
 }
 

@@ -38,7 +38,6 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
-/// The `hvctl status` table.
 /// Domains running on the hosts (from their hypervisors); a domain on two hosts is
 /// marked.
 fn domains(s: &HostStatus) -> String {
@@ -91,6 +90,23 @@ fn linked_guests(s: &HostStatus) -> String {
     format!("linked guests:\n{t}\n")
 }
 
+/// `frames dropped: bad_tag 4, replayed 1` from an agent's counters (empty when none).
+pub fn dropped_frames(counters: &std::collections::BTreeMap<String, u64>) -> String {
+    let dropped: Vec<String> = counters
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("frames_dropped_")
+                .map(|r| format!("{r} {v}"))
+        })
+        .collect();
+    if dropped.is_empty() {
+        String::new()
+    } else {
+        format!("frames dropped: {}\n", dropped.join(", "))
+    }
+}
+
+/// The `hvctl status` table.
 pub fn status(s: &HostStatus) -> String {
     let q = &s.quorum;
     let mut out = format!(
@@ -181,17 +197,7 @@ pub fn status(s: &HostStatus) -> String {
     if !s.domains.is_empty() {
         out.push_str(&domains(s));
     }
-    let dropped: Vec<String> = s
-        .counters
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("frames_dropped_")
-                .map(|r| format!("{r} {v}"))
-        })
-        .collect();
-    if !dropped.is_empty() {
-        out.push_str(&format!("frames dropped: {}\n", dropped.join(", ")));
-    }
+    out.push_str(&dropped_frames(&s.counters));
     if let Some(n) = s.counters.get("kdump_refused") {
         out.push_str(&format!("panic notices refused (unknown sender): {n}\n"));
     }

@@ -23,6 +23,10 @@ use hvcluster_host_agent::net::{Datagram, Roster};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+mod linked;
+
+use linked::{start_host_link, KILL_STAGGER};
+
 use crate::describe;
 use crate::resources::{self, OpRequest};
 use crate::state;
@@ -30,10 +34,6 @@ use hvcluster_common::application::outcome::OpKind;
 
 /// How often the loop ticks the cores.
 const TICK: Duration = Duration::from_millis(20);
-/// Wait of the higher node id before asking for a silent partner to be killed.
-const KILL_STAGGER: Duration = Duration::from_millis(500);
-/// Pause before asking again for a kill that could not be asked.
-const KILL_RETRY: Duration = Duration::from_millis(500);
 /// Longest wait for the applications to stop at shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(900);
 
@@ -252,58 +252,6 @@ impl Agent {
         }
     }
 
-    /// Asks the host to kill silent partners whose request is due.
-    fn request_kills(&mut self) {
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.kills_due.drain(..).partition(|(_, at, _)| *at <= now);
-        self.kills_due = later;
-        for (node, _, halt) in due {
-            let state = self.nodes.state_of(node);
-            if state == Some(GuestNodeState::Down)
-                || (!halt && state != Some(GuestNodeState::LeftCluster))
-            {
-                continue;
-            }
-            let (Some(link), Some(host)) = (&self.link, &self.linked_to) else {
-                // Not linked right now: ask again once the link is back.
-                self.kills_due.push((node, now + KILL_RETRY, halt));
-                continue;
-            };
-            let incarnation = self
-                .nodes
-                .views()
-                .iter()
-                .find(|v| v.id == node)
-                .map_or(0, |v| v.incarnation);
-            self.next_kill += 1;
-            let request = self.next_kill;
-            let message = hvcluster_common::hostlink::LinkMessage::KillRequest {
-                request,
-                cluster: self.config.cluster.name.clone(),
-                node_id: node,
-            };
-            if link.try_send(message).is_ok() {
-                self.kills_sent.insert(request, (node, incarnation));
-                if !self.kills_reported.insert(node) {
-                    continue;
-                }
-                let name = self.name(node);
-                let host = host.clone();
-                self.member.events.record(
-                    Some(&name),
-                    "kill_requested",
-                    if halt {
-                        format!("{name} must be killed (HaltFlag: its stop failed): asked {host} to have it killed")
-                    } else {
-                        format!("{name} is silent: asked {host} to have it killed")
-                    },
-                    json!({ "node": name, "request": request }),
-                );
-            }
-        }
-    }
-
     fn tick(&mut self) {
         self.request_kills();
         let now = self.now();
@@ -382,150 +330,6 @@ impl Agent {
         for proof in hb.payload.proofs {
             self.on_proof(sender, proof);
         }
-    }
-
-    fn on_link(&mut self, event: crate::link::LinkEvent) {
-        use crate::link::LinkEvent;
-        use hvcluster_common::hostlink::LinkMessage;
-        let node = self.member.own_name.clone();
-        match event {
-            LinkEvent::Linked { host } => {
-                self.member.events.record(
-                    Some(&node),
-                    "host_link",
-                    format!("{node}: linked to the host agent of {host}"),
-                    json!({ "host": host }),
-                );
-                self.linked_to = Some(host);
-            }
-            LinkEvent::Lost { why } => {
-                // Answers to requests in flight are lost with the link: ask again.
-                let now = Instant::now();
-                let pending = std::mem::take(&mut self.kills_sent);
-                for (_, (id, _)) in pending {
-                    self.kills_due.push((id, now + KILL_RETRY, false));
-                }
-                self.member.events.record(
-                    Some(&node),
-                    "host_link_lost",
-                    format!("{node}: no host link ({why}); retrying"),
-                    json!({ "why": why }),
-                );
-                self.linked_to = None;
-            }
-            LinkEvent::Message(LinkMessage::HostDown {
-                epoch,
-                host,
-                proof,
-                guests,
-            }) => {
-                self.member.counters.bump("host_down_notices");
-                let mut changes = Vec::new();
-                let mut named = Vec::new();
-                for (id, incarnation) in guests {
-                    if id == self.member.me || self.member.configured_name(id).is_none() {
-                        continue;
-                    }
-                    named.push(id);
-                    // The host knew the incarnation that ran there; a newer one heard
-                    // since is not covered (prove_down refuses it).
-                    changes.extend(self.hold_dead(id, incarnation));
-                }
-                changes.extend(self.nodes.update(&self.membership.peers(self.now())));
-                let (dead, kept): (Vec<NodeId>, Vec<NodeId>) = named
-                    .into_iter()
-                    .partition(|id| self.nodes.state_of(*id) == Some(GuestNodeState::Down));
-                let dead: Vec<String> = dead.into_iter().map(|id| self.name(id)).collect();
-                let kept: Vec<String> = kept.into_iter().map(|id| self.name(id)).collect();
-                let mut message = format!(
-                    "{host} is DOWN ({proof}): {} died with it",
-                    if dead.is_empty() {
-                        "no partner of this guest".to_string()
-                    } else {
-                        dead.join(", ")
-                    }
-                );
-                if !kept.is_empty() {
-                    message.push_str(&format!(
-                        "; not taken for dead: {} (a newer incarnation was heard, or not heard \
-                         since this agent started: hvctl node down once verified off)",
-                        kept.join(", ")
-                    ));
-                }
-                self.member.events.record(
-                    Some(&node),
-                    "host_down_notice",
-                    message,
-                    json!({ "host": host, "epoch": epoch, "nodes": dead, "not_taken": kept }),
-                );
-                self.after_node_changes(changes);
-                if let Some(link) = &self.link {
-                    let _ = link.try_send(LinkMessage::HostDownAck { epoch });
-                }
-            }
-            LinkEvent::Message(LinkMessage::KillResult {
-                request,
-                ok,
-                detail,
-                retry_after_ms,
-            }) => {
-                let Some((id, incarnation)) = self.kills_sent.remove(&request) else {
-                    return;
-                };
-                let name = self.name(id);
-                if ok {
-                    self.member.events.record(
-                        Some(&name),
-                        "node_killed",
-                        format!("{name} was killed through the hosts ({detail})"),
-                        json!({ "node": name, "detail": detail }),
-                    );
-                    let mut changes = self.hold_dead(id, incarnation);
-                    changes.extend(self.nodes.update(&self.membership.peers(self.now())));
-                    self.after_node_changes(changes);
-                } else if retry_after_ms > 0 {
-                    // Not now (its host is slow): ask again while it stays silent.
-                    let at = Instant::now() + Duration::from_millis(retry_after_ms);
-                    self.kills_due.push((id, at, false));
-                } else {
-                    self.member.events.record(
-                        Some(&name),
-                        "kill_failed",
-                        format!("{name} could not be killed through the hosts: {detail}"),
-                        json!({ "node": name, "detail": detail }),
-                    );
-                }
-            }
-            LinkEvent::Message(other) => {
-                tracing::debug!(message = ?other, "unexpected host-link message");
-            }
-        }
-    }
-
-    /// Node `id`, incarnation `incarnation`, is proved dead by its host (a host-down
-    /// notice or a kill): held dead at once rather than after its silence. A node never
-    /// heard since this agent started, or heard with a newer incarnation, is not covered.
-    fn hold_dead(&mut self, id: NodeId, incarnation: u64) -> Vec<NodeChange> {
-        let incarnation = incarnation.max(1);
-        let heard = self
-            .nodes
-            .views()
-            .iter()
-            .find(|v| v.id == id)
-            .map_or(0, |v| v.incarnation);
-        if heard != 0 && heard <= incarnation {
-            // Should it still be heard, it must rejoin with a new incarnation.
-            let now = self.now();
-            let actions = self.membership.on_panic_notice(now, id);
-            self.perform(actions);
-        }
-        self.nodes
-            .prove_down(DownProof {
-                node: id,
-                incarnation,
-            })
-            .into_iter()
-            .collect()
     }
 
     fn on_proof(&mut self, from: NodeId, proof: DownProof) {
@@ -838,59 +642,4 @@ impl Agent {
             self.now(),
         )
     }
-}
-
-/// Starts the host link when `[host_link]` configures one.
-fn start_host_link(
-    config: &GuestConfig,
-    member: &Member<Input, GuestHeartbeat>,
-    key: Vec<u8>,
-    node: &str,
-    me: NodeId,
-    incarnation: u64,
-) -> anyhow::Result<Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>> {
-    use hvcluster_common::config::guest::HostLinkTransport;
-    let link = &config.host_link;
-    let port = link
-        .port
-        .unwrap_or(hvcluster_common::config::DEFAULT_HOST_LINK_PORT);
-    let address = match link.transport {
-        HostLinkTransport::None => return Ok(None),
-        HostLinkTransport::Tcp => link.address.with_context(|| {
-            "[host_link] transport = \"tcp\" needs the host agent's address: set \
-             [host_link] address or give --host-link-address"
-        })?,
-        other => anyhow::bail!(
-            "[host_link] transport = \"{}\" is not available in this release: use \"tcp\" \
-             (or \"none\")",
-            if other == HostLinkTransport::Vsock {
-                "vsock"
-            } else {
-                "virtio-serial"
-            }
-        ),
-    };
-    let identity = crate::link::LinkIdentity {
-        address: std::net::SocketAddr::new(address, port),
-        key: hvcluster_host_agent::link::LinkKey {
-            cluster: config.cluster.name.clone(),
-            key: hvcluster_host_agent::intake::ClusterKey::new(key),
-            cluster_id: config.cluster_id(),
-        },
-        node: node.to_string(),
-        node_id: me,
-        incarnation,
-        domain: config.node(node).and_then(|n| n.domain.clone()),
-    };
-    let (tx, mut rx) = mpsc::channel(64);
-    let outgoing = crate::link::spawn(identity, tx);
-    let inputs = member.tx.clone();
-    tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            if inputs.send(Input::Link(event)).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(Some(outgoing))
 }

@@ -1,0 +1,212 @@
+//! The host agent's view of the cluster's domains: its own hypervisor's, listed every
+//! second, and the other hosts', from their heartbeats; the double-run alarm and the
+//! start refusal built on them.
+
+use std::time::Duration;
+
+use hvcluster_common::config::NodeId;
+use serde_json::json;
+
+use super::{Agent, Input};
+
+impl Agent {
+    /// `hvctl vm start NAME`: starts the domain here unless it runs anywhere in the
+    /// cluster already.
+    pub(super) fn vm_start(
+        &mut self,
+        name: String,
+        reply: tokio::sync::oneshot::Sender<hvcluster_common::admin::Response>,
+    ) {
+        use hvcluster_common::admin::Response;
+        let Some(libvirt) = self.libvirt.clone() else {
+            let message = "this host has no [hypervisor] uri: it cannot start domains".to_string();
+            let _ = reply.send(Response::Refused { message });
+            return;
+        };
+        let me = self.member.me;
+        let running_on = self
+            .live_domains()
+            .into_iter()
+            .find(|(_, ds)| ds.iter().any(|d| d.name == name || d.uuid == name))
+            .map(|(h, _)| h);
+        let own = self.member.own_name.clone();
+        if let Some(host) = running_on {
+            let where_ = if host == me {
+                "here".to_string()
+            } else {
+                format!("on {}", self.name(host))
+            };
+            let message = format!(
+                "{name} already runs {where_}: starting it on {own} too would run it twice"
+            );
+            self.member.events.record(
+                Some(&name),
+                "operator",
+                format!("operator: hvctl vm start {name}: refused: {message}"),
+                json!({ "command": "hvctl vm start", "domain": name, "accepted": false }),
+            );
+            let _ = reply.send(Response::Refused { message });
+            return;
+        }
+        let events = self.member.events.clone();
+        self.member.spawn(async move {
+            let n = name.clone();
+            let call = tokio::task::spawn_blocking(move || libvirt.start(&n));
+            let response = match tokio::time::timeout(Duration::from_secs(60), call).await {
+                Ok(Ok(Ok(()))) => Response::Done {
+                    message: format!("{name} started on {own}"),
+                },
+                Ok(Ok(Err(e))) => Response::Error { message: e },
+                Ok(Err(e)) => Response::Error {
+                    message: format!("libvirt call failed: {e}"),
+                },
+                Err(_) => Response::Error {
+                    message: "libvirt did not answer within 60 s".into(),
+                },
+            };
+            let ok = matches!(response, Response::Done { .. });
+            events.record(
+                Some(&name),
+                "operator",
+                format!(
+                    "operator: hvctl vm start {name}: {}",
+                    if ok { "done" } else { "failed" }
+                ),
+                json!({ "command": "hvctl vm start", "domain": name, "accepted": ok }),
+            );
+            let _ = reply.send(response);
+        });
+    }
+
+    /// The hypervisor listed its domains (or could not).
+    pub(super) fn on_domains(
+        &mut self,
+        listed: Result<Vec<crate::hypervisor::DomainInfo>, String>,
+    ) {
+        match listed {
+            Ok(list) => {
+                if let Some(was) = self.hypervisor_problem.take() {
+                    let me = self.member.own_name.clone();
+                    self.member.events.record(
+                        Some(&me),
+                        "hypervisor_back",
+                        format!("the hypervisor answers again (it was: {was})"),
+                        json!({}),
+                    );
+                }
+                let mut now: Vec<hvcluster_common::hostlink::DomainPresence> = list
+                    .into_iter()
+                    .filter(|d| d.state.may_run())
+                    .map(|d| hvcluster_common::hostlink::DomainPresence {
+                        name: d.name,
+                        uuid: d.uuid,
+                        state: format!("{:?}", d.state),
+                    })
+                    .collect();
+                now.sort();
+                if now != self.domains {
+                    self.domains = now;
+                    self.check_double_runs();
+                    self.send_heartbeats();
+                }
+            }
+            Err(why) => {
+                if self.hypervisor_problem.as_ref() != Some(&why) {
+                    let me = self.member.own_name.clone();
+                    self.member.events.record(
+                        Some(&me),
+                        "hypervisor_unreachable",
+                        format!("cannot list the domains: {why}"),
+                        json!({ "why": why }),
+                    );
+                    self.hypervisor_problem = Some(why);
+                }
+            }
+        }
+    }
+
+    /// The domain lists of this host and of every other live host (Up or Suspect).
+    pub(super) fn live_domains(
+        &self,
+    ) -> Vec<(NodeId, &[hvcluster_common::hostlink::DomainPresence])> {
+        let live: Vec<NodeId> = self
+            .membership
+            .peers(self.now())
+            .into_iter()
+            .filter(|p| p.state.present())
+            .map(|p| p.node)
+            .collect();
+        std::iter::once((self.member.me, self.domains.as_slice()))
+            .chain(
+                self.remote_domains
+                    .iter()
+                    .filter(|(h, _)| live.contains(h))
+                    .map(|(h, d)| (*h, d.as_slice())),
+            )
+            .collect()
+    }
+
+    /// Reports, once, every domain that runs on two hosts or more at the same time (the
+    /// hosts that count are this one and those Up or Suspect).
+    pub(super) fn check_double_runs(&mut self) {
+        let mut by_uuid: std::collections::BTreeMap<String, (String, Vec<NodeId>)> =
+            std::collections::BTreeMap::new();
+        for (host, domains) in self.live_domains() {
+            for d in domains {
+                let entry = by_uuid
+                    .entry(d.uuid.clone())
+                    .or_insert_with(|| (d.name.clone(), Vec::new()));
+                entry.1.push(host);
+            }
+        }
+        let now: std::collections::BTreeSet<(String, Vec<NodeId>)> = by_uuid
+            .iter()
+            .filter(|(_, (_, hosts))| hosts.len() > 1)
+            .map(|(uuid, (_, hosts))| {
+                let mut hosts = hosts.clone();
+                hosts.sort_unstable();
+                (uuid.clone(), hosts)
+            })
+            .collect();
+        for (uuid, hosts) in now.difference(&self.double_runs) {
+            let name = by_uuid
+                .get(uuid)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
+            let names: Vec<String> = hosts.iter().map(|h| self.name(*h)).collect();
+            self.member.counters.bump("domain_double_runs");
+            self.member.events.record(
+                Some(&name),
+                "domain_double_run",
+                format!(
+                    "domain {name} ({uuid}) runs on {} at the same time: its disks may be corrupted",
+                    names.join(" and ")
+                ),
+                json!({ "domain": name, "uuid": uuid, "hosts": names }),
+            );
+        }
+        self.double_runs = now;
+    }
+}
+
+/// Lists the hypervisor's domains every second, off the async threads.
+pub(super) async fn poll_domains(
+    libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
+    tx: tokio::sync::mpsc::Sender<Input>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let hv = libvirt.clone();
+        let call = tokio::task::spawn_blocking(move || hv.list());
+        let listed = match tokio::time::timeout(Duration::from_secs(10), call).await {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(e)) => Err(format!("libvirt call failed: {e}")),
+            Err(_) => Err("libvirt did not answer within 10 s".into()),
+        };
+        if tx.send(Input::Domains(listed)).await.is_err() {
+            return;
+        }
+    }
+}
