@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   pkg-config libvirt-dev          # the virt crate
+  libvirt-daemon libvirt-clients  # a libvirtd per lab host (test driver), virsh
   iproute2 nftables iputils-ping  # lab namespaces, bridges, faults
   procps psmisc                   # process inspection in the lab
   stress-ng                       # load faults

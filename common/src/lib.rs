@@ -10,4 +10,5 @@ pub mod hostlink;
 pub mod kdump;
 pub mod membership;
 pub mod quorum;
+pub mod vmha;
 pub mod wire;

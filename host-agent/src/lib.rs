@@ -11,7 +11,7 @@ mod describe;
 pub mod events;
 mod fence;
 pub mod fence_runner;
-pub mod hypervisor;
+pub use hvcluster_libvirt as hypervisor;
 pub mod incarnation;
 pub mod intake;
 pub mod journal;

@@ -1,5 +1,5 @@
 //! hvctl's library side: the admin-socket client and the renderers, shared with the lab.
 
-pub mod client;
+pub use hvcluster_common::admin::client;
 pub mod guest;
 pub mod render;

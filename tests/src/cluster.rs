@@ -69,6 +69,10 @@ pub struct ClusterSpec {
     /// Domains defined but shut off on each host's hypervisor, by host.
     #[serde(default)]
     pub defined: BTreeMap<String, Vec<String>>,
+    /// Memory of domains, in MiB, by domain (512 when not given). A lab host has 3 GiB
+    /// and 16 CPUs (libvirt's test driver).
+    #[serde(default)]
+    pub domain_memory_mib: BTreeMap<String, u64>,
 }
 
 fn default_host_link() -> bool {
@@ -131,6 +135,10 @@ pub struct LabCluster {
     /// The cluster key.
     pub key: Vec<u8>,
     agents: BTreeMap<String, Child>,
+    /// Each host's libvirtd and the lab's connection to it (see `hypervisors`).
+    pub(crate) hypervisors: BTreeMap<String, (Child, hvcluster_host_agent::hypervisor::Libvirt)>,
+    /// Hosts whose hypervisor has started once (later starts are reboots).
+    pub(crate) booted: std::collections::BTreeSet<String>,
     bin_dir: PathBuf,
     /// Events of every agent, gathered as they happen.
     pub events: EventCollector,
@@ -190,17 +198,6 @@ impl LabCluster {
         }
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, render_config(&lab, spec)?)?;
-        if spec.has_hypervisors() {
-            for host in lab.host_names() {
-                std::fs::create_dir_all(dir.join(&host))?;
-                let running = spec.domains.get(&host).cloned().unwrap_or_default();
-                let defined = spec.defined.get(&host).cloned().unwrap_or_default();
-                std::fs::write(
-                    dir.join(&host).join("libvirt.xml"),
-                    hvcluster_host_agent::hypervisor::test_driver_xml(&running, &defined),
-                )?;
-            }
-        }
         let events = EventCollector::new();
         let mut cluster = LabCluster {
             lab,
@@ -209,6 +206,8 @@ impl LabCluster {
             config_path,
             key,
             agents: BTreeMap::new(),
+            hypervisors: BTreeMap::new(),
+            booted: Default::default(),
             bin_dir,
             events,
         };
@@ -256,6 +255,7 @@ impl LabCluster {
 
     /// Starts `host`'s agent (after a power loss, or a stop) and follows its events.
     pub fn start_agent(&mut self, host: &str) -> anyhow::Result<()> {
+        self.ensure_hypervisor(host)?;
         let hdir = self.dir.join(host);
         std::fs::create_dir_all(hdir.join("state"))?;
         let log = std::fs::OpenOptions::new()
@@ -447,7 +447,13 @@ impl LabCluster {
 impl Drop for LabCluster {
     fn drop(&mut self) {
         self.events.stop();
-        for (_, mut c) in std::mem::take(&mut self.agents) {
+        let hypervisors = std::mem::take(&mut self.hypervisors)
+            .into_iter()
+            .map(|(h, (c, _))| (h, c));
+        for (_, mut c) in std::mem::take(&mut self.agents)
+            .into_iter()
+            .chain(hypervisors)
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -499,8 +505,11 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
     if linked || spec.has_hypervisors() {
         out.push_str("[hypervisor]\ndestroy_timeout_ms = 10000\n");
         if spec.has_hypervisors() {
-            // Each host's own libvirt test driver, described by its file.
-            let uri = format!("test://{}/{{host}}/libvirt.xml", lab.run_dir().display());
+            // Each host's own libvirtd (see `hypervisors`).
+            let uri = format!(
+                "test+unix:///default?socket={}/{{host}}/libvirt/libvirt-sock",
+                lab.run_dir().display()
+            );
             out.push_str(&format!("uri = {}\n", toml::Value::String(uri)));
         }
         if linked {

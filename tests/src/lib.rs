@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cluster;
 pub mod collector;
 pub mod guests;
+pub mod hypervisors;
 pub mod interrupt;
 pub mod lab;
 pub mod scenario;

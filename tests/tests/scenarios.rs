@@ -261,3 +261,13 @@ fn vm_tracking() {
 fn vm_double_start_refused() {
     run("vm-double-start-refused");
 }
+
+#[test]
+fn vm_double_run_detected() {
+    run("vm-double-run-detected");
+}
+
+#[test]
+fn libvirt_cmdline() {
+    run("libvirt-cmdline");
+}

@@ -4,6 +4,7 @@
 //! [`Response`] line, except `events` with `follow`, which then streams one
 //! [`Response::Event`] per line until the client hangs up.
 
+pub mod client;
 mod guest;
 
 use std::collections::BTreeMap;

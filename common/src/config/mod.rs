@@ -87,6 +87,9 @@ pub struct ClusterConfig {
     /// How the host agent controls its guests.
     #[serde(default)]
     pub hypervisor: HypervisorSection,
+    /// `[vm_ha]`: domains restarted on the surviving hosts when their host is fenced.
+    #[serde(default)]
+    pub vm_ha: VmHaSection,
 }
 
 /// `[hypervisor]` of cluster.toml: how the host agent controls the guests it runs.
@@ -105,6 +108,10 @@ pub struct HypervisorSection {
     /// Bound on the destroy command, ms.
     #[serde(default = "default_destroy_timeout_ms")]
     pub destroy_timeout_ms: u64,
+    /// What this host does when a domain starts running here while another host not
+    /// proved down already runs it (started behind the cluster's back).
+    #[serde(default)]
+    pub double_run: DoubleRunPolicy,
 }
 
 impl Default for HypervisorSection {
@@ -113,8 +120,72 @@ impl Default for HypervisorSection {
             uri: None,
             destroy_command: None,
             destroy_timeout_ms: default_destroy_timeout_ms(),
+            double_run: DoubleRunPolicy::default(),
         }
     }
+}
+
+/// `[vm_ha]` of cluster.toml.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VmHaSection {
+    /// Most virtual CPUs per physical CPU a host may run after a restart.
+    #[serde(default = "default_vcpu_ratio")]
+    pub vcpu_ratio: f64,
+    /// Time a host that failed to start a domain is left out for it before it is tried
+    /// again, ms.
+    #[serde(default = "default_retry_ms")]
+    pub retry_ms: u64,
+    /// The highly available domains.
+    #[serde(rename = "domain", default)]
+    pub domains: Vec<HaDomainEntry>,
+}
+
+impl Default for VmHaSection {
+    fn default() -> Self {
+        VmHaSection {
+            vcpu_ratio: default_vcpu_ratio(),
+            retry_ms: default_retry_ms(),
+            domains: Vec::new(),
+        }
+    }
+}
+
+fn default_vcpu_ratio() -> f64 {
+    4.0
+}
+
+fn default_retry_ms() -> u64 {
+    30_000
+}
+
+/// `[[vm_ha.domain]]`: one highly available domain, defined on every host that may run
+/// it (shared storage).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HaDomainEntry {
+    /// Domain name (as libvirt knows it).
+    pub name: String,
+    /// Restart order after a host failure: lower first.
+    #[serde(default = "default_ha_priority")]
+    pub priority: u32,
+}
+
+fn default_ha_priority() -> u32 {
+    100
+}
+
+/// `[hypervisor] double_run`: what to do with a domain that runs on two hosts.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DoubleRunPolicy {
+    /// Keep the instance that ran first (the one the cluster started: every start
+    /// through the cluster is refused while the domain runs elsewhere) and destroy the
+    /// one that appeared later, on the host where it appeared.
+    #[default]
+    DestroyNewer,
+    /// Only raise the alarm; an operator decides which instance to destroy.
+    Alarm,
 }
 
 fn default_destroy_timeout_ms() -> u64 {

@@ -72,6 +72,44 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
             "destroy_timeout_ms must be at least 1",
         );
     }
+    if !(config.vm_ha.vcpu_ratio > 0.0 && config.vm_ha.vcpu_ratio.is_finite()) {
+        c.push(
+            &[Seg::Key("vm_ha"), Seg::Key("vcpu_ratio")],
+            "vcpu_ratio must be a number above 0 (virtual CPUs per physical CPU), e.g. 4.0",
+        );
+    }
+    if config.vm_ha.retry_ms == 0 {
+        c.push(
+            &[Seg::Key("vm_ha"), Seg::Key("retry_ms")],
+            "retry_ms must be at least 1",
+        );
+    }
+    if !config.vm_ha.domains.is_empty() && config.hypervisor.uri.is_none() {
+        c.push(
+            &[Seg::Key("vm_ha"), Seg::Key("domain")],
+            "highly available domains need [hypervisor] uri: the hosts start them through libvirt",
+        );
+    }
+    for (i, d) in config.vm_ha.domains.iter().enumerate() {
+        let at = [
+            Seg::Key("vm_ha"),
+            Seg::Key("domain"),
+            Seg::Index(i),
+            Seg::Key("name"),
+        ];
+        if d.name.trim().is_empty() {
+            c.push(&at, "the domain name is empty");
+        }
+        if let Some(first) = config.vm_ha.domains[..i]
+            .iter()
+            .position(|o| o.name == d.name)
+        {
+            c.push(
+                &at,
+                format!("domain {} is listed twice (first as entry {first})", d.name),
+            );
+        }
+    }
     let mut names = EntryNames::default();
     for (i, g) in config.guest_clusters.iter().enumerate() {
         names.check(

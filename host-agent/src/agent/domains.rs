@@ -25,7 +25,7 @@ impl Agent {
         };
         let me = self.member.me;
         let running_on = self
-            .live_domains()
+            .domain_holders()
             .into_iter()
             .find(|(_, ds)| ds.iter().any(|d| d.name == name || d.uuid == name))
             .map(|(h, _)| h);
@@ -104,6 +104,19 @@ impl Agent {
                     })
                     .collect();
                 now.sort();
+                if std::mem::replace(&mut self.domains_listed, true) {
+                    // Domains that began running here since the last listing (not at
+                    // this agent's first listing: they may have run for long).
+                    let appeared: Vec<_> = now
+                        .iter()
+                        .filter(|d| d.state == "Running")
+                        .filter(|d| !self.domains.iter().any(|o| o.uuid == d.uuid))
+                        .cloned()
+                        .collect();
+                    for d in appeared {
+                        self.on_domain_appeared(d);
+                    }
+                }
                 if now != self.domains {
                     self.domains = now;
                     self.check_double_runs();
@@ -123,6 +136,86 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// A domain began running here. If another host not proved down runs it already, it
+    /// was started behind the cluster's back (every start through the cluster is refused
+    /// then): by the `double_run` policy, destroy this newer instance.
+    fn on_domain_appeared(&mut self, d: hvcluster_common::hostlink::DomainPresence) {
+        let me = self.member.me;
+        let others: Vec<String> = self
+            .domain_holders()
+            .into_iter()
+            .filter(|(h, ds)| *h != me && ds.iter().any(|o| o.uuid == d.uuid))
+            .map(|(h, _)| self.name(h))
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let policy = self.config.hypervisor.double_run;
+        let Some(libvirt) = self
+            .libvirt
+            .clone()
+            .filter(|_| policy == hvcluster_common::config::DoubleRunPolicy::DestroyNewer)
+        else {
+            return;
+        };
+        let own = self.member.own_name.clone();
+        let name = d.name.clone();
+        self.member.events.record(
+            Some(&name),
+            "domain_double_run_resolving",
+            format!(
+                "domain {name} began running on {own} while it runs on {}: it was started \
+                 behind the cluster's back; destroying the instance on {own} (policy \
+                 destroy-newer)",
+                others.join(" and ")
+            ),
+            json!({ "domain": name, "uuid": d.uuid, "kept_on": others, "destroyed_on": own }),
+        );
+        self.member.counters.bump("domain_double_run_destroys");
+        let events = self.member.events.clone();
+        self.member.spawn(async move {
+            let n = name.clone();
+            let call = tokio::task::spawn_blocking(move || libvirt.destroy(&n));
+            let (ok, why) = match tokio::time::timeout(Duration::from_secs(30), call).await {
+                Ok(Ok(Ok(_))) => (true, format!("the instance of {name} on {own} is off")),
+                Ok(Ok(Err(e))) => (false, e),
+                Ok(Err(e)) => (false, format!("libvirt call failed: {e}")),
+                Err(_) => (false, "libvirt did not answer within 30 s".into()),
+            };
+            events.record(
+                Some(&name),
+                if ok {
+                    "domain_double_run_resolved"
+                } else {
+                    "domain_double_run_unresolved"
+                },
+                if ok {
+                    why.clone()
+                } else {
+                    format!("cannot destroy the newer instance of {name} on {own}: {why}; it runs twice")
+                },
+                json!({ "domain": name, "ok": ok, "detail": why }),
+            );
+        });
+    }
+
+    /// The domain lists of this host and of every other host not proved down: where each
+    /// domain may be running. A host that failed but is not fenced yet still counts, so
+    /// nothing it ran is started elsewhere before it is proved off.
+    pub(super) fn domain_holders(
+        &self,
+    ) -> Vec<(NodeId, &[hvcluster_common::hostlink::DomainPresence])> {
+        let machine = self.fence.machine();
+        std::iter::once((self.member.me, self.domains.as_slice()))
+            .chain(
+                self.remote_domains
+                    .iter()
+                    .filter(|(h, _)| machine.down(**h).is_none())
+                    .map(|(h, d)| (*h, d.as_slice())),
+            )
+            .collect()
     }
 
     /// The domain lists of this host and of every other live host (Up or Suspect).

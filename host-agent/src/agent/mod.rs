@@ -103,6 +103,8 @@ pub struct Agent {
     hypervisor_problem: Option<String>,
     /// Domains seen running on several hosts (UUID and hosts), reported once.
     double_runs: std::collections::BTreeSet<(String, Vec<NodeId>)>,
+    /// The hypervisor listed its domains at least once since this agent started.
+    domains_listed: bool,
     link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
 }
 
@@ -206,6 +208,7 @@ impl Agent {
             remote_domains: std::collections::BTreeMap::new(),
             hypervisor_problem: None,
             double_runs: std::collections::BTreeSet::new(),
+            domains_listed: false,
             link_tx: HashMap::new(),
         })
     }

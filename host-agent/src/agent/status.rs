@@ -89,13 +89,9 @@ impl Agent {
                 state: d.state.clone(),
             }
         };
-        let mut out: Vec<_> = self
-            .domains
-            .iter()
-            .map(|d| line(self.member.own_name.clone(), d))
-            .collect();
-        for (host, domains) in &self.remote_domains {
-            out.extend(domains.iter().map(|d| line(self.name(*host), d)));
+        let mut out: Vec<_> = Vec::new();
+        for (host, domains) in self.domain_holders() {
+            out.extend(domains.iter().map(|d| line(self.name(host), d)));
         }
         out.sort_by(|a, b| (&a.host, &a.name).cmp(&(&b.host, &b.name)));
         out

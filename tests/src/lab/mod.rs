@@ -19,7 +19,7 @@ mod netns;
 mod nft;
 mod probe;
 mod rmcp;
-mod spawn;
+pub(crate) mod spawn;
 mod tools;
 
 pub use bmc::BMC_USER;

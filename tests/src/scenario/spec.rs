@@ -424,6 +424,23 @@ pub enum Step {
         /// Shell command.
         command: String,
     },
+    /// Runs a program on `host` (its namespace and cgroup) and expects exit code `exit`
+    /// and, when given, `output` in what it printed. The first word is the program: a
+    /// binary of the workspace (`hv-guest`, `hvctl`) or any program on the PATH
+    /// (`virsh`, `sh`). In every word `{uri}` is the host's libvirt URI, `{socket}` its
+    /// agent's admin socket and `{dir}` a directory of the host's in the lab.
+    HostExec {
+        /// The host.
+        host: String,
+        /// Program and arguments.
+        command: Vec<String>,
+        /// Expected exit code.
+        #[serde(default)]
+        exit: i32,
+        /// Text expected in the output.
+        #[serde(default)]
+        output: Option<String>,
+    },
     /// Runs `command` inside the guest (as its resources see the system) and expects
     /// exit code `exit`: to prepare a resource or check what it did.
     GuestExec {
@@ -608,6 +625,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "vm-double-start-refused",
         include_str!("../../scenarios/vm-double-start-refused.toml"),
+    ),
+    (
+        "vm-double-run-detected",
+        include_str!("../../scenarios/vm-double-run-detected.toml"),
+    ),
+    (
+        "libvirt-cmdline",
+        include_str!("../../scenarios/libvirt-cmdline.toml"),
     ),
     (
         "guest-kill-refused",

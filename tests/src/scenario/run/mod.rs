@@ -9,6 +9,7 @@ use hvcluster_common::admin::HostStatus;
 
 mod fencing;
 mod guests;
+mod hypervisors;
 
 use super::spec::{Scenario, Step};
 use super::{forge, timeline};
@@ -573,6 +574,12 @@ impl Runner<'_> {
                     anyhow::bail!("`{command}` on {guest} exited {code}: {out}");
                 }
             }
+            Step::HostExec {
+                host,
+                command,
+                exit,
+                output,
+            } => self.host_exec(host, command, *exit, output.as_deref())?,
             Step::GuestExec {
                 guest,
                 command,

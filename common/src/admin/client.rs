@@ -4,10 +4,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use crate::admin::{Request, Response};
+use crate::config::guest::DEFAULT_GUEST_ADMIN_SOCKET;
+use crate::config::DEFAULT_ADMIN_SOCKET;
 use anyhow::Context;
-use hvcluster_common::admin::{Request, Response};
-use hvcluster_common::config::guest::DEFAULT_GUEST_ADMIN_SOCKET;
-use hvcluster_common::config::DEFAULT_ADMIN_SOCKET;
 
 /// The admin socket to use: `given` (from `--socket` or `HV_ADMIN_SOCKET`) when set,
 /// else the host agent's default socket if it exists, else the guest agent's, so the
