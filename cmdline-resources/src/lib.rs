@@ -123,6 +123,7 @@ mod tests {
             memory_kib: 1024,
             vcpus: 1,
             persistent: true,
+            booted: true,
         }
     }
 

@@ -17,8 +17,9 @@ use hvcluster_libvirt::Libvirt;
 /// Exit codes. start: 0 the guest runs here (also when it already ran), 1 it could not be
 /// started or runs on another host (refused). stop: 0 the guest is off (also when it
 /// already was, or is not defined here), 1 it could not be stopped. check: 0 Online
-/// (running, paused, shutting down), 1 Offline (off or not defined here), 2 Faulted
-/// (crashed), 3 Unknown (libvirt does not answer).
+/// (running, paused, shutting down, suspended by the guest), 1 Offline (off or not
+/// defined here), 2 Faulted (crashed), 3 Unknown (libvirt does not answer). A usage error
+/// exits 1.
 #[derive(Debug, Parser)]
 #[command(name = "hv-guest", version)]
 struct Cli {
@@ -72,7 +73,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error exits 1 (failed; Offline for a check), never 2, which a check with
+    // ALLEXITCODES would read as Faulted.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let hv = Libvirt::new(&cli.uri);
     match cli.command {
         Command::Check { domain } => {

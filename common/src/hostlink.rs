@@ -107,6 +107,41 @@ pub struct DomainPresence {
     pub uuid: String,
     /// libvirt's state, in words (`Running`, `Paused`, ...).
     pub state: String,
+    /// Its memory, KiB (what VM HA placement counts).
+    pub memory_kib: u64,
+    /// Its virtual CPUs.
+    pub vcpus: u32,
+}
+
+/// What a host can give its domains, as its hypervisor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostCapacity {
+    /// Memory, KiB.
+    pub memory_kib: u64,
+    /// CPUs.
+    pub cpus: u32,
+}
+
+/// VM HA: the coordinator's decision that `host` starts the highly available domain
+/// `name` (lost with a fenced host), repeated in its heartbeats until the domain runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HaAssignment {
+    /// Domain UUID.
+    pub uuid: String,
+    /// Domain name.
+    pub name: String,
+    /// Host that starts it.
+    pub host: NodeId,
+}
+
+/// VM HA: a host could not start a domain it was assigned; repeated in its heartbeats
+/// for `[vm_ha] retry_ms`, during which it is not assigned that domain again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HaFailure {
+    /// Domain UUID.
+    pub uuid: String,
+    /// Why.
+    pub detail: String,
 }
 
 /// A host's order to another host to destroy one of its guests, repeated in the

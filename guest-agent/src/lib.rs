@@ -5,6 +5,7 @@
 mod agent;
 mod describe;
 mod link;
+mod port;
 
 pub mod resources;
 mod state;

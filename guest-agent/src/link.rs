@@ -1,8 +1,9 @@
 //! The guest's end of the host link: connects to the host agent of the host this guest
-//! runs on, registers, passes host-down notices to the agent and its answers back, and
-//! reconnects after every break.
+//! runs on (over TCP, or through a virtio-serial port), registers, passes host-down
+//! notices to the agent and its answers back, and reconnects after every break.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hvcluster_common::hostlink::LinkMessage;
@@ -11,14 +12,33 @@ use tokio::sync::mpsc;
 
 /// Pause before reconnecting after a failure.
 const RECONNECT: Duration = Duration::from_millis(500);
-/// Bound on establishing a connection.
+/// Bound on establishing a connection, and on the host agent's answer to a
+/// registration.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the host agent is.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// It listens on this TCP address.
+    Tcp(SocketAddr),
+    /// At the host end of this virtio-serial port (the guest's character device).
+    Port(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "{a}"),
+            Endpoint::Port(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
 
 /// Who this guest is on the link.
 #[derive(Debug, Clone)]
 pub struct LinkIdentity {
-    /// Where the host agent listens.
-    pub address: SocketAddr,
+    /// Where the host agent is.
+    pub endpoint: Endpoint,
     /// The guest cluster's credentials.
     pub key: LinkKey,
     /// This node's name and id.
@@ -81,12 +101,39 @@ async fn session(
     events: &mpsc::Sender<LinkEvent>,
     outgoing: &mut mpsc::Receiver<LinkMessage>,
 ) -> Result<String, String> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(me.address))
-        .await
-        .map_err(|_| format!("no answer from {} within {CONNECT_TIMEOUT:?}", me.address))?
-        .map_err(|e| format!("cannot connect to {}: {e}", me.address))?;
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    match &me.endpoint {
+        Endpoint::Tcp(address) => {
+            let stream =
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
+                    .await
+                    .map_err(|_| format!("no answer from {address} within {CONNECT_TIMEOUT:?}"))?
+                    .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            linked(me, events, outgoing, r, w).await
+        }
+        Endpoint::Port(path) => {
+            let port = crate::port::Port::open(path).map_err(|e| {
+                format!("cannot open the virtio-serial port {}: {e}", path.display())
+            })?;
+            let (r, w) = tokio::io::split(port);
+            linked(me, events, outgoing, r, w).await
+        }
+    }
+}
+
+/// Registers over an open stream and passes messages until it breaks.
+async fn linked<R, W>(
+    me: &LinkIdentity,
+    events: &mpsc::Sender<LinkEvent>,
+    outgoing: &mut mpsc::Receiver<LinkMessage>,
+    r: R,
+    w: W,
+) -> Result<String, String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let mut reader = LinkReader::new(r);
     let mut writer = LinkWriter::new(w, me.key.clone(), me.node_id, me.incarnation);
     writer
@@ -98,7 +145,17 @@ async fn session(
         })
         .await
         .map_err(|e| e.to_string())?;
-    match reader.next(&me.key).await.map_err(|e| e.to_string())? {
+    // Over a port nothing says whether the host agent is at the other end: it answers
+    // in time or the registration is tried again.
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next(&me.key))
+        .await
+        .map_err(|_| {
+            format!(
+                "no host agent answered on {} within {CONNECT_TIMEOUT:?}",
+                me.endpoint
+            )
+        })?;
+    match answer.map_err(|e| e.to_string())? {
         (_, LinkMessage::Registered { host, nonce }) => {
             writer
                 .send(&LinkMessage::Confirm { nonce })

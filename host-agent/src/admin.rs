@@ -91,7 +91,10 @@ impl Dispatch for HostDispatch {
             | Request::ConfirmDown { .. }
             | Request::FenceHistory
             | Request::FenceCheck
-            | Request::VmStart { .. }) => {
+            | Request::VmStart { .. }
+            | Request::VmStop { .. }
+            | Request::VmSuspend { .. }
+            | Request::VmResume { .. }) => {
                 forward(&self.0, request, Input::Admin, |s| {
                     Response::Status(Box::new(s))
                 })

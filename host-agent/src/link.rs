@@ -220,7 +220,9 @@ pub async fn serve(
                 let conn = next_conn;
                 let (keys, me, inputs) = (keys.clone(), me.clone(), inputs.clone());
                 tokio::spawn(async move {
-                    let (guest, why) = serve_connection(stream, conn, &keys, &me, &inputs).await;
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs).await;
                     tracing::info!(conn, %from, guest = ?guest, %why, "host link closed");
                     let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
                 });
@@ -235,15 +237,18 @@ pub async fn serve(
 
 /// Serves one connection: identify and register the guest, then pass messages both
 /// ways until it ends. Returns who it was and why it ended.
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<R, W>(
+    r: R,
+    w: W,
     conn: u64,
     keys: &[LinkKey],
     me: &ServerIdentity,
     inputs: &tokio::sync::mpsc::Sender<LinkInput>,
-) -> (Option<String>, String) {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+) -> (Option<String>, String)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let mut reader = LinkReader::new(r);
     // The first frame says which guest cluster speaks: the key that authenticates it.
     let raw = match reader.next_raw().await {
@@ -347,6 +352,72 @@ async fn serve_connection(
     .await;
     read_task.abort();
     (Some(who), why)
+}
+
+/// Connection ids of virtio-serial channels start here (those of TCP links from 1).
+const CHANNEL_CONNS: u64 = 1 << 62;
+
+/// Serves the virtio-serial host links of this host's guests: each guest's channel is a
+/// Unix socket in `dir` (libvirt `<channel type='unix'>`, `<source mode='bind'
+/// path='DIR/DOMAIN.sock'/>`, `<target type='virtio' name='org.hvcluster.link'/>`),
+/// where QEMU listens. Every second, each socket not connected yet is connected to and
+/// served like an accepted TCP link; a channel whose connection ends is connected again
+/// (the guest started again, or was migrated back).
+pub async fn serve_channels(
+    dir: std::path::PathBuf,
+    keys: std::sync::Arc<Vec<LinkKey>>,
+    me: ServerIdentity,
+    inputs: tokio::sync::mpsc::Sender<LinkInput>,
+) {
+    let connected = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::<
+        std::path::PathBuf,
+    >::new()));
+    let mut next_conn = CHANNEL_CONNS;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let sockets: Vec<std::path::PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+            .collect();
+        for path in sockets {
+            if !connected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(path.clone())
+            {
+                continue;
+            }
+            let Ok(stream) = tokio::net::UnixStream::connect(&path).await else {
+                // Nobody listens (the guest is off): tried again next time.
+                connected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&path);
+                continue;
+            };
+            next_conn += 1;
+            let conn = next_conn;
+            let (keys, me, inputs, connected) =
+                (keys.clone(), me.clone(), inputs.clone(), connected.clone());
+            tokio::spawn(async move {
+                let (r, w) = stream.into_split();
+                let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs).await;
+                tracing::info!(conn, channel = %path.display(), guest = ?guest, %why, "host link closed");
+                let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
+                // A pause before connecting again: a guest that is not up yet.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                connected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&path);
+            });
+        }
+    }
 }
 
 /// Names a guest may register (node and domain names, UUIDs): they end up in

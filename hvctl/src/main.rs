@@ -310,7 +310,7 @@ enum VmCommand {
     /// Every domain that runs (or is paused) on a host of the cluster, and where.
     ///
     /// Each host agent lists its own hypervisor's domains every second and tells the
-    /// others; a domain reported by two live hosts is marked RUNS ON TWO HOSTS.
+    /// others; a domain reported by two hosts not proved down is marked RUNS ON TWO HOSTS.
     List {
         /// Print the rows as JSON.
         #[arg(long)]
@@ -321,9 +321,33 @@ enum VmCommand {
         /// Domain name or UUID.
         name: String,
     },
-    /// Start the defined domain NAME on this host. Refused (exit 1) while any live host
-    /// of the cluster reports it running: a domain must never run twice.
+    /// Start the defined domain NAME on this host. Refused (exit 1) while any host not
+    /// proved down reports it running (a failed host not fenced yet included): a domain
+    /// must never run twice.
     Start {
+        /// Domain name or UUID.
+        name: String,
+    },
+    /// Stop domain NAME on this host: the guest is asked to shut down and is powered off
+    /// if it has not within --timeout seconds. Exit 0 also when it was already off.
+    Stop {
+        /// Domain name or UUID.
+        name: String,
+        /// Seconds the guest has to shut itself down before it is powered off.
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        timeout: u64,
+        /// Power it off at once, without asking the guest (its unwritten data is lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Pause the running domain NAME on this host: its CPUs stop, its memory stays. The
+    /// guest cluster sees a paused guest as silent and may have it killed.
+    Suspend {
+        /// Domain name or UUID.
+        name: String,
+    },
+    /// Let the paused domain NAME on this host run again.
+    Resume {
         /// Domain name or UUID.
         name: String,
     },
@@ -538,6 +562,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 VmCommand::Start { name } => operator(&socket()?, &Request::VmStart { name }),
+                VmCommand::Stop {
+                    name,
+                    timeout,
+                    force,
+                } => operator(
+                    &socket()?,
+                    &Request::VmStop {
+                        name,
+                        timeout_s: Some(timeout),
+                        force,
+                    },
+                ),
+                VmCommand::Suspend { name } => operator(&socket()?, &Request::VmSuspend { name }),
+                VmCommand::Resume { name } => operator(&socket()?, &Request::VmResume { name }),
             }
         }
         Command::Node {

@@ -194,6 +194,9 @@ pub fn status(s: &HostStatus) -> String {
     if !s.guests.is_empty() {
         out.push_str(&linked_guests(s));
     }
+    if let Some(why) = &s.hypervisor_problem {
+        out.push_str(&format!("hypervisor: DEGRADED, {why}\n"));
+    }
     if !s.domains.is_empty() {
         out.push_str(&domains(s));
     }
@@ -642,8 +645,13 @@ mod tests {
                 node_id: 2,
                 domain: None,
             }],
+            hypervisor_problem: Some("libvirt did not answer within 10 s".into()),
         };
         let table = status(&s);
+        assert!(
+            table.contains("hypervisor: DEGRADED, libvirt did not answer within 10 s"),
+            "{table}"
+        );
         assert!(table.contains("linked guests:"), "{table}");
         assert!(
             table

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
-use virt::domain::{Domain, DomainState};
+use virt::domain::{Domain, DomainRunningReason, DomainState, DomainStateReason};
 use virt::enumutil::Enum;
 
 /// A domain's state, as libvirt reports it.
@@ -51,6 +51,8 @@ pub struct DomainInfo {
     pub vcpus: u32,
     /// Whether it is defined (persistent) rather than only running (transient).
     pub persistent: bool,
+    /// Running because it was booted (started, not migrated in, resumed or restored).
+    pub booted: bool,
 }
 
 /// What a host can give its domains.
@@ -163,8 +165,11 @@ impl Libvirt {
         domain
             .destroy()
             .map_err(|e| format!("cannot destroy {name}: {e}"))?;
-        match state_of(&domain) {
-            s if s.may_run() => Err(format!("{name} is still {s:?} after destroy")),
+        // A transient domain no longer exists once off: that is off too.
+        match Self::find(&conn, name)? {
+            Some(d) if state_of(&d).may_run() => {
+                Err(format!("{name} is still {:?} after destroy", state_of(&d)))
+            }
             _ => Ok(Destroyed::Now),
         }
     }
@@ -333,6 +338,15 @@ fn info_of(d: &Domain) -> DomainInfo {
         memory_kib: info.as_ref().map(|i| i.max_mem).unwrap_or(0),
         vcpus: info.as_ref().map(|i| i.nr_virt_cpu).unwrap_or(0),
         persistent: d.is_persistent().unwrap_or(true),
+        booted: matches!(
+            d.state(),
+            Ok((
+                Enum::Known(DomainState::Running),
+                Enum::Known(DomainStateReason::Running(Enum::Known(
+                    DomainRunningReason::Booted
+                )))
+            ))
+        ),
     }
 }
 
@@ -476,11 +490,18 @@ mod tests {
         assert_eq!(hv.info("nosuch").unwrap(), None);
         assert_eq!(hv.info(&uuid_of("vm2")).unwrap().unwrap().name, "vm2");
 
+        hv.destroy("vm1").unwrap();
+        hv.start("vm1").unwrap();
+        assert!(hv.info("vm1").unwrap().unwrap().booted);
         hv.suspend("vm1").unwrap();
         assert_eq!(state(&hv, "vm1"), Some(State::Paused));
         hv.suspend("vm1").unwrap();
         hv.resume("vm1").unwrap();
         assert_eq!(state(&hv, "vm1"), Some(State::Running));
+        assert!(
+            !hv.info("vm1").unwrap().unwrap().booted,
+            "resumed, not booted"
+        );
         assert!(hv.resume("vm3").unwrap_err().contains("not paused"));
         assert!(hv.suspend("vm3").unwrap_err().contains("not running"));
 
@@ -528,6 +549,16 @@ mod tests {
         assert_eq!(
             hv.shutdown("vm1", Duration::from_secs(5)).unwrap(),
             Stopped::Gracefully
+        );
+        assert_eq!(hv.info("vm1").unwrap(), None);
+        // Destroyed, a transient domain is gone: that is off, not a failure.
+        hv.start_xml(&xml).unwrap();
+        assert_eq!(hv.destroy("vm1").unwrap(), Destroyed::Now);
+        hv.start_xml(&xml).unwrap();
+        hv.suspend("vm1").unwrap();
+        assert_eq!(
+            hv.shutdown("vm1", Duration::from_secs(5)).unwrap(),
+            Stopped::Destroyed
         );
         assert_eq!(hv.info("vm1").unwrap(), None);
 

@@ -73,6 +73,9 @@ pub struct ClusterSpec {
     /// and 16 CPUs (libvirt's test driver).
     #[serde(default)]
     pub domain_memory_mib: BTreeMap<String, u64>,
+    /// The cluster's `[vm_ha]` section, as written in cluster.toml.
+    #[serde(default)]
+    pub vm_ha: Option<toml::Table>,
 }
 
 fn default_host_link() -> bool {
@@ -518,6 +521,12 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
                 toml::Value::String(lab.guest_destroy_command())
             ));
         }
+        out.push('\n');
+    }
+    if let Some(vm_ha) = &spec.vm_ha {
+        let mut section = toml::Table::new();
+        section.insert("vm_ha".into(), toml::Value::Table(vm_ha.clone()));
+        out.push_str(&toml::to_string(&section)?);
         out.push('\n');
     }
     if linked {

@@ -268,6 +268,11 @@ fn vm_double_run_detected() {
 }
 
 #[test]
+fn vm_ha_restart() {
+    run("vm-ha-restart");
+}
+
+#[test]
 fn libvirt_cmdline() {
     run("libvirt-cmdline");
 }

@@ -63,6 +63,29 @@ pub enum Request {
         /// Domain name or UUID.
         name: String,
     },
+    /// Host agent: stop domain `name` on this host: ask the guest to shut down and power
+    /// it off after `timeout_s` (120 s when absent), or at once with `force`. Done when it
+    /// is already off or not defined here.
+    VmStop {
+        /// Domain name or UUID.
+        name: String,
+        /// Seconds the guest has to shut itself down.
+        #[serde(default)]
+        timeout_s: Option<u64>,
+        /// Power it off at once.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Host agent: pause the running domain `name` on this host (its memory stays).
+    VmSuspend {
+        /// Domain name or UUID.
+        name: String,
+    },
+    /// Host agent: let the paused domain `name` on this host run again.
+    VmResume {
+        /// Domain name or UUID.
+        name: String,
+    },
     /// Guest agent: switch an application to `node`, or to the next node in its
     /// priority order (`hvctl app switch`). Refused while it is in maintenance, when the
     /// node is not UP or the application is Faulted there, and while its current node is
@@ -196,6 +219,10 @@ pub struct HostStatus {
     /// from their heartbeats).
     #[serde(default)]
     pub domains: Vec<DomainLine>,
+    /// Why this host's hypervisor cannot be asked, while it cannot (libvirt down or
+    /// hanging): the host is degraded, its domain list is the last one it could read.
+    #[serde(default)]
+    pub hypervisor_problem: Option<String>,
 }
 
 /// A domain running (or paused) on a host.

@@ -112,6 +112,11 @@ pub struct HypervisorSection {
     /// proved down already runs it (started behind the cluster's back).
     #[serde(default)]
     pub double_run: DoubleRunPolicy,
+    /// When set, a guest killed through libvirt first gets an NMI (to panic into its
+    /// crash kernel and write a dump) and is destroyed this many ms later. None: destroyed
+    /// at once.
+    #[serde(default)]
+    pub kill_nmi_ms: Option<u64>,
 }
 
 impl Default for HypervisorSection {
@@ -121,6 +126,7 @@ impl Default for HypervisorSection {
             destroy_command: None,
             destroy_timeout_ms: default_destroy_timeout_ms(),
             double_run: DoubleRunPolicy::default(),
+            kill_nmi_ms: None,
         }
     }
 }
@@ -196,7 +202,7 @@ fn default_destroy_timeout_ms() -> u64 {
 pub const DEFAULT_HOST_LINK_PORT: u16 = 5410;
 
 /// `[host_link]` of cluster.toml.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HostLinkListenSection {
     /// TCP port the host agent listens on, on each host's `link_address`.
@@ -205,6 +211,11 @@ pub struct HostLinkListenSection {
     /// Time between two sends of an unacknowledged host-down notice, ms.
     #[serde(default = "default_notice_retry_ms")]
     pub notice_retry_ms: u64,
+    /// Directory of the Unix sockets of this host's guests' virtio-serial channels
+    /// (`DOMAIN.sock`, one per guest); the host agent connects to each. None: guests
+    /// link over TCP only.
+    #[serde(default)]
+    pub channel_dir: Option<PathBuf>,
 }
 
 impl Default for HostLinkListenSection {
@@ -212,6 +223,7 @@ impl Default for HostLinkListenSection {
         HostLinkListenSection {
             port: DEFAULT_HOST_LINK_PORT,
             notice_retry_ms: default_notice_retry_ms(),
+            channel_dir: None,
         }
     }
 }

@@ -310,3 +310,51 @@ fn hypervisor_uri_must_look_like_one() {
     let ok = load(&format!("{GOOD}\n[hypervisor]\nuri = \"qemu:///system\"\n")).unwrap();
     assert_eq!(ok.config.hypervisor.uri.as_deref(), Some("qemu:///system"));
 }
+
+#[test]
+fn vm_ha_and_the_double_run_policy_load_and_are_checked() {
+    let ok = load(&format!(
+        "{GOOD}\n[hypervisor]\nuri = \"qemu:///system\"\ndouble_run = \"alarm\"\n\n\
+         [vm_ha]\nvcpu_ratio = 2.5\n\n[[vm_ha.domain]]\nname = \"db1\"\npriority = 1\n\n\
+         [[vm_ha.domain]]\nname = \"web1\"\n"
+    ))
+    .unwrap();
+    let c = &ok.config;
+    assert_eq!(c.hypervisor.double_run, DoubleRunPolicy::Alarm);
+    assert_eq!(c.vm_ha.vcpu_ratio, 2.5);
+    assert_eq!(c.vm_ha.retry_ms, 30_000);
+    assert_eq!(
+        (
+            c.vm_ha.domains[1].name.as_str(),
+            c.vm_ha.domains[1].priority
+        ),
+        ("web1", 100)
+    );
+    assert_eq!(
+        load(GOOD).unwrap().config.hypervisor.double_run,
+        DoubleRunPolicy::DestroyNewer
+    );
+
+    let err = load(&format!(
+        "{GOOD}\n[vm_ha]\nvcpu_ratio = 0.0\n\n[[vm_ha.domain]]\nname = \"db1\"\n\n\
+         [[vm_ha.domain]]\nname = \"db1\"\n"
+    ))
+    .unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"vm_ha.vcpu_ratio"), "{err}");
+    assert!(
+        keys.contains(&"vm_ha.domain"),
+        "needs a hypervisor uri: {err}"
+    );
+    assert!(
+        err.problems
+            .iter()
+            .any(|p| p.key == "vm_ha.domain[1].name" && p.message.contains("twice")),
+        "{err}"
+    );
+    let bad = load(&format!(
+        "{GOOD}\n[hypervisor]\ndouble_run = \"shoot-both\"\n"
+    ))
+    .unwrap_err();
+    assert!(bad.to_string().contains("double_run"), "{bad}");
+}

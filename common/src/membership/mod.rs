@@ -127,6 +127,12 @@ pub struct Heartbeat {
     pub kill_answers: Vec<crate::hostlink::KillAnswer>,
     /// Domains that may run on the sender (not off, not crashed).
     pub domains: Vec<crate::hostlink::DomainPresence>,
+    /// What the sender's hypervisor can give its domains (VM HA placement).
+    pub capacity: Option<crate::hostlink::HostCapacity>,
+    /// VM HA assignments the sender decided as coordinator.
+    pub ha_plan: Vec<crate::hostlink::HaAssignment>,
+    /// VM HA starts that failed on the sender.
+    pub ha_failed: Vec<crate::hostlink::HaFailure>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -371,6 +377,9 @@ impl Membership {
             kill_orders: Vec::new(),
             kill_answers: Vec::new(),
             domains: Vec::new(),
+            capacity: None,
+            ha_plan: Vec::new(),
+            ha_failed: Vec::new(),
         }
     }
 

@@ -231,24 +231,27 @@ pub(super) fn start_host_link(
     let port = link
         .port
         .unwrap_or(hvcluster_common::config::DEFAULT_HOST_LINK_PORT);
-    let address = match link.transport {
+    let endpoint = match link.transport {
         HostLinkTransport::None => return Ok(None),
-        HostLinkTransport::Tcp => link.address.with_context(|| {
-            "[host_link] transport = \"tcp\" needs the host agent's address: set \
-             [host_link] address or give --host-link-address"
-        })?,
-        other => anyhow::bail!(
-            "[host_link] transport = \"{}\" is not available in this release: use \"tcp\" \
-             (or \"none\")",
-            if other == HostLinkTransport::Vsock {
-                "vsock"
-            } else {
-                "virtio-serial"
-            }
+        HostLinkTransport::Tcp => crate::link::Endpoint::Tcp(std::net::SocketAddr::new(
+            link.address.with_context(|| {
+                "[host_link] transport = \"tcp\" needs the host agent's address: set \
+                 [host_link] address or give --host-link-address"
+            })?,
+            port,
+        )),
+        HostLinkTransport::VirtioSerial => crate::link::Endpoint::Port(
+            link.device
+                .clone()
+                .context("[host_link] transport = \"virtio-serial\" needs device")?,
+        ),
+        HostLinkTransport::Vsock => anyhow::bail!(
+            "[host_link] transport = \"vsock\" is not available in this release: use \
+             \"virtio-serial\" or \"tcp\" (or \"none\")"
         ),
     };
     let identity = crate::link::LinkIdentity {
-        address: std::net::SocketAddr::new(address, port),
+        endpoint,
         key: hvcluster_host_agent::link::LinkKey {
             cluster: config.cluster.name.clone(),
             key: hvcluster_host_agent::intake::ClusterKey::new(key),

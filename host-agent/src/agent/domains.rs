@@ -18,11 +18,6 @@ impl Agent {
         reply: tokio::sync::oneshot::Sender<hvcluster_common::admin::Response>,
     ) {
         use hvcluster_common::admin::Response;
-        let Some(libvirt) = self.libvirt.clone() else {
-            let message = "this host has no [hypervisor] uri: it cannot start domains".to_string();
-            let _ = reply.send(Response::Refused { message });
-            return;
-        };
         let me = self.member.me;
         let running_on = self
             .domain_holders()
@@ -48,20 +43,88 @@ impl Agent {
             let _ = reply.send(Response::Refused { message });
             return;
         }
+        let done = format!("{name} started on {own}");
+        self.libvirt_call("hvctl vm start", name.clone(), reply, move |hv| {
+            hv.start(&name).map(|()| done)
+        });
+    }
+
+    /// `hvctl vm stop|suspend|resume NAME`: on this host's hypervisor.
+    pub(super) fn vm_operation(
+        &mut self,
+        request: hvcluster_common::admin::Request,
+        reply: tokio::sync::oneshot::Sender<hvcluster_common::admin::Response>,
+    ) {
+        use hvcluster_common::admin::Request;
+        use hvcluster_libvirt::Stopped;
+        let own = self.member.own_name.clone();
+        match request {
+            Request::VmStop {
+                name,
+                timeout_s,
+                force,
+            } => {
+                let timeout = Duration::from_secs(if force { 0 } else { timeout_s.unwrap_or(120) });
+                let n = name.clone();
+                self.libvirt_call("hvctl vm stop", name, reply, move |hv| {
+                    Ok(match hv.shutdown(&n, timeout)? {
+                        Stopped::Gracefully => format!("{n} shut down on {own}"),
+                        Stopped::Destroyed if force => format!("{n} powered off on {own}"),
+                        Stopped::Destroyed => format!(
+                            "{n} did not shut down within {} s and was powered off on {own}",
+                            timeout.as_secs()
+                        ),
+                        Stopped::WasNotRunning => format!("{n} was not running on {own}"),
+                        Stopped::NotDefined => format!("{n} is not defined on {own}"),
+                    })
+                });
+            }
+            Request::VmSuspend { name } => {
+                let n = name.clone();
+                self.libvirt_call("hvctl vm suspend", name, reply, move |hv| {
+                    hv.suspend(&n).map(|()| format!("{n} paused on {own}"))
+                });
+            }
+            Request::VmResume { name } => {
+                let n = name.clone();
+                self.libvirt_call("hvctl vm resume", name, reply, move |hv| {
+                    hv.resume(&n).map(|()| format!("{n} runs again on {own}"))
+                });
+            }
+            other => {
+                let message = format!("not a domain operation: {other:?}");
+                let _ = reply.send(hvcluster_common::admin::Response::Error { message });
+            }
+        }
+    }
+
+    /// Runs an operator's libvirt call off the async threads (bounded to 10 minutes, a
+    /// graceful shutdown included), records it as an operator event and answers.
+    fn libvirt_call(
+        &mut self,
+        command: &'static str,
+        name: String,
+        reply: tokio::sync::oneshot::Sender<hvcluster_common::admin::Response>,
+        call: impl FnOnce(&crate::hypervisor::Libvirt) -> Result<String, String> + Send + 'static,
+    ) {
+        use hvcluster_common::admin::Response;
+        let Some(libvirt) = self.libvirt.clone() else {
+            let message = "this host has no [hypervisor] uri: it controls no domains".to_string();
+            let _ = reply.send(Response::Refused { message });
+            return;
+        };
         let events = self.member.events.clone();
         self.member.spawn(async move {
-            let n = name.clone();
-            let call = tokio::task::spawn_blocking(move || libvirt.start(&n));
-            let response = match tokio::time::timeout(Duration::from_secs(60), call).await {
-                Ok(Ok(Ok(()))) => Response::Done {
-                    message: format!("{name} started on {own}"),
-                },
+            let limit = Duration::from_secs(600);
+            let run = tokio::task::spawn_blocking(move || call(&libvirt));
+            let response = match tokio::time::timeout(limit, run).await {
+                Ok(Ok(Ok(message))) => Response::Done { message },
                 Ok(Ok(Err(e))) => Response::Error { message: e },
                 Ok(Err(e)) => Response::Error {
                     message: format!("libvirt call failed: {e}"),
                 },
                 Err(_) => Response::Error {
-                    message: "libvirt did not answer within 60 s".into(),
+                    message: format!("libvirt did not answer within {} s", limit.as_secs()),
                 },
             };
             let ok = matches!(response, Response::Done { .. });
@@ -69,22 +132,26 @@ impl Agent {
                 Some(&name),
                 "operator",
                 format!(
-                    "operator: hvctl vm start {name}: {}",
+                    "operator: {command} {name}: {}",
                     if ok { "done" } else { "failed" }
                 ),
-                json!({ "command": "hvctl vm start", "domain": name, "accepted": ok }),
+                json!({ "command": command, "domain": name, "accepted": ok }),
             );
             let _ = reply.send(response);
         });
     }
 
     /// The hypervisor listed its domains (or could not).
-    pub(super) fn on_domains(
-        &mut self,
-        listed: Result<Vec<crate::hypervisor::DomainInfo>, String>,
-    ) {
+    pub(super) fn on_domains(&mut self, listed: Result<Listing, String>) {
         match listed {
-            Ok(list) => {
+            Ok(Listing {
+                domains: list,
+                capacity,
+            }) => {
+                self.vm_ha.capacity = capacity.map(|c| hvcluster_common::hostlink::HostCapacity {
+                    memory_kib: c.memory_kib,
+                    cpus: c.cpus,
+                });
                 if let Some(was) = self.hypervisor_problem.take() {
                     let me = self.member.own_name.clone();
                     self.member.events.record(
@@ -94,6 +161,11 @@ impl Agent {
                         json!({}),
                     );
                 }
+                let booted: Vec<String> = list
+                    .iter()
+                    .filter(|d| d.state == crate::hypervisor::State::Running && d.booted)
+                    .map(|d| d.uuid.clone())
+                    .collect();
                 let mut now: Vec<hvcluster_common::hostlink::DomainPresence> = list
                     .into_iter()
                     .filter(|d| d.state.may_run())
@@ -101,15 +173,19 @@ impl Agent {
                         name: d.name,
                         uuid: d.uuid,
                         state: format!("{:?}", d.state),
+                        memory_kib: d.memory_kib,
+                        vcpus: d.vcpus,
                     })
                     .collect();
                 now.sort();
                 if std::mem::replace(&mut self.domains_listed, true) {
                     // Domains that began running here since the last listing (not at
                     // this agent's first listing: they may have run for long).
+                    // Only those booted here count: one that arrived by migration (or
+                    // was resumed or restored) is the same instance, not a second one.
                     let appeared: Vec<_> = now
                         .iter()
-                        .filter(|d| d.state == "Running")
+                        .filter(|d| booted.contains(&d.uuid))
                         .filter(|d| !self.domains.iter().any(|o| o.uuid == d.uuid))
                         .cloned()
                         .collect();
@@ -122,6 +198,7 @@ impl Agent {
                     self.check_double_runs();
                     self.send_heartbeats();
                 }
+                self.vm_ha_tick();
             }
             Err(why) => {
                 if self.hypervisor_problem.as_ref() != Some(&why) {
@@ -282,6 +359,15 @@ impl Agent {
     }
 }
 
+/// One listing of the hypervisor.
+#[derive(Debug)]
+pub struct Listing {
+    /// Every domain defined or running.
+    pub domains: Vec<crate::hypervisor::DomainInfo>,
+    /// What the host can give its domains.
+    pub capacity: Option<crate::hypervisor::Capacity>,
+}
+
 /// Lists the hypervisor's domains every second, off the async threads.
 pub(super) async fn poll_domains(
     libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
@@ -292,14 +378,28 @@ pub(super) async fn poll_domains(
     loop {
         tick.tick().await;
         let hv = libvirt.clone();
-        let call = tokio::task::spawn_blocking(move || hv.list());
-        let listed = match tokio::time::timeout(Duration::from_secs(10), call).await {
-            Ok(Ok(listed)) => listed,
-            Ok(Err(e)) => Err(format!("libvirt call failed: {e}")),
-            Err(_) => Err("libvirt did not answer within 10 s".into()),
+        let mut call = tokio::task::spawn_blocking(move || {
+            let domains = hv.list()?;
+            // Capacity is for VM HA placement; a host that cannot say takes no domains.
+            let capacity = hv.capacity().ok();
+            Ok(Listing { domains, capacity })
+        });
+        let (listed, hung) = match tokio::time::timeout(Duration::from_secs(10), &mut call).await {
+            Ok(Ok(listed)) => (listed, false),
+            Ok(Err(e)) => (Err(format!("libvirt call failed: {e}")), false),
+            Err(_) => (Err("libvirt did not answer within 10 s".into()), true),
         };
         if tx.send(Input::Domains(listed)).await.is_err() {
             return;
+        }
+        if hung {
+            // One hung call at a time: the next listing waits until this one returns,
+            // rather than tying up one more thread every period.
+            if let Ok(listed) = call.await {
+                if tx.send(Input::Domains(listed)).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -246,8 +246,22 @@ impl Agent {
                 let work = Box::pin(by_command(command.clone(), node, timeout));
                 (command, work)
             } else if let Some(libvirt) = self.libvirt.clone() {
-                let how = format!("libvirt destroy of domain {domain}");
-                (how, Box::pin(by_libvirt(libvirt, domain, node, timeout)))
+                let nmi = self
+                    .config
+                    .hypervisor
+                    .kill_nmi_ms
+                    .map(Duration::from_millis);
+                let how = match nmi {
+                    Some(wait) => format!(
+                        "libvirt NMI into domain {domain}, {} ms for its crash dump, then destroy",
+                        wait.as_millis()
+                    ),
+                    None => format!("libvirt destroy of domain {domain}"),
+                };
+                (
+                    how,
+                    Box::pin(by_libvirt(libvirt, domain, node, nmi, timeout)),
+                )
             } else {
                 let detail = format!(
                     "{} has neither [hypervisor] destroy_command nor uri: it cannot destroy {}",
@@ -416,13 +430,25 @@ async fn by_command(command: String, node: String, timeout: Duration) -> (bool, 
     }
 }
 
-/// Destroys `domain` (guest `node`) through libvirt, off the async threads.
+/// Destroys `domain` (guest `node`) through libvirt, off the async threads. With `nmi`,
+/// first injects an NMI (a guest set up for it panics into its crash kernel and writes a
+/// dump) and waits that long; a guest that cannot take one is destroyed at once.
 async fn by_libvirt(
     libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
     domain: String,
     node: String,
+    nmi: Option<Duration>,
     timeout: Duration,
 ) -> (bool, String) {
+    if let Some(wait) = nmi {
+        let (hv, name) = (libvirt.clone(), domain.clone());
+        let call = tokio::task::spawn_blocking(move || hv.inject_nmi(&name));
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(Ok(()))) => tokio::time::sleep(wait).await,
+            Ok(Ok(Err(e))) => tracing::warn!(%domain, "no NMI, destroying at once: {e}"),
+            _ => tracing::warn!(%domain, "the NMI call did not return, destroying at once"),
+        }
+    }
     let name = domain.clone();
     let call = tokio::task::spawn_blocking(move || libvirt.destroy(&name));
     match tokio::time::timeout(timeout, call).await {
@@ -446,10 +472,11 @@ pub(super) fn start_host_link(
     host: &str,
     incarnation: u64,
 ) -> anyhow::Result<()> {
-    let Some(address) = config.host(host).and_then(|h| h.link_address) else {
+    let address = config.host(host).and_then(|h| h.link_address);
+    let channels = config.host_link.channel_dir.clone();
+    if address.is_none() && channels.is_none() {
         return Ok(());
-    };
-    let addr = SocketAddr::new(address, config.host_link.port);
+    }
     let mut keys = Vec::new();
     for g in &config.guest_clusters {
         let key = hvcluster_common::config::read_key_file(&g.key_file).with_context(|| {
@@ -465,22 +492,32 @@ pub(super) fn start_host_link(
             cluster_id: hvcluster_common::config::cluster_id_of(&g.name),
         });
     }
-    let std_listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen for host links on {addr}"))?;
-    std_listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let keys = std::sync::Arc::new(keys);
     let me = crate::link::ServerIdentity {
         host: host.to_string(),
         node_id: member.me,
         incarnation,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    member.spawn(crate::link::serve(
-        listener,
-        std::sync::Arc::new(keys),
-        me,
-        tx,
-    ));
+    if let Some(address) = address {
+        let addr = SocketAddr::new(address, config.host_link.port);
+        let std_listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen for host links on {addr}"))?;
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        member.spawn(crate::link::serve(
+            listener,
+            keys.clone(),
+            me.clone(),
+            tx.clone(),
+        ));
+        tracing::info!(%addr, guest_clusters = config.guest_clusters.len(), "listening for host links");
+    }
+    if let Some(dir) = channels {
+        let dir: std::path::PathBuf = dir.to_string_lossy().replace("{host}", host).into();
+        tracing::info!(dir = %std::path::Path::display(&dir), "serving host links on virtio-serial channels");
+        member.spawn(crate::link::serve_channels(dir, keys, me, tx));
+    }
     let inputs = member.tx.clone();
     member.spawn(async move {
         while let Some(input) = rx.recv().await {
@@ -489,7 +526,6 @@ pub(super) fn start_host_link(
             }
         }
     });
-    tracing::info!(%addr, guest_clusters = config.guest_clusters.len(), "listening for host links");
     Ok(())
 }
 

@@ -23,6 +23,7 @@ mod links;
 /// How long a guest waits before asking again to kill a guest of a slow host, ms.
 const KILL_DEFER_MS: u64 = 1000;
 mod status;
+mod vmha;
 
 use domains::poll_domains;
 use guests::start_host_link;
@@ -56,7 +57,16 @@ pub enum Input {
     /// Something happened on a host link.
     Link(crate::link::LinkInput),
     /// The hypervisor's list of domains, or why it could not be had.
-    Domains(Result<Vec<crate::hypervisor::DomainInfo>, String>),
+    Domains(Result<domains::Listing, String>),
+    /// A VM HA start on this host ended.
+    HaStarted {
+        /// Domain UUID.
+        uuid: String,
+        /// Domain name.
+        name: String,
+        /// What libvirt said.
+        result: Result<(), String>,
+    },
     /// A destroy command ended: for the order `id` of host `from` (this host's own
     /// order when `from` is this host).
     Destroyed {
@@ -105,6 +115,8 @@ pub struct Agent {
     double_runs: std::collections::BTreeSet<(String, Vec<NodeId>)>,
     /// The hypervisor listed its domains at least once since this agent started.
     domains_listed: bool,
+    /// VM HA: lost domains, assignments, failed starts.
+    vm_ha: vmha::VmHa,
     link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
 }
 
@@ -209,6 +221,7 @@ impl Agent {
             hypervisor_problem: None,
             double_runs: std::collections::BTreeSet::new(),
             domains_listed: false,
+            vm_ha: vmha::VmHa::default(),
             link_tx: HashMap::new(),
         })
     }
@@ -278,6 +291,13 @@ impl Agent {
                 request: hvcluster_common::admin::Request::VmStart { name },
                 reply,
             }) => self.vm_start(name, reply),
+            Input::Admin(AdminCall::Operator {
+                request:
+                    request @ (hvcluster_common::admin::Request::VmStop { .. }
+                    | hvcluster_common::admin::Request::VmSuspend { .. }
+                    | hvcluster_common::admin::Request::VmResume { .. }),
+                reply,
+            }) => self.vm_operation(request, reply),
             Input::Admin(AdminCall::Operator { request, reply }) => {
                 let cx = operator::Ctx {
                     now: self.now(),
@@ -293,6 +313,7 @@ impl Agent {
             }
             Input::Link(input) => self.on_link(input),
             Input::Domains(listed) => self.on_domains(listed),
+            Input::HaStarted { uuid, name, result } => self.vm_ha_started(uuid, name, result),
             Input::Destroyed {
                 from,
                 id,
@@ -328,6 +349,12 @@ impl Agent {
                 .insert(hb.sender, hb.payload.domains.clone());
             self.check_double_runs();
         }
+        self.vm_ha_heard(
+            hb.sender,
+            hb.payload.capacity,
+            &hb.payload.ha_plan,
+            &hb.payload.ha_failed,
+        );
         let me = self.member.me;
         for order in self
             .kills
@@ -429,6 +456,8 @@ impl Agent {
             hb.kill_orders = self.kills.orders();
             hb.domains = self.domains.clone();
             hb.kill_answers = self.kills.answers(self.member.now());
+            hb.capacity = self.vm_ha.capacity;
+            (hb.ha_plan, hb.ha_failed) = self.vm_ha.published();
             let report = self
                 .member
                 .outbox
@@ -450,9 +479,14 @@ impl Agent {
 
     fn report_fence(&mut self, events: Vec<hvcluster_common::fencing::FenceEvent>) {
         // A new DOWN goes out at once rather than with the next regular heartbeat.
-        let news = events
+        let downs: Vec<NodeId> = events
             .iter()
-            .any(|e| matches!(e, hvcluster_common::fencing::FenceEvent::Down(_)));
+            .filter_map(|e| match e {
+                hvcluster_common::fencing::FenceEvent::Down(d) => Some(d.target),
+                _ => None,
+            })
+            .collect();
+        let news = !downs.is_empty();
         for e in events {
             let (subject, kind, message) = crate::fence::describe(&e, |n| self.name(n));
             self.member.events.record(
@@ -464,6 +498,9 @@ impl Agent {
         }
         if news {
             self.send_heartbeats();
+        }
+        for target in downs {
+            self.vm_ha_host_down(target);
         }
     }
 

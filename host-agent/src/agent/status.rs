@@ -76,6 +76,7 @@ impl Agent {
             counters: self.member.counters.snapshot(),
             guests: self.linked_guests(),
             domains: self.domain_lines(),
+            hypervisor_problem: self.hypervisor_problem.clone(),
         }
     }
 

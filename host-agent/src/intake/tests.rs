@@ -29,6 +29,9 @@ fn heartbeat(interconnect: u8) -> Heartbeat {
         kill_orders: Vec::new(),
         kill_answers: Vec::new(),
         domains: Vec::new(),
+        capacity: None,
+        ha_plan: Vec::new(),
+        ha_failed: Vec::new(),
     }
 }
 

@@ -631,6 +631,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../scenarios/vm-double-run-detected.toml"),
     ),
     (
+        "vm-ha-restart",
+        include_str!("../../scenarios/vm-ha-restart.toml"),
+    ),
+    (
         "libvirt-cmdline",
         include_str!("../../scenarios/libvirt-cmdline.toml"),
     ),

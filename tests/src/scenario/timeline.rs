@@ -56,6 +56,15 @@ const SHOWN: &[&str] = &[
     "domain_double_run",
     "hypervisor_unreachable",
     "hypervisor_back",
+    "domain_double_run_resolving",
+    "domain_double_run_resolved",
+    "domain_double_run_unresolved",
+    "vm_ha_lost",
+    "vm_ha_starting",
+    "vm_ha_started",
+    "vm_ha_start_failed",
+    "vm_ha_waiting",
+    "vm_ha_restarted",
 ];
 
 /// Renders steps and events relative to `start_us`, then the checks and measures.
