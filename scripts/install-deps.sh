@@ -4,16 +4,44 @@
 set -euo pipefail
 
 packages=(
-  pkg-config libvirt-dev          # the virt crate
-  libvirt-daemon libvirt-clients  # a libvirtd per lab host (test driver), virsh
+  pkg-config                      # the virt crate finds libvirt
   iproute2 nftables iputils-ping  # lab namespaces, bridges, faults
   procps psmisc                   # process inspection in the lab
   stress-ng                       # load faults
   fence-agents                    # fence_kdump_send, fence_ipmilan, fence_dummy
   openipmi ipmitool               # simulated BMCs
   resource-agents                 # OCF resource agents
-  busybox-static cpio             # tiny guest images
+  busybox-static cpio xz-utils binutils  # tiny guest images (real tier)
 )
+
+# libvirt and QEMU come from Debian's bookworm-backports suite: this machine's
+# qemu-utils 10.x conflicts with stable's qemu-system 7.2. The suite is added from the
+# machine's own entry for the main suite, so no address is written here.
+backports_packages=(
+  libvirt-dev libvirt0                       # the virt crate
+  libvirt-daemon libvirt-daemon-driver-qemu  # a libvirtd per lab host
+  libvirt-clients                            # virsh
+  qemu-system-x86                            # real-tier guests (TCG)
+)
+backports_list=/etc/apt/sources.list.d/hvcluster-backports.sources
+
+add_backports() {
+  [[ -e $backports_list ]] && return 0
+  if [[ -e /etc/apt/sources.list.d/debian.sources ]]; then
+    awk 'BEGIN { RS = ""; ORS = "\n\n" } /\nSuites:[^\n]*bookworm( |\n|$)/' \
+      /etc/apt/sources.list.d/debian.sources |
+      sed 's/^Suites:.*/Suites: bookworm-backports/' >"$backports_list"
+  elif [[ -e /etc/apt/sources.list ]]; then
+    grep -E '^deb .* bookworm( |$)' /etc/apt/sources.list | head -1 |
+      sed 's/ bookworm / bookworm-backports /; s/ bookworm$/ bookworm-backports/' \
+        >/etc/apt/sources.list.d/hvcluster-backports.list
+    backports_list=/etc/apt/sources.list.d/hvcluster-backports.list
+  fi
+  if [[ ! -s $backports_list ]]; then
+    echo "install-deps: cannot find this machine's bookworm entry to add bookworm-backports" >&2
+    exit 1
+  fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,15 +51,30 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if ((${#missing[@]})); then
+missing_bpo=()
+for p in "${backports_packages[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  if ! dpkg-query -W -f='${Status} ${Version}' "$p" 2>/dev/null | grep -q "install ok installed .*bpo"; then
+    missing_bpo+=("$p")
+  fi
+done
+
+if ((${#missing[@]} + ${#missing_bpo[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "install-deps: missing packages (${missing[*]}); run this script as root" >&2
+    echo "install-deps: missing packages (${missing[*]} ${missing_bpo[*]}); run this script as root" >&2
     exit 1
   fi
-  echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  ((${#missing_bpo[@]})) && add_backports
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ((${#missing_bpo[@]})); then
+    echo "install-deps: installing ${missing_bpo[*]} from bookworm-backports"
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports "${missing_bpo[@]}" >/dev/null
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

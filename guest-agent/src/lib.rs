@@ -5,7 +5,6 @@
 mod agent;
 mod describe;
 mod link;
-mod port;
 
 pub mod resources;
 mod state;

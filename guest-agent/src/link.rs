@@ -113,7 +113,7 @@ async fn session(
             linked(me, events, outgoing, r, w).await
         }
         Endpoint::Port(path) => {
-            let port = crate::port::Port::open(path).map_err(|e| {
+            let port = hvcluster_host_agent::port::Port::open(path).map_err(|e| {
                 format!("cannot open the virtio-serial port {}: {e}", path.display())
             })?;
             let (r, w) = tokio::io::split(port);

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use hvcluster_common::admin::{Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::agent::Input;
@@ -127,7 +127,8 @@ pub async fn serve<D: Dispatch>(listener: UnixListener, dispatch: D, events: Eve
             tracing::warn!(uid, "admin connection refused: root only");
             continue;
         }
-        tokio::spawn(client(stream, dispatch.clone(), events.clone()));
+        let (r, w) = stream.into_split();
+        tokio::spawn(client(r, w, dispatch.clone(), events.clone()));
     }
 }
 
@@ -137,8 +138,35 @@ async fn send(w: &mut (impl AsyncWriteExt + Unpin), r: &Response) -> std::io::Re
     w.write_all(&line).await
 }
 
-async fn client<D: Dispatch>(stream: UnixStream, dispatch: D, events: EventLog) {
-    let (r, mut w) = stream.into_split();
+/// Serves admin requests over a virtio-serial port (`hvctl --socket` on the host end's
+/// socket reaches this agent from the hypervisor), one client at a time, reopening the
+/// port whenever the host end goes away. Who can connect to the host end is root on the
+/// hypervisor.
+pub async fn serve_port<D: Dispatch>(path: std::path::PathBuf, dispatch: D, events: EventLog) {
+    let mut reported = false;
+    loop {
+        match crate::port::Port::open(&path) {
+            Ok(port) => {
+                reported = false;
+                let (r, w) = tokio::io::split(port);
+                client(r, w, dispatch.clone(), events.clone()).await;
+            }
+            Err(e) if !reported => {
+                tracing::warn!(port = %path.display(), cause = %e, "cannot open the admin port");
+                reported = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn client<D: Dispatch>(
+    r: impl tokio::io::AsyncRead + Unpin,
+    mut w: impl AsyncWriteExt + Unpin,
+    dispatch: D,
+    events: EventLog,
+) {
     let mut lines = BufReader::new(r).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if line.len() > MAX_LINE {

@@ -21,6 +21,7 @@ pub mod member;
 pub mod net;
 mod operator;
 pub mod outbox;
+pub mod port;
 mod process;
 mod watchdog;
 

@@ -104,6 +104,15 @@ where
         Ok(())
     }
 
+    /// Serves the admin requests also over the virtio-serial port at `path`.
+    pub fn serve_admin_port(&mut self, path: &Path, dispatch: impl Dispatch) {
+        self.spawn(admin::serve_port(
+            path.to_path_buf(),
+            dispatch,
+            self.events.clone(),
+        ));
+    }
+
     /// Runs `task` until [`Member::stop`].
     pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
         self.tasks.push(tokio::spawn(task));

@@ -114,7 +114,12 @@ fn default_dead() -> u64 {
 impl ClusterSpec {
     /// Whether the hosts get a (test-driver) hypervisor.
     pub fn has_hypervisors(&self) -> bool {
-        !self.domains.is_empty() || !self.defined.is_empty()
+        !self.domains.is_empty() || !self.defined.is_empty() || self.has_vms()
+    }
+
+    /// Whether some guests are VMs (the real tier): the hosts then run a full libvirtd.
+    pub fn has_vms(&self) -> bool {
+        self.guests.iter().any(|g| g.vm)
     }
 }
 
@@ -233,6 +238,11 @@ impl LabCluster {
 
     /// Admin socket of the agent of `name`, a host or a guest.
     pub fn socket(&self, name: &str) -> PathBuf {
+        if self.is_vm(name) {
+            if let Ok(path) = self.vm_admin_socket(name) {
+                return path;
+            }
+        }
         let file = if self.is_guest(name) {
             "guestd.sock"
         } else {
@@ -509,19 +519,24 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
         out.push_str("[hypervisor]\ndestroy_timeout_ms = 10000\n");
         if spec.has_hypervisors() {
             // Each host's own libvirtd (see `hypervisors`).
-            let uri = format!(
-                "test+unix:///default?socket={}/{{host}}/libvirt/libvirt-sock",
-                lab.run_dir().display()
-            );
+            let uri = crate::hypervisors::uri_template(lab.run_dir(), spec.has_vms());
             out.push_str(&format!("uri = {}\n", toml::Value::String(uri)));
         }
-        if linked {
+        if linked && !spec.has_vms() {
             out.push_str(&format!(
                 "destroy_command = {}\n",
                 toml::Value::String(lab.guest_destroy_command())
             ));
         }
         out.push('\n');
+    }
+    if linked && spec.has_vms() {
+        // VM guests link through virtio-serial channels, whose sockets are here.
+        let dir = format!("{}/{{host}}/channels", lab.run_dir().display());
+        out.push_str(&format!(
+            "[host_link]\nchannel_dir = {}\n\n",
+            toml::Value::String(dir)
+        ));
     }
     if let Some(vm_ha) = &spec.vm_ha {
         let mut section = toml::Table::new();

@@ -48,6 +48,10 @@ pub struct GuestSpec {
     pub name: String,
     /// Host it runs on.
     pub host: String,
+    /// A real virtual machine (QEMU under the host's libvirtd) rather than processes in
+    /// a namespace: the real tier.
+    #[serde(default)]
+    pub vm: bool,
 }
 
 impl LabCluster {
@@ -68,7 +72,7 @@ impl LabCluster {
         spec: &crate::cluster::ClusterSpec,
     ) -> anyhow::Result<()> {
         for g in &spec.guests {
-            lab.add_guest(&g.name, &g.host)
+            lab.add_guest(&g.name, &g.host, g.vm)
                 .with_context(|| format!("adding guest {} on {}", g.name, g.host))?;
         }
         Ok(())
@@ -83,8 +87,12 @@ impl LabCluster {
         for dir in [GUEST_RUN_DIR, OCF_STATE_DIR] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         }
-        for g in self.guests() {
-            self.start_guest(&g)?;
+        for g in self.spec.guests.clone() {
+            if g.vm {
+                self.start_vm(&g.name)?;
+            } else {
+                self.start_guest(&g.name)?;
+            }
         }
         Ok(())
     }
@@ -182,7 +190,10 @@ impl LabCluster {
             spec.dead_after_ms,
             id = self.lab.id()
         );
-        if spec.host_link {
+        let vms = spec.has_vms();
+        if vms {
+            out.push_str(&crate::vms::vm_guest_config_sections(spec.host_link));
+        } else if spec.host_link {
             // Each guest is told its own host's address on the command line.
             out.push_str(&format!(
                 "[host_link]\ntransport = \"tcp\"\nport = {}\n\n",
@@ -192,10 +203,14 @@ impl LabCluster {
         for g in &spec.guests {
             let n = g.name.trim_start_matches('g');
             out.push_str(&format!(
-                "[[node]]\nname = \"{}\"\nnode_id = {n}\naddresses = {{ lan = \"{}\" }}\n\n",
+                "[[node]]\nname = \"{}\"\nnode_id = {n}\naddresses = {{ lan = \"{}\" }}\n",
                 g.name,
                 self.lab.guest_address(&g.name)?
             ));
+            if vms {
+                out.push_str(&format!("domain = \"{}\"\n", g.name));
+            }
+            out.push('\n');
         }
         let mut apps = toml::Table::new();
         apps.insert(

@@ -17,18 +17,39 @@ use crate::cluster::{tail, LabCluster};
 /// Memory of a lab domain unless `[cluster.domain_memory_mib]` says otherwise.
 pub const DEFAULT_DOMAIN_MIB: u64 = 512;
 
+/// The `[hypervisor] uri` of a lab's cluster.toml (`{host}` for each host's name): the
+/// test driver, or with VM guests the QEMU driver, of each host's libvirtd.
+pub fn uri_template(run_dir: &std::path::Path, vms: bool) -> String {
+    let driver = if vms {
+        "qemu:///system"
+    } else {
+        "test+unix:///default"
+    };
+    format!(
+        "{driver}?socket={}/{{host}}/libvirt/run/libvirt-sock",
+        run_dir.display()
+    )
+}
+
+/// libvirtd's configuration for a real-tier host (lab only: no authentication).
+const LIBVIRTD_CONF: &str = "unix_sock_group = \"root\"\nunix_sock_rw_perms = \"0700\"\n\
+auth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\nlisten_tls = 0\nlisten_tcp = 0\n";
+
+/// The QEMU driver's configuration for a real-tier host: QEMU as root, no cgroups of its
+/// own (so it stays in the host's cgroup: a power loss takes it too), no namespaces.
+const QEMU_CONF: &str = "user = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\n\
+remember_owner = 0\nsecurity_driver = \"none\"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n\
+stdio_handler = \"file\"\n";
+
 impl LabCluster {
-    fn libvirt_dir(&self, host: &str) -> PathBuf {
+    pub(crate) fn libvirt_dir(&self, host: &str) -> PathBuf {
         self.dir.join(host).join("libvirt")
     }
 
     /// The libvirt URI of `host`'s hypervisor (`{host}` in place of the name gives the
     /// URI template of the cluster configuration).
     pub fn libvirt_uri(&self, host: &str) -> String {
-        format!(
-            "test+unix:///default?socket={}",
-            self.libvirt_dir(host).join("libvirt-sock").display()
-        )
+        uri_template(&self.dir, self.spec.has_vms()).replace("{host}", host)
     }
 
     /// Starts `host`'s libvirtd unless it runs, and gives it its domains: at the first
@@ -50,27 +71,51 @@ impl LabCluster {
         }
         let dir = self.libvirt_dir(host);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("drivers"))?;
-        std::fs::write(
-            dir.join("libvirtd.conf"),
-            format!(
-                "unix_sock_dir = \"{}\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n\
-                 unix_sock_group = \"root\"\nlisten_tls = 0\nlisten_tcp = 0\n",
-                dir.display()
-            ),
-        )?;
+        for d in ["run", "etc", "lib", "cache", "log", "drivers"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        let vms = self.spec.has_vms();
+        let mut conf = LIBVIRTD_CONF.to_string();
+        if vms {
+            // Each host its own identity (migration between them needs distinct ones).
+            let uuid = hypervisor::uuid_of(&format!("{}-{host}", self.lab.id()));
+            conf.push_str(&format!("host_uuid = \"{uuid}\"\n"));
+            std::fs::write(dir.join("etc/qemu.conf"), QEMU_CONF)?;
+            std::os::unix::fs::symlink(
+                "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so",
+                dir.join("drivers/libvirt_driver_qemu.so"),
+            )?;
+        }
+        std::fs::write(dir.join("etc/libvirtd.conf"), conf)?;
         let log_path = dir.join("libvirtd.log");
         let log = std::fs::File::create(&log_path)?;
-        let mut cmd = Command::new("libvirtd");
-        cmd.arg("--config")
-            .arg(dir.join("libvirtd.conf"))
-            .arg("--pid-file")
-            .arg(dir.join("libvirtd.pid"))
-            // No driver modules: the test driver, built into libvirt, is all it serves.
-            .env("LIBVIRT_DRIVER_DIR", dir.join("drivers"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        // A mount namespace of its own: libvirt's directories are the host's, not the
+        // machine's, and its UTS namespace carries the host's name.
+        let boot = format!(
+            "set -e; D={d}; \
+             mkdir -p /run/libvirt /etc/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; \
+             mount --bind $D/run /run/libvirt; mount --bind $D/etc /etc/libvirt; \
+             mount --bind $D/lib /var/lib/libvirt; mount --bind $D/cache /var/cache/libvirt; \
+             mount --bind $D/log /var/log/libvirt; hostname {host}; \
+             exec libvirtd --pid-file $D/libvirtd.pid",
+            d = dir.display()
+        );
+        let mut cmd = Command::new(crate::lab::program("unshare"));
+        cmd.args([
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg(boot)
+        // No driver modules but those linked here: the test driver is built in.
+        .env("LIBVIRT_DRIVER_DIR", dir.join("drivers"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
         crate::cluster::unblock_signals(&mut cmd);
         let child = self.lab.spawn(host, cmd).with_context(|| {
             format!("cannot start libvirtd on {host} (is libvirt-daemon installed?)")
@@ -95,6 +140,9 @@ impl LabCluster {
     }
 
     fn give_domains(&self, host: &str, hv: &Libvirt, first_boot: bool) -> anyhow::Result<()> {
+        if self.spec.has_vms() {
+            return Ok(());
+        }
         // The test driver's own sample domain would run on every host at once.
         hv.destroy("test").map_err(anyhow::Error::msg)?;
         hv.undefine("test").map_err(anyhow::Error::msg)?;

@@ -9,3 +9,4 @@ pub mod hypervisors;
 pub mod interrupt;
 pub mod lab;
 pub mod scenario;
+pub mod vms;

@@ -273,6 +273,11 @@ fn vm_ha_restart() {
 }
 
 #[test]
+fn real_guest_failover() {
+    run("real-guest-failover");
+}
+
+#[test]
 fn libvirt_cmdline() {
     run("libvirt-cmdline");
 }

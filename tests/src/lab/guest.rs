@@ -87,8 +87,10 @@ impl Lab {
     }
 
     /// Adds guest `guest` (`g1`..) on `host`: its namespace, its port on the host's guest
-    /// bridge, its address and its cgroup under the host's.
-    pub fn add_guest(&self, guest: &str, host: &str) -> Result<()> {
+    /// bridge, its address and its cgroup under the host's. A `vm` guest (a virtual
+    /// machine of the host's libvirtd) gets none of these: only the guest LAN, which its
+    /// virtual NIC joins on the host's guest bridge.
+    pub fn add_guest(&self, guest: &str, host: &str, vm: bool) -> Result<()> {
         let n = self.guest_index(guest)?;
         let i = self.index(host)?;
         let mut guests = self.guests.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,6 +106,10 @@ impl Lab {
             for h in 1..=self.spec.hosts {
                 netns::ip_batch(&names::netns_host(&self.id, h), &lan_host_script(h))?;
             }
+        }
+        if vm {
+            guests.insert(guest.to_string(), host.to_string());
+            return Ok(());
         }
         let ns = names::netns_guest(&self.id, n);
         netns::add(&ns)?;

@@ -13,6 +13,7 @@ mod cleanup;
 mod faults;
 mod fence;
 mod guest;
+pub mod image;
 mod mgmt;
 mod names;
 mod netns;
@@ -28,7 +29,9 @@ pub use fence::{
     fence_dummy_params, stdin_text as fence_stdin, FenceRun, FENCE_DUMMY, FENCE_IPMILAN,
     IPMI_POWER_TIMEOUT_SECS,
 };
-pub use names::{GUEST_IF, MAX_GUESTS, MAX_HOSTS, MAX_INTERCONNECTS};
+pub use names::{
+    GUEST_IF, HOST_GUEST_BRIDGE, MAX_GUESTS, MAX_HOSTS, MAX_INTERCONNECTS, PREFIX_LEN,
+};
 pub use netns::program;
 pub use tools::{ping_command, LoadSpec};
 

@@ -635,6 +635,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../scenarios/vm-ha-restart.toml"),
     ),
     (
+        "real-guest-failover",
+        include_str!("../../scenarios/real-guest-failover.toml"),
+    ),
+    (
         "libvirt-cmdline",
         include_str!("../../scenarios/libvirt-cmdline.toml"),
     ),

@@ -128,6 +128,11 @@ pub struct GuestAdminSection {
     /// Path of the root-only admin socket.
     #[serde(default = "default_admin_socket")]
     pub socket: PathBuf,
+    /// A virtio-serial port (e.g. `/dev/virtio-ports/org.hvcluster.admin`) that also
+    /// serves admin requests, so that `hvctl --socket` on the host end's socket reaches
+    /// this agent from the hypervisor. None: the socket only.
+    #[serde(default)]
+    pub port: Option<PathBuf>,
 }
 
 /// What may make an application switch to another node by itself (`AutoSwitchOver`).
@@ -295,6 +300,7 @@ impl Default for GuestAdminSection {
     fn default() -> Self {
         Self {
             socket: default_admin_socket(),
+            port: None,
         }
     }
 }
