@@ -134,6 +134,25 @@ pub struct HaAssignment {
     pub host: NodeId,
 }
 
+/// VM HA: a highly available domain lost with a fenced host and not running anywhere
+/// yet, as every host repeats it in its heartbeats (so a host whose agent restarted
+/// learns it again, and the next coordinator knows it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HaLost {
+    /// Domain UUID.
+    pub uuid: String,
+    /// Domain name.
+    pub name: String,
+    /// Its memory, KiB.
+    pub memory_kib: u64,
+    /// Its virtual CPUs.
+    pub vcpus: u32,
+    /// Restart order: lower first.
+    pub priority: u32,
+    /// The host it ran on.
+    pub from: NodeId,
+}
+
 /// VM HA: a host could not start a domain it was assigned; repeated in its heartbeats
 /// for `[vm_ha] retry_ms`, during which it is not assigned that domain again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ mod agent;
 mod describe;
 mod link;
 
-pub mod resources;
+pub use hvcluster_host_agent::resources;
 mod state;
 
 use std::path::PathBuf;

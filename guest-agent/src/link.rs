@@ -45,8 +45,10 @@ pub struct LinkIdentity {
     pub node: String,
     /// This node's id.
     pub node_id: u32,
-    /// The guest agent's incarnation.
-    pub incarnation: u64,
+    /// The guest agent's incarnation; when it changes (the agent rejoined its guest
+    /// cluster), the link registers again under the new one, so host-down notices name
+    /// the incarnation the partners hear.
+    pub incarnation: tokio::sync::watch::Receiver<u64>,
     /// The guest's domain, if configured.
     pub domain: Option<String>,
 }
@@ -69,12 +71,12 @@ pub enum LinkEvent {
 }
 
 /// Starts the link task; messages for the host agent go into the returned sender.
-pub fn spawn(me: LinkIdentity, events: mpsc::Sender<LinkEvent>) -> mpsc::Sender<LinkMessage> {
+pub fn spawn(mut me: LinkIdentity, events: mpsc::Sender<LinkEvent>) -> mpsc::Sender<LinkMessage> {
     let (tx, mut outgoing) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut reported_failure = false;
         loop {
-            let why = match session(&me, &events, &mut outgoing).await {
+            let why = match session(&mut me, &events, &mut outgoing).await {
                 Ok(why) => {
                     reported_failure = false;
                     why
@@ -97,7 +99,7 @@ pub fn spawn(me: LinkIdentity, events: mpsc::Sender<LinkEvent>) -> mpsc::Sender<
 
 /// One connection, from connect to break. `Err` when it never registered.
 async fn session(
-    me: &LinkIdentity,
+    me: &mut LinkIdentity,
     events: &mpsc::Sender<LinkEvent>,
     outgoing: &mut mpsc::Receiver<LinkMessage>,
 ) -> Result<String, String> {
@@ -113,7 +115,7 @@ async fn session(
             linked(me, events, outgoing, r, w).await
         }
         Endpoint::Port(path) => {
-            let port = hvcluster_host_agent::port::Port::open(path).map_err(|e| {
+            let port = hvcluster_host_agent::port::Port::open_fresh(path).map_err(|e| {
                 format!("cannot open the virtio-serial port {}: {e}", path.display())
             })?;
             let (r, w) = tokio::io::split(port);
@@ -124,7 +126,7 @@ async fn session(
 
 /// Registers over an open stream and passes messages until it breaks.
 async fn linked<R, W>(
-    me: &LinkIdentity,
+    me: &mut LinkIdentity,
     events: &mpsc::Sender<LinkEvent>,
     outgoing: &mut mpsc::Receiver<LinkMessage>,
     r: R,
@@ -135,7 +137,8 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let mut reader = LinkReader::new(r);
-    let mut writer = LinkWriter::new(w, me.key.clone(), me.node_id, me.incarnation);
+    let incarnation = *me.incarnation.borrow_and_update();
+    let mut writer = LinkWriter::new(w, me.key.clone(), me.node_id, incarnation);
     writer
         .send(&LinkMessage::Register {
             cluster: me.key.cluster.clone(),
@@ -170,10 +173,14 @@ where
     // repeats anyway): start afresh.
     while outgoing.try_recv().is_ok() {}
     let (read_task, mut incoming) = spawn_reader(reader, me.key.clone());
-    let why = pump(&mut writer, outgoing, &mut incoming, |m| async {
-        let _ = events.send(LinkEvent::Message(m)).await;
-    })
-    .await;
+    let why = tokio::select! {
+        why = pump(&mut writer, outgoing, &mut incoming, |m| async {
+            let _ = events.send(LinkEvent::Message(m)).await;
+        }) => why,
+        _ = me.incarnation.changed() => {
+            "the agent rejoined under a new incarnation: registering again".to_string()
+        }
+    };
     read_task.abort();
     Ok(why)
 }

@@ -23,6 +23,7 @@ mod operator;
 pub mod outbox;
 pub mod port;
 mod process;
+pub mod resources;
 mod watchdog;
 
 use std::path::PathBuf;

@@ -319,15 +319,27 @@ where
     {
         return (Some(who), e.to_string());
     }
-    match reader.next(&key).await {
-        Ok((_, LinkMessage::Confirm { nonce: n })) if n == nonce => {}
-        Ok((_, other)) => {
-            return (
-                None,
-                format!("registration of {who} not confirmed (got {other:?})"),
-            )
+    // A guest on a virtio-serial port may have written registrations while nobody was
+    // at this end; they arrive now, before its confirmation, and are passed over.
+    loop {
+        let next = tokio::time::timeout(LINK_TIMEOUT, reader.next(&key)).await;
+        match next {
+            Ok(Ok((_, LinkMessage::Confirm { nonce: n }))) if n == nonce => break,
+            Ok(Ok((_, LinkMessage::Register { .. }))) => continue,
+            Ok(Ok((_, other))) => {
+                return (
+                    None,
+                    format!("registration of {who} not confirmed (got {other:?})"),
+                )
+            }
+            Ok(Err(e)) => return (None, format!("registration of {who} not confirmed: {e}")),
+            Err(_) => {
+                return (
+                    None,
+                    format!("registration of {who} not confirmed within {LINK_TIMEOUT:?}"),
+                )
+            }
         }
-        Err(e) => return (None, format!("registration of {who} not confirmed: {e}")),
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let registered = LinkInput::Registered {
@@ -374,10 +386,20 @@ pub async fn serve_channels(
     >::new()));
     let mut next_conn = CHANNEL_CONNS;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut unreadable = false;
     loop {
         tick.tick().await;
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                unreadable = false;
+                entries
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut unreadable, true) {
+                    tracing::warn!(dir = %dir.display(), cause = %e, "cannot read the channel directory (read again every second)");
+                }
+                continue;
+            }
         };
         let sockets: Vec<std::path::PathBuf> = entries
             .filter_map(Result::ok)

@@ -19,13 +19,27 @@ pub struct Port {
 }
 
 impl Port {
+    /// Opens the character device at `path` for reading and writing, first discarding
+    /// what the host end wrote for an earlier opener (stale answers of a link).
+    pub fn open_fresh(path: &Path) -> io::Result<Port> {
+        Port::open_with(path, true)
+    }
+
     /// Opens the character device at `path` for reading and writing.
     pub fn open(path: &Path) -> io::Result<Port> {
+        Port::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, fresh: bool) -> io::Result<Port> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
             .open(path)?;
+        if fresh {
+            let mut stale = [0u8; 4096];
+            while matches!((&file).read(&mut stale), Ok(n) if n > 0) {}
+        }
         // SAFETY: the descriptor is the `File`'s own; the `AsyncFd` owns that `File`, so
         // it stays open and the same for as long as it is registered.
         let fd = unsafe { AsyncFd::register(file) }.map_err(|e| e.into_parts().1)?;

@@ -333,8 +333,10 @@ enum VmCommand {
     Stop {
         /// Domain name or UUID.
         name: String,
-        /// Seconds the guest has to shut itself down before it is powered off.
-        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        /// Seconds the guest has to shut itself down before it is powered off (at most
+        /// 3600).
+        #[arg(long, default_value_t = 120, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(0..=3600))]
         timeout: u64,
         /// Power it off at once, without asking the guest (its unwritten data is lost).
         #[arg(long)]

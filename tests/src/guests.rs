@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hvcluster_common::admin::{GuestStatus, Request, Response};
@@ -151,7 +152,7 @@ impl LabCluster {
 
     /// `guest`'s current status.
     pub fn guest_status(&self, guest: &str) -> anyhow::Result<GuestStatus> {
-        let mut conn = Connection::open(&self.socket(guest))?;
+        let mut conn = Connection::open_bounded(&self.socket(guest), Duration::from_secs(5))?;
         match conn.request(&Request::Status)? {
             Response::GuestStatus(s) => Ok(*s),
             other => bail!("unexpected answer from {guest}: {other:?}"),

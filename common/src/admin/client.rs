@@ -70,6 +70,16 @@ impl Connection {
         })
     }
 
+    /// Like [`Connection::open`], with every read and write bounded by `limit`: for an
+    /// agent reached through a channel that accepts the connection even while nobody
+    /// serves it (a guest's virtio-serial admin port).
+    pub fn open_bounded(path: &Path, limit: std::time::Duration) -> anyhow::Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.writer.set_read_timeout(Some(limit))?;
+        conn.writer.set_write_timeout(Some(limit))?;
+        Ok(conn)
+    }
+
     /// Sends one request.
     pub fn send(&mut self, r: &Request) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(r)?;

@@ -357,4 +357,8 @@ fn vm_ha_and_the_double_run_policy_load_and_are_checked() {
     ))
     .unwrap_err();
     assert!(bad.to_string().contains("double_run"), "{bad}");
+    let nmi = load(&format!("{GOOD}\n[hypervisor]\nkill_nmi_ms = 0\n")).unwrap_err();
+    assert_eq!(nmi.problems[0].key, "hypervisor.kill_nmi_ms", "{nmi}");
+    let ok = load(&format!("{GOOD}\n[hypervisor]\nkill_nmi_ms = 5000\n")).unwrap();
+    assert_eq!(ok.config.hypervisor.kill_nmi_ms, Some(5000));
 }

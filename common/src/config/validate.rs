@@ -66,6 +66,17 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
             "uri must be a libvirt connection URI, e.g. \"qemu:///system\"",
         );
     }
+    if config
+        .hypervisor
+        .kill_nmi_ms
+        .is_some_and(|ms| ms == 0 || ms > 600_000)
+    {
+        c.push(
+            &[Seg::Key("hypervisor"), Seg::Key("kill_nmi_ms")],
+            "kill_nmi_ms must be between 1 and 600000 (the wait for a crash dump before the \
+             destroy), or left out",
+        );
+    }
     if config.hypervisor.destroy_timeout_ms == 0 {
         c.push(
             &[Seg::Key("hypervisor"), Seg::Key("destroy_timeout_ms")],

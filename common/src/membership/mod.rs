@@ -133,6 +133,8 @@ pub struct Heartbeat {
     pub ha_plan: Vec<crate::hostlink::HaAssignment>,
     /// VM HA starts that failed on the sender.
     pub ha_failed: Vec<crate::hostlink::HaFailure>,
+    /// VM HA domains the sender holds lost (not running anywhere yet).
+    pub ha_lost: Vec<crate::hostlink::HaLost>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -380,6 +382,7 @@ impl Membership {
             capacity: None,
             ha_plan: Vec::new(),
             ha_failed: Vec::new(),
+            ha_lost: Vec::new(),
         }
     }
 

@@ -224,7 +224,7 @@ pub(super) fn start_host_link(
     key: Vec<u8>,
     node: &str,
     me: NodeId,
-    incarnation: u64,
+    incarnation: tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>> {
     use hvcluster_common::config::guest::HostLinkTransport;
     let link = &config.host_link;

@@ -86,6 +86,8 @@ pub struct Agent {
     declared_dead: bool,
     /// Sends messages to the host agent, when the host link is configured.
     link: Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
+    /// Tells the host link this agent's incarnation (it registers again when it changes).
+    link_incarnation: tokio::sync::watch::Sender<u64>,
     /// The host this guest is linked to, while linked.
     linked_to: Option<String>,
     /// Kill requests to make once due: node, when, and whether HaltFlag asks (the
@@ -173,7 +175,8 @@ impl Agent {
             ),
             json!({ "incarnation": incarnation }),
         );
-        let link = start_host_link(&config, &member, link_key, node, me, incarnation)?;
+        let (link_incarnation, incarnation_rx) = tokio::sync::watch::channel(incarnation);
+        let link = start_host_link(&config, &member, link_key, node, me, incarnation_rx)?;
         Ok(Agent {
             config,
             member,
@@ -184,6 +187,7 @@ impl Agent {
             announce: false,
             declared_dead: false,
             link,
+            link_incarnation,
             linked_to: None,
             kills_due: Vec::new(),
             kills_sent: std::collections::BTreeMap::new(),
@@ -384,6 +388,7 @@ impl Agent {
                             format!("{node}: rejoining the guest cluster with incarnation {inc}")
                         },
                     );
+                    let _ = self.link_incarnation.send(self.membership.incarnation());
                     self.perform(actions);
                 }
             }

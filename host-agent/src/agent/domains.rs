@@ -60,16 +60,29 @@ impl Agent {
         let own = self.member.own_name.clone();
         match request {
             Request::VmStop {
-                name,
-                timeout_s,
-                force,
+                name, force: true, ..
             } => {
-                let timeout = Duration::from_secs(if force { 0 } else { timeout_s.unwrap_or(120) });
+                let n = name.clone();
+                self.libvirt_call("hvctl vm stop", name, reply, move |hv| {
+                    if hv.info(&n)?.is_none() {
+                        return Ok(format!("{n} is not defined on {own}"));
+                    }
+                    Ok(match hv.destroy(&n)? {
+                        hvcluster_libvirt::Destroyed::Now => format!("{n} powered off on {own}"),
+                        hvcluster_libvirt::Destroyed::WasNotRunning => {
+                            format!("{n} was not running on {own}")
+                        }
+                    })
+                });
+            }
+            Request::VmStop {
+                name, timeout_s, ..
+            } => {
+                let timeout = Duration::from_secs(timeout_s.unwrap_or(120).min(3600));
                 let n = name.clone();
                 self.libvirt_call("hvctl vm stop", name, reply, move |hv| {
                     Ok(match hv.shutdown(&n, timeout)? {
                         Stopped::Gracefully => format!("{n} shut down on {own}"),
-                        Stopped::Destroyed if force => format!("{n} powered off on {own}"),
                         Stopped::Destroyed => format!(
                             "{n} did not shut down within {} s and was powered off on {own}",
                             timeout.as_secs()
@@ -115,7 +128,8 @@ impl Agent {
         };
         let events = self.member.events.clone();
         self.member.spawn(async move {
-            let limit = Duration::from_secs(600);
+            // A graceful stop may take its whole timeout (at most an hour), then a destroy.
+            let limit = Duration::from_secs(3700);
             let run = tokio::task::spawn_blocking(move || call(&libvirt));
             let response = match tokio::time::timeout(limit, run).await {
                 Ok(Ok(Ok(message))) => Response::Done { message },
@@ -201,6 +215,9 @@ impl Agent {
                 self.vm_ha_tick();
             }
             Err(why) => {
+                // A host whose hypervisor does not answer takes no domains.
+                self.vm_ha.capacity = None;
+                self.vm_ha_tick();
                 if self.hypervisor_problem.as_ref() != Some(&why) {
                     let me = self.member.own_name.clone();
                     self.member.events.record(

@@ -72,7 +72,7 @@ impl Agent {
             },
             LinkInput::Closed { conn, guest, why } => {
                 self.link_tx.remove(&conn);
-                if let Some(g) = self.links.closed(conn) {
+                if let Some(g) = self.links.closed(conn, self.now()) {
                     self.member.events.record(
                         Some(&g.node),
                         "guest_unlinked",
@@ -339,7 +339,9 @@ impl Agent {
 
     /// Orders unanswered for too long are reported failed to the guests that asked.
     pub(super) fn expire_kills(&mut self) {
+        // The target host may wait for a crash dump before its destroy (kill_nmi_ms).
         let limit = Duration::from_millis(self.config.hypervisor.destroy_timeout_ms)
+            + Duration::from_millis(self.config.hypervisor.kill_nmi_ms.unwrap_or(0))
             + Duration::from_secs(10);
         for given in self.kills.expired(self.now(), limit) {
             let host = self.name(given.order.target_host);

@@ -58,7 +58,14 @@ pub struct Links {
     located: BTreeMap<(String, NodeId), NodeId>,
     /// Guests that linked here, kept after their link closes (to destroy them).
     known_here: BTreeMap<(String, NodeId), Linked>,
+    /// When the link of a guest that linked here closed, for those not linked again.
+    closed_at: BTreeMap<(String, NodeId), Duration>,
 }
+
+/// How long a guest whose link closed is still reported as running here: a link that
+/// breaks and registers again (the guest rejoined its cluster, the channel hiccuped) must
+/// not make the other hosts forget where it runs.
+pub const LINGER: Duration = Duration::from_secs(30);
 
 impl Links {
     /// No guest linked to host `me` yet; unacknowledged notices are repeated every
@@ -73,6 +80,7 @@ impl Links {
             me,
             located: BTreeMap::new(),
             known_here: BTreeMap::new(),
+            closed_at: BTreeMap::new(),
         }
     }
 
@@ -80,6 +88,7 @@ impl Links {
     pub fn register(&mut self, conn: u64, guest: Linked) {
         let key = (guest.cluster.clone(), guest.node_id);
         self.located.insert(key.clone(), self.me);
+        self.closed_at.remove(&key);
         self.known_here.insert(key, guest.clone());
         self.local.insert(conn, guest);
     }
@@ -101,16 +110,33 @@ impl Links {
 
     /// Connection `conn` ended; returns the guest it carried. Its notices go with it: a
     /// new connection of the guest is owed them afresh.
-    pub fn closed(&mut self, conn: u64) -> Option<Linked> {
+    pub fn closed(&mut self, conn: u64, now: Duration) -> Option<Linked> {
         self.notices.retain(|(c, _, _), _| *c != conn);
-        self.local.remove(&conn)
+        let gone = self.local.remove(&conn)?;
+        let key = (gone.cluster.clone(), gone.node_id);
+        if !self
+            .local
+            .values()
+            .any(|g| (g.cluster.clone(), g.node_id) == key)
+        {
+            self.closed_at.insert(key, now);
+        }
+        Some(gone)
     }
 
     /// Guests linked here, as shared in heartbeats.
-    pub fn presence(&self) -> Vec<GuestPresence> {
+    /// A guest whose link closed less than [`LINGER`] ago still counts (it most likely
+    /// still runs here).
+    pub fn presence(&self, now: Duration) -> Vec<GuestPresence> {
+        let lingering = self
+            .closed_at
+            .iter()
+            .filter(|(_, at)| now.saturating_sub(**at) < LINGER)
+            .filter_map(|(k, _)| self.known_here.get(k));
         let mut out: Vec<GuestPresence> = self
             .local
             .values()
+            .chain(lingering)
             .map(|g| GuestPresence {
                 cluster: g.cluster.clone(),
                 node_id: g.node_id,
@@ -180,10 +206,24 @@ impl Links {
             let Some(on_it) = self.remote.get(&r.target) else {
                 continue;
             };
+            // A guest that another host (or this one) reports linked now runs there:
+            // it did not die with the host that went down.
+            let elsewhere = |p: &GuestPresence| {
+                self.local
+                    .values()
+                    .any(|g| g.cluster == p.cluster && g.node_id == p.node_id)
+                    || self.remote.iter().any(|(h, gs)| {
+                        *h != r.target
+                            && gs
+                                .iter()
+                                .any(|g| g.cluster == p.cluster && g.node_id == p.node_id)
+                    })
+            };
             for (&conn, g) in &self.local {
                 let partners: Vec<(NodeId, u64)> = on_it
                     .iter()
                     .filter(|p| p.cluster == g.cluster && p.node_id != g.node_id)
+                    .filter(|p| !elsewhere(p))
                     .map(|p| (p.node_id, p.incarnation))
                     .collect();
                 if partners.is_empty() {
@@ -241,6 +281,8 @@ impl Links {
 mod tests {
     use super::*;
     use hvcluster_common::fencing::Proof;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
 
     fn guest(cluster: &str, node_id: NodeId) -> Linked {
         Linked {
@@ -320,7 +362,7 @@ mod tests {
         l.register(7, guest("erp", 2));
         l.on_heartbeat(1, &[presence("erp", 1)]);
         assert_eq!(due(&mut l, 0, &[down(1)]).len(), 1);
-        assert_eq!(l.closed(7), Some(guest("erp", 2)));
+        assert_eq!(l.closed(7, MS(5)), Some(guest("erp", 2)));
         l.register(9, guest("erp", 2));
         let renewed = due(&mut l, 10, &[down(1)]);
         assert_eq!(renewed.len(), 1);
@@ -336,8 +378,37 @@ mod tests {
         l.register(1, guest("erp", 2));
         l.register(2, guest("erp", 2));
         l.register(3, guest("crm", 1));
-        let p = l.presence();
+        let p = l.presence(MS(0));
         assert_eq!(p, vec![presence("crm", 1), presence("erp", 2)]);
+    }
+
+    #[test]
+    fn a_guest_whose_link_closed_is_still_reported_for_a_while() {
+        let mut l = Links::new(9, Duration::from_millis(500));
+        l.register(1, guest("erp", 2));
+        l.closed(1, MS(1000));
+        assert_eq!(l.presence(MS(2000)), vec![presence("erp", 2)]);
+        assert!(l.presence(MS(1000) + LINGER).is_empty());
+        l.register(2, guest("erp", 2));
+        l.closed(2, MS(40_000));
+        l.register(3, guest("erp", 2));
+        assert_eq!(
+            l.presence(MS(200_000)),
+            vec![presence("erp", 2)],
+            "linked again"
+        );
+    }
+
+    #[test]
+    fn a_guest_linked_elsewhere_now_did_not_die_with_its_old_host() {
+        let mut l = Links::new(9, Duration::from_millis(500));
+        l.register(7, guest("erp", 1));
+        // Host 1 last reported erp node 2; host 3 reports it now (it moved).
+        l.on_heartbeat(1, &[presence("erp", 2)]);
+        l.on_heartbeat(3, &[presence("erp", 2)]);
+        assert!(due(&mut l, 0, &[down(1)]).is_empty());
+        l.on_heartbeat(3, &[]);
+        assert_eq!(due(&mut l, 10, &[down(1)]).len(), 1);
     }
 }
 
@@ -370,7 +441,7 @@ mod locate_tests {
         assert_eq!(l.locate("erp", 2), Some(1));
         assert_eq!(l.locate("erp", 1), Some(3));
         assert_eq!(l.locate("crm", 1), None);
-        l.closed(4);
+        l.closed(4, Duration::ZERO);
         assert!(
             l.known_here("erp", 2).is_some(),
             "kept after the link closed"

@@ -349,12 +349,7 @@ impl Agent {
                 .insert(hb.sender, hb.payload.domains.clone());
             self.check_double_runs();
         }
-        self.vm_ha_heard(
-            hb.sender,
-            hb.payload.capacity,
-            &hb.payload.ha_plan,
-            &hb.payload.ha_failed,
-        );
+        self.vm_ha_heard(hb.sender, &hb.payload);
         let me = self.member.me;
         for order in self
             .kills
@@ -452,12 +447,12 @@ impl Agent {
         for ic in 0..self.member.outbox.interconnects() {
             let mut hb = self.membership.heartbeat(ic);
             hb.down = self.fence.down_records();
-            hb.guests = self.links.presence();
+            hb.guests = self.links.presence(self.now());
             hb.kill_orders = self.kills.orders();
             hb.domains = self.domains.clone();
             hb.kill_answers = self.kills.answers(self.member.now());
             hb.capacity = self.vm_ha.capacity;
-            (hb.ha_plan, hb.ha_failed) = self.vm_ha.published();
+            (hb.ha_plan, hb.ha_failed, hb.ha_lost) = self.vm_ha.published();
             let report = self
                 .member
                 .outbox

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hvcluster_common::config::NodeId;
-use hvcluster_common::hostlink::{HaAssignment, HaFailure, HostCapacity};
+use hvcluster_common::hostlink::{HaAssignment, HaFailure, HaLost, HostCapacity};
 use hvcluster_common::vmha::{self, Lost, Placement, Room};
 use serde_json::json;
 
@@ -49,8 +49,9 @@ pub(super) struct VmHa {
 }
 
 impl VmHa {
-    /// What this host publishes in its heartbeats: its assignments and failed starts.
-    pub(super) fn published(&self) -> (Vec<HaAssignment>, Vec<HaFailure>) {
+    /// What this host publishes in its heartbeats: its assignments, failed starts and
+    /// the domains it holds lost.
+    pub(super) fn published(&self) -> (Vec<HaAssignment>, Vec<HaFailure>, Vec<HaLost>) {
         let failed = self
             .failed
             .iter()
@@ -59,7 +60,19 @@ impl VmHa {
                 detail: detail.clone(),
             })
             .collect();
-        (self.plan.clone(), failed)
+        let lost = self
+            .lost
+            .values()
+            .map(|l| HaLost {
+                uuid: l.lost.uuid.clone(),
+                name: l.lost.name.clone(),
+                memory_kib: l.lost.memory_kib,
+                vcpus: l.lost.vcpus,
+                priority: l.lost.priority,
+                from: l.from,
+            })
+            .collect();
+        (self.plan.clone(), failed, lost)
     }
 }
 
@@ -113,21 +126,52 @@ impl Agent {
         self.vm_ha_tick();
     }
 
-    /// A heartbeat of `from` arrived with its capacity, plan and failed starts.
+    /// A heartbeat of `from` arrived with its capacity, plan, failed starts and the
+    /// domains it holds lost: one this host did not know (its agent restarted since the
+    /// DOWN) and that runs nowhere is lost here too.
     pub(super) fn vm_ha_heard(
         &mut self,
         from: NodeId,
-        capacity: Option<HostCapacity>,
-        plan: &[HaAssignment],
-        failed: &[HaFailure],
+        hb: &hvcluster_common::membership::Heartbeat,
     ) {
-        match capacity {
+        match hb.capacity {
             Some(c) => self.vm_ha.remote_capacity.insert(from, c),
             None => self.vm_ha.remote_capacity.remove(&from),
         };
-        self.vm_ha.remote_failed.insert(from, failed.to_vec());
-        if self.vm_ha.remote_plans.get(&from).map(Vec::as_slice) != Some(plan) {
-            self.vm_ha.remote_plans.insert(from, plan.to_vec());
+        self.vm_ha.remote_failed.insert(from, hb.ha_failed.clone());
+        let unknown: Vec<&HaLost> = hb
+            .ha_lost
+            .iter()
+            .filter(|l| !self.vm_ha.lost.contains_key(&l.uuid))
+            .collect();
+        if !unknown.is_empty() {
+            let running: Vec<String> = self
+                .domain_holders()
+                .into_iter()
+                .flat_map(|(_, ds)| ds.iter().map(|d| d.uuid.clone()))
+                .collect();
+            let now = self.now();
+            for l in unknown.into_iter().filter(|l| !running.contains(&l.uuid)) {
+                self.vm_ha.lost.insert(
+                    l.uuid.clone(),
+                    LostDomain {
+                        lost: Lost {
+                            name: l.name.clone(),
+                            uuid: l.uuid.clone(),
+                            memory_kib: l.memory_kib,
+                            vcpus: l.vcpus,
+                            priority: l.priority,
+                            excluded: Vec::new(),
+                        },
+                        from: l.from,
+                        since: now,
+                        waiting: None,
+                    },
+                );
+            }
+        }
+        if self.vm_ha.remote_plans.get(&from) != Some(&hb.ha_plan) {
+            self.vm_ha.remote_plans.insert(from, hb.ha_plan.clone());
             self.vm_ha_act();
         }
     }
@@ -138,13 +182,17 @@ impl Agent {
     pub(super) fn vm_ha_tick(&mut self) {
         let now = self.now();
         let retry = Duration::from_millis(self.config.vm_ha.retry_ms);
-        let before = self.vm_ha.failed.len();
-        self.vm_ha
+        // A failure that expired lets this host try that domain again.
+        let expired: Vec<String> = self
+            .vm_ha
             .failed
-            .retain(|_, (_, at)| now.saturating_sub(*at) < retry);
-        if self.vm_ha.failed.len() != before {
-            let failed = &self.vm_ha.failed;
-            self.vm_ha.acted.retain(|u| !failed.contains_key(u));
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) >= retry)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for u in &expired {
+            self.vm_ha.failed.remove(u);
+            self.vm_ha.acted.remove(u);
         }
         let running: BTreeMap<String, NodeId> = self
             .domain_holders()
@@ -185,17 +233,25 @@ impl Agent {
     }
 
     /// Whether this host places lost domains: its partition is quorate and it is the
-    /// lowest of the hosts Up in it.
+    /// lowest of the hosts present in it (a lower host merely Suspect still counts, so
+    /// two hosts never place at once).
     fn vm_ha_coordinator(&self) -> bool {
-        if self.vm_ha.lost.is_empty() || !self.membership.quorum().quorate {
-            return false;
-        }
-        let me = self.member.me;
+        !self.vm_ha.lost.is_empty()
+            && self.membership.quorum().quorate
+            && self.vm_ha_coordinator_id() == self.member.me
+    }
+
+    /// The lowest host present (Up or Suspect), this one included: whose assignments
+    /// count.
+    fn vm_ha_coordinator_id(&self) -> NodeId {
         self.membership
             .peers(self.now())
             .into_iter()
-            .filter(|p| p.state == hvcluster_common::membership::HostState::Up)
-            .all(|p| p.node > me)
+            .filter(|p| p.state.present())
+            .map(|p| p.node)
+            .chain(std::iter::once(self.member.me))
+            .min()
+            .unwrap_or(self.member.me)
     }
 
     /// The coordinator's assignments: those already given (by it or a coordinator before
@@ -245,11 +301,18 @@ impl Agent {
                 })
             })
             .collect();
+        // Assignments of an earlier coordinator still Up count; those of a host gone do not.
         let given: Vec<&HaAssignment> = self
             .vm_ha
             .plan
             .iter()
-            .chain(self.vm_ha.remote_plans.values().flatten())
+            .chain(
+                self.vm_ha
+                    .remote_plans
+                    .iter()
+                    .filter(|(h, _)| up.contains(h))
+                    .flat_map(|(_, p)| p),
+            )
             .collect();
         let mut plan = Vec::new();
         let mut to_place = Vec::new();
@@ -321,11 +384,18 @@ impl Agent {
     /// Starts the domains assigned to this host (by any coordinator), once each.
     fn vm_ha_act(&mut self) {
         let me = self.member.me;
-        let assigned: BTreeMap<String, String> = self
-            .vm_ha
-            .plan
+        // Only the coordinator's assignments are acted on.
+        let coordinator = self.vm_ha_coordinator_id();
+        let plan = if coordinator == me {
+            &self.vm_ha.plan
+        } else {
+            match self.vm_ha.remote_plans.get(&coordinator) {
+                Some(p) => p,
+                None => return,
+            }
+        };
+        let assigned: BTreeMap<String, String> = plan
             .iter()
-            .chain(self.vm_ha.remote_plans.values().flatten())
             .filter(|a| a.host == me)
             .map(|a| (a.uuid.clone(), a.name.clone()))
             .collect();

@@ -32,6 +32,7 @@ fn heartbeat(interconnect: u8) -> Heartbeat {
         capacity: None,
         ha_plan: Vec::new(),
         ha_failed: Vec::new(),
+        ha_lost: Vec::new(),
     }
 }
 

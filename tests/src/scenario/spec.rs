@@ -440,6 +440,10 @@ pub enum Step {
         /// Text expected in the output.
         #[serde(default)]
         output: Option<String>,
+        /// Run it again (every 250 ms) until it gives what is expected or this time has
+        /// passed; 0: once.
+        #[serde(default)]
+        within_ms: u64,
     },
     /// Runs `command` inside the guest (as its resources see the system) and expects
     /// exit code `exit`: to prepare a resource or check what it did.

@@ -8,8 +8,8 @@ impl Runner<'_> {
         &mut self,
         host: &str,
         command: &[String],
-        exit: i32,
-        output: Option<&str>,
+        (exit, output): (i32, Option<&str>),
+        within: std::time::Duration,
     ) -> anyhow::Result<()> {
         let uri = self.cluster.libvirt_uri(host);
         let socket = self.cluster.socket(host).display().to_string();
@@ -33,15 +33,22 @@ impl Runner<'_> {
         } else {
             program.into()
         };
-        let mut cmd = std::process::Command::new(path);
-        cmd.args(args);
-        let (code, said) = self.cluster.run_on_host(host, cmd)?;
-        let said = said.trim().to_string();
+        let deadline = std::time::Instant::now() + within;
+        let (ok, code, said) = loop {
+            let mut cmd = std::process::Command::new(&path);
+            cmd.args(args);
+            let (code, said) = self.cluster.run_on_host(host, cmd)?;
+            let said = said.trim().to_string();
+            let ok = code == exit && output.is_none_or(|o| said.contains(o));
+            if ok || std::time::Instant::now() >= deadline {
+                break (ok, code, said);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        };
         let mut want = format!("`{shown}` on {host} exits {exit}");
         if let Some(o) = output {
             want.push_str(&format!(" saying {o:?}"));
         }
-        let ok = code == exit && output.is_none_or(|o| said.contains(o));
         self.check(want, ok, format!("exit {code}: {said}"));
         Ok(())
     }

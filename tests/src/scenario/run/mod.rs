@@ -111,8 +111,53 @@ pub fn run(scenario: &Scenario, opts: RunOptions) -> anyhow::Result<Outcome> {
     let mut cluster =
         LabCluster::start(&scenario.cluster).context("cannot start the lab cluster")?;
     let outcome = run_on(&mut cluster, scenario, opts);
+    if !outcome.as_ref().is_ok_and(Outcome::ok) {
+        keep_logs(&cluster, &scenario.name);
+    }
     drop(cluster);
     outcome
+}
+
+/// Copies the logs of a failed run (agents' logs, libvirtd's, VM consoles) to
+/// `hvlab-failed/SCENARIO-LABID` beside the binaries, and says where.
+fn keep_logs(cluster: &LabCluster, name: &str) {
+    let Ok(bin) = crate::cluster::bin_dir() else {
+        return;
+    };
+    let to = bin
+        .join("hvlab-failed")
+        .join(format!("{name}-{}", cluster.lab.id()));
+    let mut kept = 0;
+    let mut stack = vec![cluster.dir.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let is_log = path
+                .extension()
+                .is_some_and(|x| x == "log" || x == "console" || x == "toml");
+            let Ok(rel) = path.strip_prefix(&cluster.dir) else {
+                continue;
+            };
+            if kind.is_file() && is_log {
+                let dest = to.join(rel);
+                let _ = std::fs::create_dir_all(dest.parent().unwrap_or(&to));
+                if std::fs::copy(&path, &dest).is_ok() {
+                    kept += 1;
+                }
+            }
+        }
+    }
+    if kept > 0 {
+        eprintln!("hvlab: the logs of the failed run are in {}", to.display());
+    }
 }
 
 /// Runs `scenario` on an already started cluster.
@@ -579,7 +624,13 @@ impl Runner<'_> {
                 command,
                 exit,
                 output,
-            } => self.host_exec(host, command, *exit, output.as_deref())?,
+                within_ms,
+            } => self.host_exec(
+                host,
+                command,
+                (*exit, output.as_deref()),
+                Duration::from_millis(*within_ms),
+            )?,
             Step::GuestExec {
                 guest,
                 command,

@@ -10,7 +10,7 @@ use hvcluster_common::config::guest::{ResourceConfig, DEFAULT_OCF_ROOT};
 use tokio::process::Command;
 
 use super::{execute, failed, OpRequest};
-use hvcluster_host_agent::child::run_bounded_keeping;
+use crate::child::run_bounded_keeping;
 
 /// Most meta-data read from an agent.
 const META_DATA_BYTES: usize = 1 << 20;

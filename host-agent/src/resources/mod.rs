@@ -1,4 +1,5 @@
-//! Resource runners: Cmdline, OCF and virtual-IP resources as child processes.
+//! Resource runners: Cmdline, OCF and virtual-IP resources as child processes, for
+//! userApplications.
 //!
 //! Every operation runs as a child in its own process group, bounded by the resource's
 //! timeout for that operation (the whole group is killed when it runs past it), and its
@@ -15,11 +16,11 @@ mod tests;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::child::{last_line, run_bounded, run_leaving_helpers, ChildRun};
 use hvcluster_common::application::outcome::{OfflineReason, OpKind, OpOutcome};
 use hvcluster_common::config::guest::{
     GuestConfig, ResourceConfig, ResourceKind, DEFAULT_RESOURCE_TIMEOUT_S,
 };
-use hvcluster_host_agent::child::{last_line, run_bounded, run_leaving_helpers, ChildRun};
 use tokio::process::Command;
 
 /// One operation to run.

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::child::run_bounded;
 use hvcluster_common::application::outcome::{OpKind, OpOutcome, ResourceState};
-use hvcluster_host_agent::child::run_bounded;
 use tokio::process::Command;
 
 use super::{execute, failed, OpRequest};
