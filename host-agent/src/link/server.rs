@@ -1,0 +1,297 @@
+//! The host agent's end of the host link: accepting TCP links and connecting to the
+//! virtio-serial channels of this host's guests, registering each guest, then passing
+//! messages both ways.
+
+use std::time::Duration;
+
+use hvcluster_common::hostlink::LinkMessage;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{pump, safe_name, spawn_reader, LinkKey, LinkReader, LinkWriter, LINK_TIMEOUT};
+
+/// What a host-link connection tells the host agent.
+#[derive(Debug)]
+pub enum LinkInput {
+    /// A guest registered; send it messages through `tx`.
+    Registered {
+        /// Connection id.
+        conn: u64,
+        /// Guest cluster.
+        cluster: String,
+        /// Node name.
+        node: String,
+        /// Node id in its guest cluster.
+        node_id: u32,
+        /// The guest agent's incarnation.
+        incarnation: u64,
+        /// Its domain, if it said.
+        domain: Option<String>,
+        /// Where messages for it go.
+        tx: tokio::sync::mpsc::Sender<LinkMessage>,
+    },
+    /// A registered guest sent a message.
+    Message {
+        /// Connection id.
+        conn: u64,
+        /// The message.
+        message: LinkMessage,
+    },
+    /// A connection ended (registered or not).
+    Closed {
+        /// Connection id.
+        conn: u64,
+        /// Who it was, if it had registered.
+        guest: Option<String>,
+        /// Why.
+        why: String,
+    },
+}
+
+/// This host as the link's server: its name, node id and incarnation.
+#[derive(Debug, Clone)]
+pub struct ServerIdentity {
+    /// Host name.
+    pub host: String,
+    /// Node id in the host cluster.
+    pub node_id: u32,
+    /// The host agent's incarnation.
+    pub incarnation: u64,
+}
+
+/// Accepts host links on `listener` until the task is dropped; every connection is
+/// served by its own task.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    keys: std::sync::Arc<Vec<LinkKey>>,
+    me: ServerIdentity,
+    inputs: tokio::sync::mpsc::Sender<LinkInput>,
+) {
+    let mut next_conn = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                next_conn += 1;
+                let conn = next_conn;
+                let (keys, me, inputs) = (keys.clone(), me.clone(), inputs.clone());
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs).await;
+                    tracing::info!(conn, %from, guest = ?guest, %why, "host link closed");
+                    let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot accept a host link");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection: identify and register the guest, then pass messages both
+/// ways until it ends. Returns who it was and why it ended.
+async fn serve_connection<R, W>(
+    r: R,
+    w: W,
+    conn: u64,
+    keys: &[LinkKey],
+    me: &ServerIdentity,
+    inputs: &tokio::sync::mpsc::Sender<LinkInput>,
+) -> (Option<String>, String)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = LinkReader::new(r);
+    // The first frame says which guest cluster speaks: the key that authenticates it.
+    let raw = match reader.next_raw().await {
+        Ok(raw) => raw,
+        Err(e) => return (None, e.to_string()),
+    };
+    let Some((key, header, first)) = keys
+        .iter()
+        .find_map(|k| reader.open(&raw, k).ok().map(|(h, m)| (k.clone(), h, m)))
+    else {
+        return (
+            None,
+            "first frame not signed by any configured guest cluster".into(),
+        );
+    };
+    let mut writer = LinkWriter::new(w, key.clone(), me.node_id, me.incarnation);
+    let LinkMessage::Register {
+        cluster,
+        node,
+        node_id,
+        domain,
+    } = first
+    else {
+        return (
+            None,
+            format!("first message is not a registration: {first:?}"),
+        );
+    };
+    if cluster != key.cluster || node_id != header.sender {
+        let reason = format!(
+            "registration as {node} (node {node_id}) of {cluster} does not match its frames \
+             (guest cluster {}, node {})",
+            key.cluster, header.sender
+        );
+        let _ = writer
+            .send(&LinkMessage::Refused {
+                reason: reason.clone(),
+            })
+            .await;
+        return (None, reason);
+    }
+    if let Some(bad) = [Some(&node), domain.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|v| !safe_name(v))
+    {
+        let reason = format!(
+            "{bad:?} is not a valid node or domain name (letters, digits, '.', '-', '_', \
+             at most 128)"
+        );
+        let _ = writer
+            .send(&LinkMessage::Refused {
+                reason: reason.clone(),
+            })
+            .await;
+        return (None, reason);
+    }
+    let who = format!("{node} of {cluster}");
+    // A registration recorded elsewhere and replayed here cannot sign the answer to a
+    // nonce of this connection.
+    let nonce: u64 = rand::random();
+    if let Err(e) = writer
+        .send(&LinkMessage::Registered {
+            host: me.host.clone(),
+            nonce,
+        })
+        .await
+    {
+        return (Some(who), e.to_string());
+    }
+    // A guest on a virtio-serial port may have written registrations while nobody was
+    // at this end; they arrive now, before its confirmation, and are passed over.
+    loop {
+        let next = tokio::time::timeout(LINK_TIMEOUT, reader.next(&key)).await;
+        match next {
+            Ok(Ok((_, LinkMessage::Confirm { nonce: n }))) if n == nonce => break,
+            Ok(Ok((_, LinkMessage::Register { .. }))) => continue,
+            Ok(Ok((_, other))) => {
+                return (
+                    None,
+                    format!("registration of {who} not confirmed (got {other:?})"),
+                )
+            }
+            Ok(Err(e)) => return (None, format!("registration of {who} not confirmed: {e}")),
+            Err(_) => {
+                return (
+                    None,
+                    format!("registration of {who} not confirmed within {LINK_TIMEOUT:?}"),
+                )
+            }
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let registered = LinkInput::Registered {
+        conn,
+        cluster,
+        node,
+        node_id,
+        incarnation: header.incarnation,
+        domain,
+        tx,
+    };
+    if inputs.send(registered).await.is_err() {
+        return (Some(who), "the agent is stopping".into());
+    }
+    let (read_task, mut in_rx) = spawn_reader(reader, key.clone());
+    let why = pump(&mut writer, &mut rx, &mut in_rx, |message| {
+        let inputs = inputs.clone();
+        async move {
+            let _ = inputs.send(LinkInput::Message { conn, message }).await;
+        }
+    })
+    .await;
+    read_task.abort();
+    (Some(who), why)
+}
+
+/// Connection ids of virtio-serial channels start here (those of TCP links from 1).
+const CHANNEL_CONNS: u64 = 1 << 62;
+
+/// Serves the virtio-serial host links of this host's guests: each guest's channel is a
+/// Unix socket in `dir` (libvirt `<channel type='unix'>`, `<source mode='bind'
+/// path='DIR/DOMAIN.sock'/>`, `<target type='virtio' name='org.hvcluster.link'/>`),
+/// where QEMU listens. Every second, each socket not connected yet is connected to and
+/// served like an accepted TCP link; a channel whose connection ends is connected again
+/// (the guest started again, or was migrated back).
+pub async fn serve_channels(
+    dir: std::path::PathBuf,
+    keys: std::sync::Arc<Vec<LinkKey>>,
+    me: ServerIdentity,
+    inputs: tokio::sync::mpsc::Sender<LinkInput>,
+) {
+    let connected = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::<
+        std::path::PathBuf,
+    >::new()));
+    let mut next_conn = CHANNEL_CONNS;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut unreadable = false;
+    loop {
+        tick.tick().await;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                unreadable = false;
+                entries
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut unreadable, true) {
+                    tracing::warn!(dir = %dir.display(), cause = %e, "cannot read the channel directory (read again every second)");
+                }
+                continue;
+            }
+        };
+        let sockets: Vec<std::path::PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+            .collect();
+        for path in sockets {
+            if !connected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(path.clone())
+            {
+                continue;
+            }
+            let Ok(stream) = tokio::net::UnixStream::connect(&path).await else {
+                // Nobody listens (the guest is off): tried again next time.
+                connected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&path);
+                continue;
+            };
+            next_conn += 1;
+            let conn = next_conn;
+            let (keys, me, inputs, connected) =
+                (keys.clone(), me.clone(), inputs.clone(), connected.clone());
+            tokio::spawn(async move {
+                let (r, w) = stream.into_split();
+                let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs).await;
+                tracing::info!(conn, channel = %path.display(), guest = ?guest, %why, "host link closed");
+                let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
+                // A pause before connecting again: a guest that is not up yet.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                connected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&path);
+            });
+        }
+    }
+}
