@@ -118,11 +118,6 @@ impl Libvirt {
         Ok(c)
     }
 
-    /// The URI this connects to.
-    pub fn uri(&self) -> &str {
-        &self.uri
-    }
-
     fn lookup(conn: &Connect, name: &str) -> Result<Domain, String> {
         Self::find(conn, name)?.ok_or_else(|| format!("no domain {name:?} here"))
     }
@@ -381,28 +376,6 @@ fn state_of(d: &Domain) -> State {
     }
 }
 
-/// A host description for libvirt's test driver (`test:///PATH`) with `domains` running
-/// and `defined` shut off, each with 1 GiB. Used by tests.
-pub fn test_driver_xml(domains: &[String], defined: &[String]) -> String {
-    let mut out = String::from(
-        "<node>\n  <cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>\
-         <active>2</active><mhz>2000</mhz><model>lab</model></cpu>\n  <memory>8388608</memory>\n",
-    );
-    let running = domains.iter().map(|n| (n, false));
-    let off = defined.iter().map(|n| (n, true));
-    for (name, shut_off) in running.chain(off) {
-        let xml = test_domain_xml(name, 1_048_576);
-        let xml = if shut_off {
-            xml.replace("</domain>", "<test:runstate>5</test:runstate></domain>")
-        } else {
-            xml
-        };
-        out.push_str(&format!("  {xml}\n"));
-    }
-    out.push_str("</node>\n");
-    out
-}
-
 /// The definition of a domain for libvirt's test driver, with a UUID derived from its
 /// name (so the same name is the same domain on every host), `memory_kib` of memory and
 /// one virtual CPU.
@@ -437,6 +410,28 @@ pub fn uuid_of(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host description for libvirt's test driver (`test:///PATH`) with `domains` running
+    /// and `defined` shut off, each with 1 GiB.
+    fn test_driver_xml(domains: &[String], defined: &[String]) -> String {
+        let mut out = String::from(
+            "<node>\n  <cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>\
+             <active>2</active><mhz>2000</mhz><model>lab</model></cpu>\n  <memory>8388608</memory>\n",
+        );
+        let running = domains.iter().map(|n| (n, false));
+        let off = defined.iter().map(|n| (n, true));
+        for (name, shut_off) in running.chain(off) {
+            let xml = test_domain_xml(name, 1_048_576);
+            let xml = if shut_off {
+                xml.replace("</domain>", "<test:runstate>5</test:runstate></domain>")
+            } else {
+                xml
+            };
+            out.push_str(&format!("  {xml}\n"));
+        }
+        out.push_str("</node>\n");
+        out
+    }
 
     #[test]
     fn a_test_driver_host_runs_the_domains_it_describes() {

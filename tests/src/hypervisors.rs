@@ -42,7 +42,7 @@ remember_owner = 0\nsecurity_driver = \"none\"\ncgroup_controllers = [ ]\nnamesp
 stdio_handler = \"file\"\n";
 
 impl LabCluster {
-    pub(crate) fn libvirt_dir(&self, host: &str) -> PathBuf {
+    fn libvirt_dir(&self, host: &str) -> PathBuf {
         self.dir.join(host).join("libvirt")
     }
 

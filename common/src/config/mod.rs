@@ -7,6 +7,7 @@
 
 mod fencing;
 pub mod guest;
+mod hypervisor;
 mod load;
 mod locate;
 mod rules;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use fencing::{DeviceKind, FenceDevice, FencingSection};
+pub use hypervisor::{DoubleRunPolicy, HaDomainEntry, HypervisorSection, VmHaSection};
 pub use load::Loaded;
 pub use locate::{display_path, line_of, Seg};
 use rules::Problems;
@@ -90,112 +92,6 @@ pub struct ClusterConfig {
     /// `[vm_ha]`: domains restarted on the surviving hosts when their host is fenced.
     #[serde(default)]
     pub vm_ha: VmHaSection,
-}
-
-/// `[hypervisor]` of cluster.toml: how the host agent controls the guests it runs.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HypervisorSection {
-    /// libvirt connection URI of this host's hypervisor (e.g. `qemu:///system`); guests
-    /// are destroyed through it when no `destroy_command` is given.
-    #[serde(default)]
-    pub uri: Option<String>,
-    /// Command that destroys (powers off at once) a guest of this host, run through
-    /// `/bin/sh -c` with `{domain}`, `{node}`, `{cluster}` and `{host}` replaced; exit 0
-    /// means the guest is off. None: guests cannot be killed through the hosts.
-    #[serde(default)]
-    pub destroy_command: Option<String>,
-    /// Bound on the destroy command, ms.
-    #[serde(default = "default_destroy_timeout_ms")]
-    pub destroy_timeout_ms: u64,
-    /// What this host does when a domain starts running here while another host not
-    /// proved down already runs it (started behind the cluster's back).
-    #[serde(default)]
-    pub double_run: DoubleRunPolicy,
-    /// When set, a guest killed through libvirt first gets an NMI (to panic into its
-    /// crash kernel and write a dump) and is destroyed this many ms later. None: destroyed
-    /// at once.
-    #[serde(default)]
-    pub kill_nmi_ms: Option<u64>,
-}
-
-impl Default for HypervisorSection {
-    fn default() -> Self {
-        HypervisorSection {
-            uri: None,
-            destroy_command: None,
-            destroy_timeout_ms: default_destroy_timeout_ms(),
-            double_run: DoubleRunPolicy::default(),
-            kill_nmi_ms: None,
-        }
-    }
-}
-
-/// `[vm_ha]` of cluster.toml.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct VmHaSection {
-    /// Most virtual CPUs per physical CPU a host may run after a restart.
-    #[serde(default = "default_vcpu_ratio")]
-    pub vcpu_ratio: f64,
-    /// Time a host that failed to start a domain is left out for it before it is tried
-    /// again, ms.
-    #[serde(default = "default_retry_ms")]
-    pub retry_ms: u64,
-    /// The highly available domains.
-    #[serde(rename = "domain", default)]
-    pub domains: Vec<HaDomainEntry>,
-}
-
-impl Default for VmHaSection {
-    fn default() -> Self {
-        VmHaSection {
-            vcpu_ratio: default_vcpu_ratio(),
-            retry_ms: default_retry_ms(),
-            domains: Vec::new(),
-        }
-    }
-}
-
-fn default_vcpu_ratio() -> f64 {
-    4.0
-}
-
-fn default_retry_ms() -> u64 {
-    30_000
-}
-
-/// `[[vm_ha.domain]]`: one highly available domain, defined on every host that may run
-/// it (shared storage).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HaDomainEntry {
-    /// Domain name (as libvirt knows it).
-    pub name: String,
-    /// Restart order after a host failure: lower first.
-    #[serde(default = "default_ha_priority")]
-    pub priority: u32,
-}
-
-fn default_ha_priority() -> u32 {
-    100
-}
-
-/// `[hypervisor] double_run`: what to do with a domain that runs on two hosts.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum DoubleRunPolicy {
-    /// Keep the instance that ran first (the one the cluster started: every start
-    /// through the cluster is refused while the domain runs elsewhere) and destroy the
-    /// one that appeared later, on the host where it appeared.
-    #[default]
-    DestroyNewer,
-    /// Only raise the alarm; an operator decides which instance to destroy.
-    Alarm,
-}
-
-fn default_destroy_timeout_ms() -> u64 {
-    30_000
 }
 
 /// Default TCP port of the host link.

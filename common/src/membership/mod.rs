@@ -100,7 +100,7 @@ pub struct PeerView {
 }
 
 /// The payload of a heartbeat frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Index of the interconnect it was sent on.
     pub interconnect: u8,
@@ -374,15 +374,8 @@ impl Membership {
                     state: p.state,
                 })
                 .collect(),
-            down: Vec::new(),
-            guests: Vec::new(),
-            kill_orders: Vec::new(),
-            kill_answers: Vec::new(),
-            domains: Vec::new(),
-            capacity: None,
-            ha_plan: Vec::new(),
-            ha_failed: Vec::new(),
-            ha_lost: Vec::new(),
+            // The agent fills in what it shares beyond membership.
+            ..Heartbeat::default()
         }
     }
 

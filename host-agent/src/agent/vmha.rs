@@ -138,7 +138,9 @@ impl Agent {
             Some(c) => self.vm_ha.remote_capacity.insert(from, c),
             None => self.vm_ha.remote_capacity.remove(&from),
         };
-        self.vm_ha.remote_failed.insert(from, hb.ha_failed.clone());
+        if self.vm_ha.remote_failed.get(&from) != Some(&hb.ha_failed) {
+            self.vm_ha.remote_failed.insert(from, hb.ha_failed.clone());
+        }
         let unknown: Vec<&HaLost> = hb
             .ha_lost
             .iter()
@@ -193,6 +195,10 @@ impl Agent {
         for u in &expired {
             self.vm_ha.failed.remove(u);
             self.vm_ha.acted.remove(u);
+        }
+        if self.vm_ha.lost.is_empty() && self.vm_ha.plan.is_empty() {
+            // Nothing lost, nothing assigned: the usual second of a healthy cluster.
+            return;
         }
         let running: BTreeMap<String, NodeId> = self
             .domain_holders()

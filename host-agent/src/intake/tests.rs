@@ -22,17 +22,7 @@ fn heartbeat(interconnect: u8) -> Heartbeat {
         quorate: true,
         votes: 2,
         config_digest: [7; 16],
-        domains_version: 0,
-        view: Vec::new(),
-        down: Vec::new(),
-        guests: Vec::new(),
-        kill_orders: Vec::new(),
-        kill_answers: Vec::new(),
-        domains: Vec::new(),
-        capacity: None,
-        ha_plan: Vec::new(),
-        ha_failed: Vec::new(),
-        ha_lost: Vec::new(),
+        ..Heartbeat::default()
     }
 }
 
