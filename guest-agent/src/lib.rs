@@ -7,7 +7,6 @@ mod describe;
 mod link;
 
 pub use hvcluster_host_agent::resources;
-mod state;
 
 use std::path::PathBuf;
 
@@ -43,7 +42,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let names = config.nodes.iter().map(|n| n.name.as_str());
     daemon::require_member(&options.config, "[[node]]", &options.node, names)?;
     daemon::runtime("hv-guestd")?.block_on(async move {
-        for warning in resources::fill_defaults(&mut loaded.config).await {
+        for warning in resources::fill_defaults(&mut loaded.config.applications).await {
             tracing::warn!("{warning}");
         }
         let agent = Agent::start(loaded, &options.node).await?;

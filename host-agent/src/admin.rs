@@ -94,7 +94,12 @@ impl Dispatch for HostDispatch {
             | Request::VmStart { .. }
             | Request::VmStop { .. }
             | Request::VmSuspend { .. }
-            | Request::VmResume { .. }) => {
+            | Request::VmResume { .. }
+            | Request::AppSwitch { .. }
+            | Request::AppOnline { .. }
+            | Request::AppOffline { .. }
+            | Request::AppClear { .. }
+            | Request::AppMaintenance { .. }) => {
                 forward(&self.0, request, Input::Admin, |s| {
                     Response::Status(Box::new(s))
                 })

@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod agent;
+pub mod apps;
 pub mod child;
 pub mod counters;
 pub mod daemon;
@@ -61,6 +62,9 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     // Before the runtime starts, so every thread inherits the scheduling class.
     let prepared = process::prepare(&config.load_watchdog);
     daemon::runtime("hv-hostd")?.block_on(async move {
+        for warning in resources::fill_defaults(&mut loaded.config.applications).await {
+            tracing::warn!("{warning}");
+        }
         let agent = Agent::start(loaded, &options.host, prepared).await?;
         agent.run_until(daemon::shutdown_signal()).await
     })

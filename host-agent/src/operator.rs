@@ -208,7 +208,7 @@ fn host_name(config: &ClusterConfig, id: NodeId) -> String {
 }
 
 /// What the machine refused, with what to do instead, in host names.
-fn refusal_text(
+pub(crate) fn refusal_text(
     config: &ClusterConfig,
     membership: &Membership,
     driver: &FenceDriver,

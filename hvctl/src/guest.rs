@@ -26,7 +26,8 @@ pub fn status(s: &GuestStatus) -> String {
     if s.applications.is_empty() {
         out.push_str("no application is configured ([[application]] in guest.toml)\n");
     } else {
-        out.push_str(&applications_table(s));
+        let names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+        out.push_str(&applications_table(&names, &s.node, &s.applications));
     }
     out.push_str(&crate::render::dropped_frames(&s.counters));
     out
@@ -84,10 +85,10 @@ pub fn node_reason(n: &GuestNodeLine) -> String {
     }
 }
 
-fn applications_table(s: &GuestStatus) -> String {
-    // One column per node of the cluster, in its order; a node outside an application's
-    // node list shows `-` there.
-    let names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+/// The applications table: one column per node (or host) of the cluster, in `names`'
+/// order (a node outside an application's node list shows `-` there); the resources
+/// column is as `me` runs them.
+pub fn applications_table(names: &[&str], me: &str, applications: &[AppLine]) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
     let mut header = vec!["application".to_string(), "state".into()];
@@ -95,11 +96,11 @@ fn applications_table(s: &GuestStatus) -> String {
     header.extend([
         "online on".to_string(),
         "faults".into(),
-        format!("resources on {}", s.node),
+        format!("resources on {me}"),
         "notes".into(),
     ]);
     t.set_header(header);
-    for a in &s.applications {
+    for a in applications {
         let mut row = vec![a.name.clone(), a.state.to_string()];
         row.extend(names.iter().map(|n| {
             a.nodes

@@ -77,8 +77,8 @@ enum Command {
         #[command(subcommand)]
         command: HostCommand,
     },
-    /// Act on a userApplication of a guest cluster: switch, online, offline, clear,
-    /// maintenance (guest agent).
+    /// Act on a userApplication: switch, online, offline, clear, maintenance (a guest
+    /// cluster's on its guest agent, a host-side one on the host agent).
     App {
         #[command(subcommand)]
         command: AppCommand,
@@ -101,13 +101,15 @@ enum Command {
 }
 
 const APP_HELP: &str = "\
-Run inside a guest of the guest cluster: the guest agent there carries the command out
-and tells every other node. The command is answered once the new placement is decided;
-the start and stop themselves follow: watch them with `hvctl events -f` and
-`hvctl status`.
+For an application of a guest cluster, run it inside a guest of that cluster: the guest
+agent there carries the command out and tells every other node. For a host-side
+application ([[application]] of cluster.toml, e.g. a VM under hv-guest resources), run
+it on any host: the nodes are then hosts. The command is answered once the new
+placement is decided; the start and stop themselves follow: watch them with
+`hvctl events -f` and `hvctl status`.
 
 Every app command but `maintenance` is refused while the application is in maintenance
-mode, and for a name that is not an [[application]] of guest.toml.
+mode, and for a name that is not an [[application]] of the agent's configuration.
 
 Exit status: 0 done, 1 refused by the agent (its reason is printed), 2 the agent cannot
 be reached or the command line is wrong.";
@@ -130,7 +132,7 @@ enum AppCommand {
     ///   hvctl app switch web           to the next node in priority order
     #[command(verbatim_doc_comment, after_help = APP_HELP)]
     Switch {
-        /// Application name, as in guest.toml.
+        /// Application name, as in guest.toml (cluster.toml for a host-side one).
         app: String,
         /// Target node; the best other node when absent.
         node: Option<String>,
@@ -144,7 +146,7 @@ enum AppCommand {
     ///   hvctl app online web
     #[command(verbatim_doc_comment, after_help = APP_HELP)]
     Online {
-        /// Application name, as in guest.toml.
+        /// Application name, as in guest.toml (cluster.toml for a host-side one).
         app: String,
     },
     /// Take an application Offline on every node
@@ -156,7 +158,7 @@ enum AppCommand {
     ///   hvctl app offline web
     #[command(verbatim_doc_comment, after_help = APP_HELP)]
     Offline {
-        /// Application name, as in guest.toml.
+        /// Application name, as in guest.toml (cluster.toml for a host-side one).
         app: String,
     },
     /// Clear an application's faults on every node
@@ -169,7 +171,7 @@ enum AppCommand {
     ///   hvctl app clear web
     #[command(verbatim_doc_comment, after_help = APP_HELP)]
     Clear {
-        /// Application name, as in guest.toml.
+        /// Application name, as in guest.toml (cluster.toml for a host-side one).
         app: String,
     },
     /// Switch maintenance mode on or off
@@ -184,7 +186,7 @@ enum AppCommand {
     ///   hvctl app maintenance web off
     #[command(verbatim_doc_comment, after_help = APP_HELP)]
     Maintenance {
-        /// Application name, as in guest.toml.
+        /// Application name, as in guest.toml (cluster.toml for a host-side one).
         app: String,
         /// `on` or `off`.
         mode: OnOff,

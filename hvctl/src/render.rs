@@ -200,6 +200,15 @@ pub fn status(s: &HostStatus) -> String {
     if !s.domains.is_empty() {
         out.push_str(&domains(s));
     }
+    if !s.applications.is_empty() {
+        let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+        out.push_str("host-side applications:\n");
+        out.push_str(&crate::guest::applications_table(
+            &names,
+            &s.host,
+            &s.applications,
+        ));
+    }
     out.push_str(&dropped_frames(&s.counters));
     if let Some(n) = s.counters.get("kdump_refused") {
         out.push_str(&format!("panic notices refused (unknown sender): {n}\n"));
@@ -646,8 +655,28 @@ mod tests {
                 domain: None,
             }],
             hypervisor_problem: Some("libvirt did not answer within 10 s".into()),
+            applications: vec![hvcluster_common::admin::AppLine {
+                name: "vm-db".into(),
+                state: hvcluster_common::application::AppState::Online,
+                online_on: Some("h3".into()),
+                target: Some("h3".into()),
+                maintenance: false,
+                nodes: vec![hvcluster_common::admin::AppNodeLine {
+                    node: "h3".into(),
+                    state: hvcluster_common::application::AppState::Online,
+                    fault: None,
+                }],
+                resources: Vec::new(),
+            }],
         };
         let table = status(&s);
+        assert!(table.contains("host-side applications:"), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains("vm-db") && l.matches("Online").count() == 2),
+            "the application's row names its state and its state on h3: {table}"
+        );
         assert!(
             table.contains("hypervisor: DEGRADED, libvirt did not answer within 10 s"),
             "{table}"

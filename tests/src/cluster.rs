@@ -76,6 +76,10 @@ pub struct ClusterSpec {
     /// The cluster's `[vm_ha]` section, as written in cluster.toml.
     #[serde(default)]
     pub vm_ha: Option<toml::Table>,
+    /// Host-side applications, as `[[application]]` tables of cluster.toml (their
+    /// nodes are hosts).
+    #[serde(default, rename = "host_application")]
+    pub host_applications: Vec<toml::Table>,
 }
 
 fn default_host_link() -> bool {
@@ -287,6 +291,8 @@ impl LabCluster {
             .arg("--psi-source")
             .arg(self.psi_source(host)?)
             .env("HV_LOG", "info")
+            // Host-side application scripts call the suite's own tools (hv-guest).
+            .env("PATH", with_bin_dir(&self.bin_dir))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -494,6 +500,13 @@ pub fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// PATH with `bin_dir` first.
+fn with_bin_dir(bin_dir: &Path) -> std::ffi::OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let dirs = std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&rest));
+    std::env::join_paths(dirs).unwrap_or(rest)
+}
+
 fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
     let mut out = format!(
         "# Written by hvlab for lab {id}.\n[cluster]\nname = \"lab-{id}\"\nkey_file = \"cluster.key\"\n\n\
@@ -542,6 +555,16 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
         let mut section = toml::Table::new();
         section.insert("vm_ha".into(), toml::Value::Table(vm_ha.clone()));
         out.push_str(&toml::to_string(&section)?);
+        out.push('\n');
+    }
+    if !spec.host_applications.is_empty() {
+        let mut apps = toml::Table::new();
+        let list = spec.host_applications.iter().cloned();
+        apps.insert(
+            "application".into(),
+            toml::Value::Array(list.map(toml::Value::Table).collect()),
+        );
+        out.push_str(&toml::to_string(&apps)?);
         out.push('\n');
     }
     if linked {

@@ -223,6 +223,9 @@ pub struct HostStatus {
     /// hanging): the host is degraded, its domain list is the last one it could read.
     #[serde(default)]
     pub hypervisor_problem: Option<String>,
+    /// Host-side applications (`[[application]]` of cluster.toml), as this host sees them.
+    #[serde(default)]
+    pub applications: Vec<AppLine>,
 }
 
 /// A domain running (or paused) on a host.

@@ -368,7 +368,11 @@ struct App {
     shown: AppState,
 }
 
-/// The userApplication engine of one guest node.
+/// How the engine's messages tell a guest cluster's operator to prove a node down.
+const GUEST_DOWN_COMMAND: &str = "hvctl node down";
+
+/// The userApplication engine of one node (a guest, or a host for host-side
+/// applications).
 #[derive(Debug)]
 pub struct Engine {
     me: NodeId,
@@ -380,6 +384,8 @@ pub struct Engine {
     next_op: u64,
     leaving: bool,
     names: BTreeMap<NodeId, String>,
+    /// The command that proves a node down, for the messages the engine writes.
+    down_command: &'static str,
 }
 
 impl Engine {
@@ -422,7 +428,15 @@ impl Engine {
             next_op: 1,
             leaving: false,
             names: BTreeMap::new(),
+            down_command: GUEST_DOWN_COMMAND,
         }
+    }
+
+    /// The operator command that proves a node down, as the engine's messages name it
+    /// (`hvctl node down` for guests; the host agent's engine uses `hvctl host
+    /// confirm-down`).
+    pub fn set_down_command(&mut self, command: &'static str) {
+        self.down_command = command;
     }
 
     /// Node names for the messages the engine writes (otherwise `node N`).
@@ -457,6 +471,9 @@ impl Engine {
             }
         }
         out.push_str(rest);
+        if self.down_command != GUEST_DOWN_COMMAND {
+            out = out.replace(GUEST_DOWN_COMMAND, self.down_command);
+        }
         out
     }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::config::guest::{
-    CmdlineFlag, GuestConfig, ResourceKind, StandbyTransition, SwitchTrigger,
+    ApplicationConfig, CmdlineFlag, GuestConfig, ResourceKind, StandbyTransition, SwitchTrigger,
     DEFAULT_CHECK_INTERVAL_S,
 };
 use crate::config::NodeId;
@@ -54,9 +54,18 @@ pub struct ResourceSpec {
 impl AppSpec {
     /// The engine's view of every application of a validated configuration.
     pub fn from_config(config: &GuestConfig) -> Vec<AppSpec> {
-        let id_of = |name: &str| config.node(name).map(|n| n.node_id);
-        config
-            .applications
+        Self::from_applications(&config.applications, |name| {
+            config.node(name).map(|n| n.node_id)
+        })
+    }
+
+    /// The engine's view of validated `[[application]]` entries, whose node names
+    /// `id_of` turns into node ids (guest nodes, or hosts for host-side applications).
+    pub fn from_applications(
+        applications: &[ApplicationConfig],
+        id_of: impl Fn(&str) -> Option<NodeId>,
+    ) -> Vec<AppSpec> {
+        applications
             .iter()
             .map(|a| AppSpec {
                 name: a.name.clone(),

@@ -92,6 +92,10 @@ pub struct ClusterConfig {
     /// `[vm_ha]`: domains restarted on the surviving hosts when their host is fenced.
     #[serde(default)]
     pub vm_ha: VmHaSection,
+    /// `[[application]]`: host-side userApplications (e.g. a VM made highly available
+    /// with `hv-guest` resources), run by the host agents with the application engine.
+    #[serde(rename = "application", default)]
+    pub applications: Vec<guest::ApplicationConfig>,
 }
 
 /// Default TCP port of the host link.
@@ -427,7 +431,8 @@ impl ClusterConfig {
         load::load_str(path, text)
     }
 
-    /// Digest of everything peers must agree on (hosts, interconnects, timings).
+    /// Digest of everything peers must agree on (hosts, interconnects, timings,
+    /// applications).
     pub fn digest(&self) -> [u8; 16] {
         #[derive(Serialize)]
         struct Shared<'a> {
@@ -437,6 +442,7 @@ impl ClusterConfig {
             interconnects: &'a [Interconnect],
             hosts: &'a [HostEntry],
             hung_limit_ms: u64,
+            applications: &'a [guest::ApplicationConfig],
         }
         let shared = Shared {
             name: &self.cluster.name,
@@ -445,6 +451,7 @@ impl ClusterConfig {
             interconnects: &self.interconnects,
             hosts: &self.hosts,
             hung_limit_ms: self.load_watchdog.hung_limit_ms,
+            applications: &self.applications,
         };
         load::digest_of(&shared)
     }

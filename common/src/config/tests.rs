@@ -362,3 +362,38 @@ fn vm_ha_and_the_double_run_policy_load_and_are_checked() {
     let ok = load(&format!("{GOOD}\n[hypervisor]\nkill_nmi_ms = 5000\n")).unwrap();
     assert_eq!(ok.config.hypervisor.kill_nmi_ms, Some(5000));
 }
+
+#[test]
+fn host_side_applications_load_and_name_hosts() {
+    let app = "\n[[application]]\nname = \"vm-db\"\nnodes = [\"h2\", \"h1\"]\n\n\
+               [[application.resource]]\nname = \"guest\"\ntype = \"cmdline\"\n\
+               start = \"hv-guest start db\"\nstop = \"hv-guest stop db\"\n\
+               check = \"hv-guest check db\"\nflags = [\"ALLEXITCODES\"]\n";
+    let ok = load(&format!("{GOOD}{app}")).unwrap();
+    assert_eq!(ok.config.applications[0].nodes, ["h2", "h1"]);
+    assert_ne!(
+        ok.digest,
+        load(GOOD).unwrap().digest,
+        "every host must agree"
+    );
+
+    let err = load(&format!(
+        "{GOOD}{}\n[[application.resource]]\nname = \"ip\"\ntype = \"vip\"\n\
+         address = \"198.18.0.2/24\"\ninterface = \"eth0\"\n",
+        app.replace("[\"h2\", \"h1\"]", "[\"h2\", \"vm1\"]")
+    ))
+    .unwrap_err();
+    let found = |key: &str, words: &str| {
+        err.problems
+            .iter()
+            .any(|p| p.key == key && p.message.contains(words))
+    };
+    assert!(
+        found("application[0].nodes[1]", "no [[host]] named \"vm1\""),
+        "{err}"
+    );
+    assert!(
+        found("application[0].resource[1].address", "host h2's address"),
+        "{err}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Semantic checks of a parsed `cluster.toml`, each naming its key and line.
 
+use super::guest::validate::{check_applications, Members};
 use super::locate::Seg;
 use super::rules::{self, ClusterKind, EntryNames, MemberRules, Problems};
 use super::ClusterConfig;
@@ -17,6 +18,15 @@ pub(super) fn validate(config: &ClusterConfig, c: &mut Problems<'_>) -> Option<V
     check_quorum(c, config);
     check_fencing(c, config);
     check_host_link(c, config);
+    let members = Members {
+        table: "host",
+        list: config
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), &h.addresses))
+            .collect(),
+    };
+    check_applications(c, &config.applications, &members);
     key
 }
 

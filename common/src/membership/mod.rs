@@ -135,6 +135,9 @@ pub struct Heartbeat {
     pub ha_failed: Vec<crate::hostlink::HaFailure>,
     /// VM HA domains the sender holds lost (not running anywhere yet).
     pub ha_lost: Vec<crate::hostlink::HaLost>,
+    /// The sender's application engine: placements and reports of the host-side
+    /// applications (empty without any).
+    pub gossip: crate::application::Gossip,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.

@@ -2,14 +2,12 @@
 //! and the application engine, feeds them what arrives and performs what they return.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hvcluster_common::admin::{GuestNodeState, GuestStatus, Request, Response};
 use hvcluster_common::application::{
-    AppAction, AppSpec, Command, DownProof, Engine, GuestHeartbeat, GuestNodes, NodeChange,
-    OpOutcome,
+    AppAction, Command, DownProof, Engine, GuestHeartbeat, GuestNodes, NodeChange, OpOutcome,
 };
 use hvcluster_common::config::guest::{GuestConfig, LoadedGuestConfig};
 use hvcluster_common::config::NodeId;
@@ -28,14 +26,10 @@ mod linked;
 use linked::{start_host_link, KILL_STAGGER};
 
 use crate::describe;
-use crate::resources::{self, OpRequest};
-use crate::state;
-use hvcluster_common::application::outcome::OpKind;
+use hvcluster_host_agent::apps::Apps;
 
 /// How often the loop ticks the cores.
 const TICK: Duration = Duration::from_millis(20);
-/// Longest wait for the applications to stop at shutdown.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(900);
 
 /// What the driver loop receives from its tasks.
 #[derive(Debug)]
@@ -80,9 +74,7 @@ pub struct Agent {
     member: Member<Input, GuestHeartbeat>,
     membership: Membership,
     nodes: GuestNodes,
-    engine: Engine,
-    state_file: PathBuf,
-    announce: bool,
+    apps: Apps,
     declared_dead: bool,
     /// Sends messages to the host agent, when the host link is configured.
     link: Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
@@ -135,17 +127,11 @@ impl Agent {
         if let Some(port) = &config.admin.port {
             member.serve_admin_port(port, dispatch);
         }
-        let events = &member.events;
         let state_dir = config.cluster.state_dir.clone();
         std::fs::create_dir_all(&state_dir).with_context(|| {
             format!("cannot create the state directory {}", state_dir.display())
         })?;
         let incarnation = incarnation::next(&state_dir);
-        let state_file = state::path(&state_dir);
-        let (persistent, problem) = state::load(&state_file);
-        if let Some(problem) = problem {
-            events.record(Some(node), "state_unreadable", problem, json!({}));
-        }
         let ids: Vec<NodeId> = config.nodes.iter().map(|n| n.node_id).collect();
         let membership = Membership::new(
             membership_config(&config, me, digest),
@@ -157,14 +143,20 @@ impl Agent {
             &ids,
             Duration::from_millis(config.heartbeat.dead_after_ms),
         );
-        let mut engine = Engine::new(me, AppSpec::from_config(&config), &persistent, member.now());
-        engine.set_names(
-            config
-                .nodes
-                .iter()
-                .map(|n| (n.node_id, n.name.clone()))
-                .collect(),
+        let names = config
+            .nodes
+            .iter()
+            .map(|n| (n.node_id, n.name.clone()))
+            .collect();
+        let apps = Apps::open(
+            &member,
+            config.applications.clone(),
+            |n| config.node(n).map(|n| n.node_id),
+            &state_dir,
+            names,
+            Vec::new(),
         );
+        let events = &member.events;
         events.record(
             Some(node),
             "agent_started",
@@ -182,9 +174,7 @@ impl Agent {
             member,
             membership,
             nodes,
-            engine,
-            state_file,
-            announce: false,
+            apps,
             declared_dead: false,
             link,
             link_incarnation,
@@ -219,7 +209,7 @@ impl Agent {
                 _ = ticker.tick() => {
                     self.tick();
                     if let Some(since) = leaving {
-                        if self.engine.all_inactive() || since.elapsed() > SHUTDOWN_LIMIT {
+                        if self.apps.engine.all_inactive() || since.elapsed() > Apps::SHUTDOWN_LIMIT {
                             break;
                         }
                     }
@@ -228,7 +218,7 @@ impl Agent {
                     leaving = Some(Instant::now());
                     let node = self.member.own_name.clone();
                     self.member.events.record(Some(&node), "agent_stopping", format!("{node}: shutting down: stopping the applications running here (reason SHUT)"), json!({}));
-                    let actions = self.engine.shutdown(self.now());
+                    let actions = self.apps.engine.shutdown(self.now());
                     self.perform_apps(actions);
                 }
             }
@@ -253,7 +243,7 @@ impl Agent {
             }
             Input::Link(event) => self.on_link(event),
             Input::OpDone { id, outcome } => {
-                let actions = self.engine.on_result(self.now(), id, outcome);
+                let actions = self.apps.engine.on_result(self.now(), id, outcome);
                 self.perform_apps(actions);
             }
         }
@@ -265,12 +255,12 @@ impl Agent {
         let actions = self.membership.tick(now);
         self.perform(actions);
         self.update_nodes();
-        let actions = self.engine.tick(now);
+        let actions = self.apps.engine.tick(now);
         self.perform_apps(actions);
     }
 
     fn flush_announce(&mut self) {
-        if std::mem::take(&mut self.announce) {
+        if std::mem::take(&mut self.apps.announce) {
             self.send_heartbeats();
         }
     }
@@ -291,7 +281,7 @@ impl Agent {
             );
         }
         if !changes.is_empty() {
-            let actions = self.engine.set_nodes(self.now(), self.nodes.views());
+            let actions = self.apps.engine.set_nodes(self.now(), self.nodes.views());
             self.perform_apps(actions);
         }
         for c in changes
@@ -331,6 +321,7 @@ impl Agent {
         self.perform(actions);
         self.update_nodes();
         let actions = self
+            .apps
             .engine
             .on_gossip(now, sender, incarnation, &hb.payload.gossip);
         self.perform_apps(actions);
@@ -353,7 +344,7 @@ impl Agent {
                     format!("{node}: {by} holds this node DOWN: stopping every application here; restart hv-guestd to rejoin"),
                     json!({ "by": by }),
                 );
-                let actions = self.engine.abandon(self.now());
+                let actions = self.apps.engine.abandon(self.now());
                 self.perform_apps(actions);
             }
             return;
@@ -396,81 +387,28 @@ impl Agent {
     }
 
     fn perform_apps(&mut self, actions: Vec<AppAction>) {
-        for action in actions {
-            match action {
-                AppAction::Run(op) => {
-                    let Some(app) = self.config.applications.get(op.app) else {
-                        continue;
-                    };
-                    let Some(resource) = app.resources.get(op.resource) else {
-                        continue;
-                    };
-                    self.member.counters.bump("resource_ops");
-                    if op.kind == OpKind::Check {
-                        tracing::debug!(app = %app.name, resource = %resource.name, "resource check");
-                    } else {
-                        tracing::info!(app = %app.name, resource = %resource.name, op = ?op.kind, reason = ?op.reason, "resource operation");
-                    }
-                    let request = OpRequest {
-                        app: app.name.clone(),
-                        node: self.member.own_name.clone(),
-                        resource: resource.clone(),
-                        kind: op.kind,
-                        reason: op.reason,
-                        auto_recover: op.auto_recover,
-                        forced: false,
-                    };
-                    let tx = self.member.tx.clone();
-                    let id = op.id;
-                    tokio::spawn(async move {
-                        let outcome = resources::run(request).await;
-                        let _ = tx.send(Input::OpDone { id, outcome }).await;
-                    });
-                }
-                AppAction::Event(e) => {
-                    let (subject, kind, message) = describe::app_event(&e, |n| self.name(n));
-                    self.member.events.record(
-                        Some(&subject),
-                        kind,
-                        message,
-                        serde_json::to_value(&e).unwrap_or_default(),
-                    );
-                }
-                AppAction::Persist => {
-                    if let Err(e) = state::save(&self.state_file, &self.engine.persistent()) {
-                        let node = self.member.own_name.clone();
-                        self.member.events.record(
-                            Some(&node),
-                            "state_not_saved",
-                            format!("cannot save the application state: {e:#}"),
-                            json!({}),
-                        );
-                    }
-                }
-                AppAction::Announce => self.announce = true,
-                AppAction::KillNode(n) => {
-                    if self.linked_to.is_some() {
-                        // HaltFlag: killed through the hosts like a silent partner.
-                        self.kills_due.push((n, Instant::now(), true));
-                        continue;
-                    }
-                    let name = self.name(n);
-                    self.member.events.record(
-                        Some(&name),
-                        "kill_requested",
-                        format!(
-                            "{name} must be killed (HaltFlag: its stop failed); there is no host \
-                             link to do it: make sure {name} is off, then run hvctl node down {name}"
-                        ),
-                        json!({ "node": name }),
-                    );
-                }
+        let done = |id, outcome| Input::OpDone { id, outcome };
+        for n in self.apps.perform(actions, &mut self.member, done) {
+            if self.linked_to.is_some() {
+                // HaltFlag: killed through the hosts like a silent partner.
+                self.kills_due.push((n, Instant::now(), true));
+                continue;
             }
+            let name = self.name(n);
+            self.member.events.record(
+                Some(&name),
+                "kill_requested",
+                format!(
+                    "{name} must be killed (HaltFlag: its stop failed); there is no host \
+                     link to do it: make sure {name} is off, then run hvctl node down {name}"
+                ),
+                json!({ "node": name }),
+            );
         }
     }
 
     fn send_heartbeats(&mut self) {
-        let gossip = self.engine.gossip();
+        let gossip = self.apps.engine.gossip();
         let proofs = self.nodes.proofs();
         for ic in 0..self.member.outbox.interconnects() {
             let hb = GuestHeartbeat {
@@ -553,7 +491,7 @@ impl Agent {
     }
 
     fn command(&mut self, now: Duration, app: &str, command: Command) -> Result<String, String> {
-        let (message, actions) = self.engine.command(now, app, command)?;
+        let (message, actions) = self.apps.engine.command(now, app, command)?;
         self.perform_apps(actions);
         Ok(message)
     }
@@ -585,7 +523,7 @@ impl Agent {
         if let Some(change) = change {
             self.after_node_changes(vec![change]);
         }
-        self.announce = true;
+        self.apps.announce = true;
         Ok(format!(
             "{node} is DOWN (operator's word): its applications may now switch"
         ))
@@ -644,7 +582,7 @@ impl Agent {
             &self.member.own_name,
             &self.membership,
             &self.nodes,
-            &self.engine,
+            &self.apps.engine,
             &self.member.counters,
             self.member.started_unix_ms(),
             self.now(),

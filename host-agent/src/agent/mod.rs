@@ -15,6 +15,7 @@ use hvcluster_common::membership::{
 };
 use serde_json::json;
 
+mod apps;
 mod domains;
 mod guests;
 mod kills;
@@ -79,6 +80,13 @@ pub enum Input {
         /// What happened.
         detail: String,
     },
+    /// A resource operation of a host-side application ended.
+    AppOpDone {
+        /// Operation id.
+        id: u64,
+        /// How it ended.
+        outcome: hvcluster_common::application::OpOutcome,
+    },
     /// A fence level finished.
     FenceResult {
         /// The host fenced.
@@ -118,6 +126,8 @@ pub struct Agent {
     /// VM HA: lost domains, assignments, failed starts.
     vm_ha: vmha::VmHa,
     link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
+    /// Host-side applications.
+    host_apps: apps::HostApps,
 }
 
 impl std::fmt::Debug for Agent {
@@ -184,6 +194,7 @@ impl Agent {
             incarnation,
             member.now(),
         );
+        let host_apps = apps::HostApps::open(&config, &member, host);
         let events = &member.events;
         events.record(
             Some(host),
@@ -223,6 +234,7 @@ impl Agent {
             domains_listed: false,
             vm_ha: vmha::VmHa::default(),
             link_tx: HashMap::new(),
+            host_apps,
         })
     }
 
@@ -233,11 +245,24 @@ impl Agent {
         let period = (interval / 8).clamp(Duration::from_millis(5), Duration::from_millis(50));
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut leaving: Option<Instant> = None;
         loop {
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown, if leaving.is_none() => {
+                    if self.host_apps.apps.is_empty() {
+                        break;
+                    }
+                    leaving = Some(Instant::now());
+                    self.apps_shutdown();
+                }
                 Some(input) = self.member.next_input() => self.on_input(input),
                 _ = ticker.tick() => {
+                    if leaving.is_some_and(|since| {
+                        self.host_apps.apps.engine.all_inactive()
+                            || since.elapsed() > crate::apps::Apps::SHUTDOWN_LIMIT
+                    }) {
+                        break;
+                    }
                     let actions = self.membership.tick(self.now());
                     self.perform(actions);
                     let now = self.now();
@@ -246,6 +271,7 @@ impl Agent {
                     self.report_fence(events);
                     self.send_notices();
                     self.expire_kills();
+                    self.apps_tick();
                 }
             }
         }
@@ -298,6 +324,17 @@ impl Agent {
                     | hvcluster_common::admin::Request::VmResume { .. }),
                 reply,
             }) => self.vm_operation(request, reply),
+            Input::Admin(AdminCall::Operator { request, reply }) if request.is_guest_command() => {
+                let _ = reply.send(self.app_command(request));
+            }
+            Input::AppOpDone { id, outcome } => {
+                let actions = self
+                    .host_apps
+                    .apps
+                    .engine
+                    .on_result(self.now(), id, outcome);
+                self.perform_apps(actions);
+            }
             Input::Admin(AdminCall::Operator { request, reply }) => {
                 let cx = operator::Ctx {
                     now: self.now(),
@@ -350,6 +387,7 @@ impl Agent {
             self.check_double_runs();
         }
         self.vm_ha_heard(hb.sender, &hb.payload);
+        self.apps_heard(now, hb.sender, hb.incarnation, &hb.payload.gossip);
         let me = self.member.me;
         for order in self
             .kills
@@ -453,6 +491,9 @@ impl Agent {
             hb.kill_answers = self.kills.answers(self.member.now());
             hb.capacity = self.vm_ha.capacity;
             (hb.ha_plan, hb.ha_failed, hb.ha_lost) = self.vm_ha.published();
+            if !self.host_apps.apps.is_empty() {
+                hb.gossip = self.host_apps.apps.engine.gossip();
+            }
             let report = self
                 .member
                 .outbox

@@ -77,6 +77,7 @@ impl Agent {
             guests: self.linked_guests(),
             domains: self.domain_lines(),
             hypervisor_problem: self.hypervisor_problem.clone(),
+            applications: crate::apps::app_lines(&self.host_apps.apps.engine, |n| self.name(n)),
         }
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::child::{last_line, run_bounded, run_leaving_helpers, ChildRun};
 use hvcluster_common::application::outcome::{OfflineReason, OpKind, OpOutcome};
 use hvcluster_common::config::guest::{
-    GuestConfig, ResourceConfig, ResourceKind, DEFAULT_RESOURCE_TIMEOUT_S,
+    ApplicationConfig, ResourceConfig, ResourceKind, DEFAULT_RESOURCE_TIMEOUT_S,
 };
 use tokio::process::Command;
 
@@ -40,6 +40,9 @@ pub struct OpRequest {
     pub auto_recover: bool,
     /// Ordered by an operator.
     pub forced: bool,
+    /// More environment for the command (the host agent's `HV_GUEST_URI` and
+    /// `HV_ADMIN_SOCKET`, for `hv-guest`).
+    pub env: Vec<(String, String)>,
 }
 
 impl OpRequest {
@@ -90,9 +93,9 @@ pub async fn run(request: OpRequest) -> OpOutcome {
 /// Fills in what the configuration leaves to the resource (OCF timeouts and monitor
 /// interval from the agent's meta-data). Returns a warning per resource whose defaults
 /// could not be read; those keep the built-in defaults.
-pub async fn fill_defaults(config: &mut GuestConfig) -> Vec<String> {
+pub async fn fill_defaults(applications: &mut [ApplicationConfig]) -> Vec<String> {
     let mut warnings = Vec::new();
-    for app in &mut config.applications {
+    for app in applications {
         for resource in &mut app.resources {
             if resource.kind == ResourceKind::Ocf {
                 if let Err(e) = ocf::fill_defaults(resource).await {
@@ -110,7 +113,8 @@ pub async fn fill_defaults(config: &mut GuestConfig) -> Vec<String> {
 
 /// Runs a prepared command for `request` and logs what it printed. `Err` is the
 /// outcome when it could not run or timed out.
-async fn execute(request: &OpRequest, command: Command) -> Result<ChildRun, OpOutcome> {
+async fn execute(request: &OpRequest, mut command: Command) -> Result<ChildRun, OpOutcome> {
+    command.envs(request.env.iter().map(|(k, v)| (k, v)));
     let program = command.as_std().get_program().to_owned();
     // A start may launch a daemon that keeps running (and holds the output pipes).
     let run = match request.kind {

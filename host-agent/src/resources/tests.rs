@@ -51,6 +51,7 @@ fn request(resource: &ResourceConfig, kind: OpKind) -> OpRequest {
         reason: None,
         auto_recover: false,
         forced: false,
+        env: Vec::new(),
     }
 }
 
@@ -143,6 +144,26 @@ async fn cmdline_scripts_see_the_contract_environment() {
         text, "app1 g1 STOP SWITCH 0\napp1 g1 START none 1\n",
         "the offline reason is given to stops only"
     );
+}
+
+#[tokio::test]
+async fn host_side_operations_get_the_agents_extra_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env");
+    let dump = format!(
+        "echo \"${{HV_GUEST_URI:-unset}} $HV_APPLICATION\" >> {}",
+        out.display()
+    );
+    let r = cmdline(&dump, &dump, &dump);
+    let mut start = request(&r, OpKind::Start);
+    start.env = vec![("HV_GUEST_URI".into(), "test:///default".into())];
+    assert_eq!(run(start).await, OpOutcome::Done(ResourceState::Online));
+    assert_eq!(
+        run(request(&r, OpKind::Stop)).await,
+        OpOutcome::Done(ResourceState::Offline)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text, "test:///default app1\nunset app1\n");
 }
 
 #[tokio::test]

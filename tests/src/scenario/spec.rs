@@ -456,7 +456,8 @@ pub enum Step {
         #[serde(default)]
         exit: i32,
     },
-    /// Every observer (guest) sees the application as described.
+    /// Every observer (a guest, or a host for a host-side application) sees the
+    /// application as described.
     ExpectApp {
         /// Guests whose view is checked.
         observers: Vec<String>,
@@ -645,6 +646,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "libvirt-cmdline",
         include_str!("../../scenarios/libvirt-cmdline.toml"),
+    ),
+    (
+        "host-app-vm-failover",
+        include_str!("../../scenarios/host-app-vm-failover.toml"),
     ),
     (
         "guest-kill-refused",

@@ -5,7 +5,7 @@
 //! resources. [`GuestConfig::load`] returns a validated configuration or every problem
 //! found, each as `FILE:LINE: KEY: message`.
 
-mod validate;
+pub(crate) mod validate;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -9,7 +9,7 @@ mod resources;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::{GuestConfig, HostLinkTransport, DEFAULT_HOST_LINK_PORT};
+use super::{ApplicationConfig, GuestConfig, HostLinkTransport, DEFAULT_HOST_LINK_PORT};
 use crate::config::locate::Seg;
 use crate::config::rules::{self, ClusterKind, EntryNames, MemberRules, Problems, NAME_RULE};
 
@@ -23,8 +23,25 @@ pub(super) fn validate(config: &GuestConfig, c: &mut Problems<'_>) -> Option<Vec
     rules::check_interconnects(c, KIND, &config.interconnects, |_, _, _| {});
     check_nodes(c, config);
     check_host_link(c, config);
-    check_applications(c, config);
+    let members = Members {
+        table: "node",
+        list: config
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), &n.addresses))
+            .collect(),
+    };
+    check_applications(c, &config.applications, &members);
     key
+}
+
+/// The cluster members applications may name: the `[[node]]` entries of a guest cluster
+/// or the `[[host]]` entries of the host cluster, with their interconnect addresses.
+pub(crate) struct Members<'a> {
+    /// The table they are configured in (`node` or `host`), for messages.
+    pub table: &'static str,
+    /// Name and addresses by interconnect of each.
+    pub list: Vec<(&'a str, &'a BTreeMap<String, IpAddr>)>,
 }
 
 fn check_nodes(c: &mut Problems<'_>, config: &GuestConfig) {
@@ -102,11 +119,17 @@ fn check_host_link(c: &mut Problems<'_>, config: &GuestConfig) {
     }
 }
 
-fn check_applications(c: &mut Problems<'_>, config: &GuestConfig) {
+/// The `[[application]]` entries of either configuration file: names, nodes, budgets
+/// and every resource.
+pub(crate) fn check_applications(
+    c: &mut Problems<'_>,
+    applications: &[ApplicationConfig],
+    members: &Members<'_>,
+) {
     let mut names = EntryNames::default();
     // Where each virtual address is brought up, to catch two resources claiming one.
     let mut vips: BTreeMap<IpAddr, (usize, usize)> = BTreeMap::new();
-    for (a, app) in config.applications.iter().enumerate() {
+    for (a, app) in applications.iter().enumerate() {
         let at = |k| [Seg::Key("application"), Seg::Index(a), Seg::Key(k)];
         names.check(
             c,
@@ -139,8 +162,11 @@ fn check_applications(c: &mut Problems<'_>, config: &GuestConfig) {
                 Seg::Key("nodes"),
                 Seg::Index(k),
             ];
-            if config.node(node).is_none() {
-                c.push(&path, format!("there is no [[node]] named {node:?}"));
+            if !members.list.iter().any(|(name, _)| name == node) {
+                c.push(
+                    &path,
+                    format!("there is no [[{}]] named {node:?}", members.table),
+                );
             }
             if let Some(first) = seen.insert(node.as_str(), k) {
                 c.push(
@@ -190,7 +216,7 @@ fn check_applications(c: &mut Problems<'_>, config: &GuestConfig) {
                     )
                 },
             );
-            resources::check(c, config, (a, r), res, &mut vips);
+            resources::check(c, members, (a, r), res, &mut vips);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hvcluster_common::admin::{GuestNodeState, GuestStatus};
+use hvcluster_common::admin::{AppLine, GuestNodeState, GuestStatus};
 use hvcluster_common::application::AppState;
 
 use super::{Runner, POLL};
@@ -45,8 +45,8 @@ impl AppView {
         parts.join(", ")
     }
 
-    fn matches(&self, s: &GuestStatus, app: &str) -> bool {
-        let Some(a) = s.applications.iter().find(|a| a.name == app) else {
+    fn matches(&self, apps: &[AppLine], app: &str) -> bool {
+        let Some(a) = apps.iter().find(|a| a.name == app) else {
             return false;
         };
         let online_ok = match self.online_on.as_deref() {
@@ -64,8 +64,8 @@ impl AppView {
 }
 
 /// One line about an application as an observer sees it, for failure details.
-fn brief_app(s: &GuestStatus, app: &str) -> String {
-    match s.applications.iter().find(|a| a.name == app) {
+fn brief_app(apps: &[AppLine], app: &str) -> String {
+    match apps.iter().find(|a| a.name == app) {
         None => format!("no application {app}"),
         Some(a) => {
             let nodes: Vec<String> = a
@@ -113,6 +113,28 @@ impl Runner<'_> {
         )
     }
 
+    /// Like [`Runner::wait_for_guests`] on the applications an observer reports: a
+    /// guest's, or a host's host-side applications.
+    fn wait_for_apps(
+        &self,
+        observers: &[String],
+        within: Duration,
+        f: impl Fn(&[AppLine]) -> bool,
+        brief: impl Fn(&[AppLine]) -> String,
+    ) -> Result<(), String> {
+        let hosts = self.cluster.hosts();
+        super::poll_observers(
+            observers,
+            within,
+            |o| match hosts.iter().any(|h| h == o) {
+                true => self.cluster.status(o).map(|s| s.applications),
+                false => self.cluster.guest_status(o).map(|s| s.applications),
+            },
+            |apps| f(apps),
+            |apps| brief(apps),
+        )
+    }
+
     /// `expect-app`.
     pub(super) fn expect_app(
         &mut self,
@@ -123,7 +145,7 @@ impl Runner<'_> {
         measure: Option<&str>,
     ) {
         let text = format!("{} see {}", observers.join(", "), want.describe(app));
-        let res = self.wait_for_guests(
+        let res = self.wait_for_apps(
             observers,
             within,
             |s| want.matches(s, app),
@@ -173,7 +195,7 @@ impl Runner<'_> {
         let deadline = Instant::now() + period;
         let mut res = Ok(());
         while Instant::now() < deadline && res.is_ok() {
-            res = self.wait_for_guests(
+            res = self.wait_for_apps(
                 observers,
                 Duration::ZERO,
                 |s| want.matches(s, app),

@@ -1,12 +1,11 @@
-//! Checks of the `[[application.resource]]` entries of a `guest.toml`, by type.
+//! Checks of the `[[application.resource]]` entries (guest.toml or cluster.toml), by type.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::guest::{
-    CmdlineFlag, GuestConfig, ResourceConfig, ResourceKind, DEFAULT_OCF_ROOT,
-};
+use super::Members;
+use crate::config::guest::{CmdlineFlag, ResourceConfig, ResourceKind, DEFAULT_OCF_ROOT};
 use crate::config::locate::Seg;
 use crate::config::rules::{valid_name, Problems};
 
@@ -14,7 +13,7 @@ use crate::config::rules::{valid_name, Problems};
 /// holds where each virtual address seen so far is brought up.
 pub(super) fn check(
     c: &mut Problems<'_>,
-    config: &GuestConfig,
+    members: &Members<'_>,
     (a, r): (usize, usize),
     res: &ResourceConfig,
     vips: &mut BTreeMap<IpAddr, (usize, usize)>,
@@ -27,7 +26,7 @@ pub(super) fn check(
         ResourceKind::Ocf => rc.ocf(res),
         ResourceKind::Vip => {
             if let Some(ip) = rc.vip(res) {
-                vip_unique(c, config, ip, (a, r), vips);
+                vip_unique(c, members, ip, (a, r), vips);
             }
         }
     }
@@ -237,7 +236,7 @@ impl ResourceCheck<'_, '_> {
 
 fn vip_unique(
     c: &mut Problems<'_>,
-    config: &GuestConfig,
+    members: &Members<'_>,
     ip: IpAddr,
     (a, r): (usize, usize),
     vips: &mut BTreeMap<IpAddr, (usize, usize)>,
@@ -255,14 +254,14 @@ fn vip_unique(
             format!("{ip} is already brought up by application[{fa}].resource[{fr}]"),
         );
     }
-    for n in &config.nodes {
-        if let Some((ic, _)) = n.addresses.iter().find(|(_, addr)| **addr == ip) {
+    for (name, addresses) in &members.list {
+        if let Some((ic, _)) = addresses.iter().find(|(_, addr)| **addr == ip) {
             c.push(
                 &path,
                 format!(
-                    "{ip} is node {}'s address on interconnect {ic:?}; a virtual address must be \
-                     one no node owns",
-                    n.name
+                    "{ip} is {} {name}'s address on interconnect {ic:?}; a virtual address must \
+                     be one no {} owns",
+                    members.table, members.table
                 ),
             );
         }
