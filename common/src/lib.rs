@@ -9,6 +9,7 @@ pub mod fencing;
 pub mod hostlink;
 pub mod kdump;
 pub mod membership;
+pub mod migration;
 pub mod quorum;
 pub mod vmha;
 pub mod wire;

@@ -3,7 +3,11 @@
 //! Every call blocks (libvirt is synchronous and may hang), so async callers run them off
 //! their async threads (`tokio::task::spawn_blocking`) and bound them with a timeout.
 
+mod migrate;
+
 use std::time::{Duration, Instant};
+
+pub use migrate::{Migrated, Migration, MigrationMode, Progress};
 
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainRunningReason, DomainState, DomainStateReason};
