@@ -190,7 +190,16 @@ mod tests {
     #[test]
     fn a_running_domain_moves_to_a_live_host_with_room() {
         let vm = dom("vm1", "Running", 1024);
-        let plan = check(1, "vm1", Some(&vm), MigrationMode::Live, &dest(&[]), &[], 4.0).unwrap();
+        let plan = check(
+            1,
+            "vm1",
+            Some(&vm),
+            MigrationMode::Live,
+            &dest(&[]),
+            &[],
+            4.0,
+        )
+        .unwrap();
         assert_eq!((plan.lock.from, plan.lock.to), (1, 2));
         assert_eq!(plan.dest_free_after_kib, 2 * 1024 * 1024);
     }
@@ -231,7 +240,9 @@ mod tests {
             ..dest(&[])
         };
         assert!(refuse(Some(&vm), &unknown, &[]).contains("capacity cannot be checked"));
-        let many: Vec<DomainPresence> = (0..8).map(|i| dom(&format!("v{i}"), "Running", 16)).collect();
+        let many: Vec<DomainPresence> = (0..8)
+            .map(|i| dom(&format!("v{i}"), "Running", 16))
+            .collect();
         assert!(refuse(Some(&vm), &dest(&many), &[]).contains("above the ratio 4"));
     }
 }

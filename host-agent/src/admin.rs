@@ -95,6 +95,7 @@ impl Dispatch for HostDispatch {
             | Request::VmStop { .. }
             | Request::VmSuspend { .. }
             | Request::VmResume { .. }
+            | Request::VmMigrate { .. }
             | Request::AppSwitch { .. }
             | Request::AppOnline { .. }
             | Request::AppOffline { .. }

@@ -355,6 +355,56 @@ enum VmCommand {
         /// Domain name or UUID.
         name: String,
     },
+    /// Move domain NAME, which runs on this host, to another host
+    ///
+    /// Run it on the host that runs the domain. Before anything is done the agent
+    /// checks that HOST is Up in the host cluster, has reported its capacity, and has
+    /// room for the domain (memory not overcommitted, vCPUs within [vm_ha] vcpu_ratio),
+    /// and that the domain is not being moved already; a refusal says which (exit 1).
+    /// While it moves, progress is printed every second (memory left, rate); the answer
+    /// says how long it took and, live, how long the guest was paused. A migration that
+    /// fails or times out leaves the domain running here (exit 2, with libvirt's reason).
+    ///
+    /// Modes: live (the guest keeps running; it pauses for the last round only, at most
+    /// --max-downtime), offline (paused first, moved while paused, resumed on HOST unless
+    /// --leave-paused).
+    ///
+    /// Examples:
+    ///   hvctl vm migrate web-db1 --to kvm2
+    ///   hvctl vm migrate web-db1 --to kvm2 --mode offline
+    ///   hvctl vm migrate web-db1 --to kvm2 --dry-run
+    #[command(verbatim_doc_comment)]
+    Migrate {
+        /// Domain name or UUID.
+        name: String,
+        /// Destination host, by its name in cluster.toml.
+        #[arg(long, value_name = "HOST")]
+        to: String,
+        /// How it moves.
+        #[arg(long, value_enum, default_value_t = MigrateMode::Live)]
+        mode: MigrateMode,
+        /// Live: the longest pause of the last round, ms ([migration] max_downtime_ms).
+        #[arg(long, value_name = "MS")]
+        max_downtime: Option<u64>,
+        /// Abort when not done after this many seconds ([migration] timeout_s).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+        /// Offline: leave the domain paused on HOST.
+        #[arg(long)]
+        leave_paused: bool,
+        /// Only check and say what would happen.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `hvctl vm migrate --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MigrateMode {
+    /// The guest keeps running while it moves.
+    Live,
+    /// Paused, moved, resumed.
+    Offline,
 }
 
 #[derive(Debug, Subcommand)]
@@ -580,6 +630,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 VmCommand::Suspend { name } => operator(&socket()?, &Request::VmSuspend { name }),
                 VmCommand::Resume { name } => operator(&socket()?, &Request::VmResume { name }),
+                VmCommand::Migrate {
+                    name,
+                    to,
+                    mode,
+                    max_downtime,
+                    timeout,
+                    leave_paused,
+                    dry_run,
+                } => {
+                    let socket = socket()?;
+                    if !dry_run {
+                        follow_migration(&socket, &name);
+                    }
+                    let mode = match mode {
+                        MigrateMode::Live => hvcluster_common::migration::MigrationMode::Live,
+                        MigrateMode::Offline => hvcluster_common::migration::MigrationMode::Offline,
+                    };
+                    let request = Request::VmMigrate {
+                        name,
+                        to,
+                        mode,
+                        max_downtime_ms: max_downtime,
+                        timeout_s: timeout,
+                        leave_paused,
+                        dry_run,
+                    };
+                    operator(&socket, &request)
+                }
             }
         }
         Command::Node {
@@ -667,6 +745,43 @@ fn confirmed(question: &str, yes: bool, with_yes: &str) -> anyhow::Result<bool> 
 fn not_confirmed() -> ExitCode {
     eprintln!("hvctl: not confirmed; nothing was done");
     ExitCode::from(1)
+}
+
+/// Prints the progress of the migration of `name` from the agent's event log, from a
+/// thread of its own, until the process ends.
+fn follow_migration(socket: &Path, name: &str) {
+    let Ok(mut conn) = client::Connection::open(socket) else {
+        return;
+    };
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        if conn
+            .send(&Request::Events {
+                since: None,
+                follow: true,
+            })
+            .is_err()
+        {
+            return;
+        }
+        let mut live = false;
+        while let Ok(Some(response)) = conn.receive() {
+            match response {
+                Response::EndOfHistory { .. } => live = true,
+                Response::Event(e)
+                    if live
+                        && e.subject.as_deref() == Some(name.as_str())
+                        && matches!(
+                            e.kind.as_str(),
+                            "migration_started" | "migration_progress"
+                        ) =>
+                {
+                    println!("{}", e.message);
+                }
+                _ => {}
+            }
+        }
+    });
 }
 
 /// Sends an operator command: 0 when done, 1 when refused.

@@ -200,6 +200,21 @@ pub fn status(s: &HostStatus) -> String {
     if !s.domains.is_empty() {
         out.push_str(&domains(s));
     }
+    for m in &s.migrations {
+        let host = |id| {
+            s.hosts
+                .iter()
+                .find(|h| h.node_id == id)
+                .map_or_else(|| format!("node{id}"), |h| h.name.clone())
+        };
+        out.push_str(&format!(
+            "migrating: {} from {} to {} ({})\n",
+            m.name,
+            host(m.from),
+            host(m.to),
+            m.mode
+        ));
+    }
     if !s.applications.is_empty() {
         let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
         out.push_str("host-side applications:\n");
@@ -587,7 +602,7 @@ mod tests {
         use hvcluster_common::quorum::QuorumState;
         let line = |name: &str, proof: Proof| HostLine {
             name: name.into(),
-            node_id: 2,
+            node_id: name[1..].parse().unwrap(),
             weight: 1,
             local: false,
             state: HostState::Failed(FailReason::Silent),
@@ -668,8 +683,19 @@ mod tests {
                 }],
                 resources: Vec::new(),
             }],
+            migrations: vec![hvcluster_common::migration::MigrationLock {
+                name: "db".into(),
+                uuid: "u-1".into(),
+                from: 2,
+                to: 3,
+                mode: hvcluster_common::migration::MigrationMode::Live,
+            }],
         };
         let table = status(&s);
+        assert!(
+            table.contains("migrating: db from h2 to h3 (live)"),
+            "{table}"
+        );
         assert!(table.contains("host-side applications:"), "{table}");
         assert!(
             table

@@ -83,10 +83,16 @@ impl Libvirt {
         let name = &m.name;
         let state = state_of(&domain);
         if !matches!(state, State::Running | State::Paused) {
-            return Err(format!("{name} is {state:?} here: only a running or paused domain moves"));
+            return Err(format!(
+                "{name} is {state:?} here: only a running or paused domain moves"
+            ));
         }
-        let dest = Connect::open(Some(&m.dest_uri))
-            .map_err(|e| format!("cannot connect to the destination's libvirt at {}: {e}", m.dest_uri))?;
+        let dest = Connect::open(Some(&m.dest_uri)).map_err(|e| {
+            format!(
+                "cannot connect to the destination's libvirt at {}: {e}",
+                m.dest_uri
+            )
+        })?;
         let mut xml = domain
             .xml_desc(virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE)
             .map_err(|e| format!("cannot read the XML of {name}: {e}"))?;

@@ -550,6 +550,13 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
             "[host_link]\nchannel_dir = {}\n\n",
             toml::Value::String(dir)
         ));
+        // Migration: the source's agent reaches the destination's libvirtd through its
+        // socket; QEMU's stream goes over ic0.
+        let uri = crate::hypervisors::uri_template(lab.run_dir(), true);
+        out.push_str(&format!(
+            "[migration]\ndest_uri = {}\nnetwork = \"ic0\"\ntimeout_s = 120\n\n",
+            toml::Value::String(uri)
+        ));
     }
     if let Some(vm_ha) = &spec.vm_ha {
         let mut section = toml::Table::new();

@@ -40,14 +40,29 @@ impl LabCluster {
         self.dir.join(host).join("channels")
     }
 
-    /// Host end of VM `guest`'s admin channel: its admin socket, as the lab sees it.
-    pub fn vm_admin_socket(&self, guest: &str) -> anyhow::Result<PathBuf> {
-        let host = self.lab.guest_host(guest)?;
-        Ok(self
-            .dir
+    /// Host end of VM `guest`'s admin channel on `host`.
+    fn admin_socket_on(&self, host: &str, guest: &str) -> PathBuf {
+        self.dir
             .join(host)
             .join("admin-channels")
-            .join(format!("{guest}.sock")))
+            .join(format!("{guest}.sock"))
+    }
+
+    /// Host end of VM `guest`'s admin channel: its admin socket, as the lab sees it. On
+    /// its own host, unless it was moved: then on the host whose socket takes a
+    /// connection.
+    pub fn vm_admin_socket(&self, guest: &str) -> anyhow::Result<PathBuf> {
+        let home = self.admin_socket_on(&self.lab.guest_host(guest)?, guest);
+        if std::os::unix::net::UnixStream::connect(&home).is_ok() {
+            return Ok(home);
+        }
+        let moved = self
+            .lab
+            .host_names()
+            .into_iter()
+            .map(|h| self.admin_socket_on(&h, guest))
+            .find(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
+        Ok(moved.unwrap_or(home))
     }
 
     /// The guest image plus this lab's guest configuration and key.
@@ -85,9 +100,11 @@ impl LabCluster {
             .trim_start_matches('g')
             .parse()
             .with_context(|| format!("{guest:?} is not a lab guest name"))?;
-        let hdir = self.dir.join(&host);
-        for d in ["channels", "admin-channels"] {
-            std::fs::create_dir_all(hdir.join(d))?;
+        // Every host's: a VM may be moved there.
+        for h in self.lab.host_names() {
+            for d in ["channels", "admin-channels"] {
+                std::fs::create_dir_all(self.dir.join(&h).join(d))?;
+            }
         }
         let xml = format!(
             "<domain type='qemu'><name>{guest}</name><uuid>{uuid}</uuid>\
@@ -118,7 +135,7 @@ impl LabCluster {
                 .channel_dir(&host)
                 .join(format!("{guest}.sock"))
                 .display(),
-            admin = self.vm_admin_socket(guest)?.display(),
+            admin = self.admin_socket_on(&host, guest).display(),
         );
         let hv = &self
             .hypervisors

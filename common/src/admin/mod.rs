@@ -76,6 +76,29 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Host agent: move the domain `name`, which runs on this host, to host `to`
+    /// (`hvctl vm migrate`). Answered when it has moved, or why it did not; progress goes
+    /// to the event log (`migration_progress`).
+    VmMigrate {
+        /// Domain name or UUID.
+        name: String,
+        /// Destination host.
+        to: String,
+        /// Live or offline.
+        mode: crate::migration::MigrationMode,
+        /// Longest pause of a live migration, ms (`[migration] max_downtime_ms` if absent).
+        #[serde(default)]
+        max_downtime_ms: Option<u64>,
+        /// Abort when not done by then, s (`[migration] timeout_s` if absent).
+        #[serde(default)]
+        timeout_s: Option<u64>,
+        /// Offline: leave it paused on the destination.
+        #[serde(default)]
+        leave_paused: bool,
+        /// Only say what would happen.
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Host agent: pause the running domain `name` on this host (its memory stays).
     VmSuspend {
         /// Domain name or UUID.
@@ -226,6 +249,9 @@ pub struct HostStatus {
     /// Host-side applications (`[[application]]` of cluster.toml), as this host sees them.
     #[serde(default)]
     pub applications: Vec<AppLine>,
+    /// Migrations under way in the cluster, as their source hosts report them.
+    #[serde(default)]
+    pub migrations: Vec<crate::migration::MigrationLock>,
 }
 
 /// A domain running (or paused) on a host.

@@ -1,5 +1,6 @@
-//! `[hypervisor]` and `[vm_ha]` of cluster.toml: how a host agent controls its guests
-//! through libvirt, and which domains restart elsewhere when their host is fenced.
+//! `[hypervisor]`, `[vm_ha]` and `[migration]` of cluster.toml: how a host agent controls
+//! its guests through libvirt, which domains restart elsewhere when their host is fenced,
+//! and how domains move between hosts.
 
 use serde::{Deserialize, Serialize};
 
@@ -107,4 +108,47 @@ pub enum DoubleRunPolicy {
 
 fn default_destroy_timeout_ms() -> u64 {
     30_000
+}
+
+/// `[migration]` of cluster.toml: how a domain moves to another host.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSection {
+    /// libvirt URI of a destination host, with `{host}` (its name) and `{address}` (its
+    /// address on `network`, else on the first interconnect) replaced.
+    #[serde(default = "default_dest_uri")]
+    pub dest_uri: String,
+    /// The interconnect whose addresses carry QEMU's memory stream (`tcp://ADDRESS`);
+    /// None: libvirt chooses (the destination's host name).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Longest pause of a live migration's last round, ms.
+    #[serde(default = "default_max_downtime_ms")]
+    pub max_downtime_ms: u64,
+    /// A migration that has not ended by then is aborted (the domain stays), s.
+    #[serde(default = "default_migration_timeout_s")]
+    pub timeout_s: u64,
+}
+
+impl Default for MigrationSection {
+    fn default() -> Self {
+        MigrationSection {
+            dest_uri: default_dest_uri(),
+            network: None,
+            max_downtime_ms: default_max_downtime_ms(),
+            timeout_s: default_migration_timeout_s(),
+        }
+    }
+}
+
+fn default_dest_uri() -> String {
+    "qemu+ssh://{address}/system".to_string()
+}
+
+fn default_max_downtime_ms() -> u64 {
+    300
+}
+
+fn default_migration_timeout_s() -> u64 {
+    600
 }

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use fencing::{DeviceKind, FenceDevice, FencingSection};
-pub use hypervisor::{DoubleRunPolicy, HaDomainEntry, HypervisorSection, VmHaSection};
+pub use hypervisor::{
+    DoubleRunPolicy, HaDomainEntry, HypervisorSection, MigrationSection, VmHaSection,
+};
 pub use load::Loaded;
 pub use locate::{display_path, line_of, Seg};
 use rules::Problems;
@@ -92,6 +94,9 @@ pub struct ClusterConfig {
     /// `[vm_ha]`: domains restarted on the surviving hosts when their host is fenced.
     #[serde(default)]
     pub vm_ha: VmHaSection,
+    /// `[migration]`: how domains move between hosts.
+    #[serde(default)]
+    pub migration: MigrationSection,
     /// `[[application]]`: host-side userApplications (e.g. a VM made highly available
     /// with `hv-guest` resources), run by the host agents with the application engine.
     #[serde(rename = "application", default)]

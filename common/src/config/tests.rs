@@ -397,3 +397,28 @@ fn host_side_applications_load_and_name_hosts() {
         "{err}"
     );
 }
+
+#[test]
+fn migration_settings_have_defaults_and_are_checked() {
+    let ok = load(GOOD).unwrap();
+    let m = &ok.config.migration;
+    assert_eq!(m.dest_uri, "qemu+ssh://{address}/system");
+    assert_eq!(
+        (m.max_downtime_ms, m.timeout_s, m.network.as_deref()),
+        (300, 600, None)
+    );
+    let err = load(&format!(
+        "{GOOD}\n[migration]\ndest_uri = \"h2\"\nnetwork = \"ic9\"\ntimeout_s = 0\n"
+    ))
+    .unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "migration.dest_uri",
+            "migration.network",
+            "migration.timeout_s"
+        ],
+        "{err}"
+    );
+}

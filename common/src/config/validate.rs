@@ -105,6 +105,7 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
             "retry_ms must be at least 1",
         );
     }
+    check_migration(c, config);
     if !config.vm_ha.domains.is_empty() && config.hypervisor.uri.is_none() {
         c.push(
             &[Seg::Key("vm_ha"), Seg::Key("domain")],
@@ -331,5 +332,31 @@ fn check_fencing(c: &mut Problems<'_>, config: &ClusterConfig) {
                 }
             }
         }
+    }
+}
+
+/// `[migration]`.
+fn check_migration(c: &mut Problems<'_>, config: &ClusterConfig) {
+    let m = &config.migration;
+    let at = |k| [Seg::Key("migration"), Seg::Key(k)];
+    if !m.dest_uri.contains(":/") {
+        c.push(
+            &at("dest_uri"),
+            "dest_uri must be a libvirt connection URI, e.g. \"qemu+ssh://{address}/system\"",
+        );
+    }
+    if let Some(n) = &m.network {
+        if !config.interconnects.iter().any(|i| &i.name == n) {
+            c.push(
+                &at("network"),
+                format!("there is no [[interconnect]] named {n:?}"),
+            );
+        }
+    }
+    if m.max_downtime_ms == 0 {
+        c.push(&at("max_downtime_ms"), "max_downtime_ms must be at least 1");
+    }
+    if m.timeout_s == 0 {
+        c.push(&at("timeout_s"), "timeout_s must be at least 1");
     }
 }

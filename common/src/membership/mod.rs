@@ -138,6 +138,9 @@ pub struct Heartbeat {
     /// The sender's application engine: placements and reports of the host-side
     /// applications (empty without any).
     pub gossip: crate::application::Gossip,
+    /// Migrations the sender runs (and ran in the last seconds): a domain present on
+    /// both of its hosts meanwhile is no double run.
+    pub migrations: Vec<crate::migration::MigrationLock>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.

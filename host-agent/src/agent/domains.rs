@@ -212,6 +212,7 @@ impl Agent {
                     self.check_double_runs();
                     self.send_heartbeats();
                 }
+                self.settle_interrupted_migration();
                 self.vm_ha_tick();
             }
             Err(why) => {
@@ -346,9 +347,16 @@ impl Agent {
                 entry.1.push(host);
             }
         }
+        // A domain on the two hosts of its migration is one instance moving.
+        let locks = self.migrations.all();
+        let moving = |uuid: &String, hosts: &Vec<NodeId>| {
+            locks
+                .iter()
+                .any(|l| &l.uuid == uuid && hosts.iter().all(|h| *h == l.from || *h == l.to))
+        };
         let now: std::collections::BTreeSet<(String, Vec<NodeId>)> = by_uuid
             .iter()
-            .filter(|(_, (_, hosts))| hosts.len() > 1)
+            .filter(|(uuid, (_, hosts))| hosts.len() > 1 && !moving(uuid, hosts))
             .map(|(uuid, (_, hosts))| {
                 let mut hosts = hosts.clone();
                 hosts.sort_unstable();

@@ -126,13 +126,15 @@ impl Links {
 
     /// Guests linked here, as shared in heartbeats.
     /// A guest whose link closed less than [`LINGER`] ago still counts (it most likely
-    /// still runs here).
-    pub fn presence(&self, now: Duration) -> Vec<GuestPresence> {
+    /// still runs here), unless `runs_here` says its domain does not run here any more
+    /// (it was moved to another host, or stopped).
+    pub fn presence(&self, now: Duration, runs_here: impl Fn(&str) -> bool) -> Vec<GuestPresence> {
         let lingering = self
             .closed_at
             .iter()
             .filter(|(_, at)| now.saturating_sub(**at) < LINGER)
-            .filter_map(|(k, _)| self.known_here.get(k));
+            .filter_map(|(k, _)| self.known_here.get(k))
+            .filter(|g| g.domain.as_deref().is_none_or(&runs_here));
         let mut out: Vec<GuestPresence> = self
             .local
             .values()
@@ -373,12 +375,29 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_whose_domain_left_this_host_stops_lingering() {
+        let mut l = Links::new(9, Duration::from_millis(500));
+        let mut g = guest("erp", 2);
+        g.domain = Some("vm2".into());
+        l.register(1, g);
+        l.closed(1, MS(1000));
+        assert_eq!(
+            l.presence(MS(2000), |d| d == "vm2"),
+            vec![presence("erp", 2)]
+        );
+        assert!(
+            l.presence(MS(2000), |_| false).is_empty(),
+            "moved to another host (or stopped): not reported here any more"
+        );
+    }
+
+    #[test]
     fn presence_lists_local_guests_once() {
         let mut l = Links::new(9, Duration::from_millis(500));
         l.register(1, guest("erp", 2));
         l.register(2, guest("erp", 2));
         l.register(3, guest("crm", 1));
-        let p = l.presence(MS(0));
+        let p = l.presence(MS(0), |_| true);
         assert_eq!(p, vec![presence("crm", 1), presence("erp", 2)]);
     }
 
@@ -387,13 +406,13 @@ mod tests {
         let mut l = Links::new(9, Duration::from_millis(500));
         l.register(1, guest("erp", 2));
         l.closed(1, MS(1000));
-        assert_eq!(l.presence(MS(2000)), vec![presence("erp", 2)]);
-        assert!(l.presence(MS(1000) + LINGER).is_empty());
+        assert_eq!(l.presence(MS(2000), |_| true), vec![presence("erp", 2)]);
+        assert!(l.presence(MS(1000) + LINGER, |_| true).is_empty());
         l.register(2, guest("erp", 2));
         l.closed(2, MS(40_000));
         l.register(3, guest("erp", 2));
         assert_eq!(
-            l.presence(MS(200_000)),
+            l.presence(MS(200_000), |_| true),
             vec![presence("erp", 2)],
             "linked again"
         );

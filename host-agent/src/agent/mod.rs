@@ -20,6 +20,7 @@ mod domains;
 mod guests;
 mod kills;
 mod links;
+mod migrate;
 
 /// How long a guest waits before asking again to kill a guest of a slow host, ms.
 const KILL_DEFER_MS: u64 = 1000;
@@ -80,6 +81,10 @@ pub enum Input {
         /// What happened.
         detail: String,
     },
+    /// How the running migration advances.
+    MigrationProgress(hvcluster_libvirt::Progress),
+    /// The running migration ended.
+    Migrated(Result<hvcluster_libvirt::Migrated, String>),
     /// A resource operation of a host-side application ended.
     AppOpDone {
         /// Operation id.
@@ -128,6 +133,8 @@ pub struct Agent {
     link_tx: HashMap<u64, tokio::sync::mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
     /// Host-side applications.
     host_apps: apps::HostApps,
+    /// Migrations: this host's, and those the others run.
+    migrations: migrate::Migrations,
 }
 
 impl std::fmt::Debug for Agent {
@@ -195,7 +202,16 @@ impl Agent {
             member.now(),
         );
         let host_apps = apps::HostApps::open(&config, &member, host);
+        let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
         let events = &member.events;
+        if let Some(problem) = migration_problem {
+            events.record(
+                Some(host),
+                "migration_journal_unreadable",
+                problem,
+                json!({}),
+            );
+        }
         events.record(
             Some(host),
             "started",
@@ -235,6 +251,7 @@ impl Agent {
             vm_ha: vmha::VmHa::default(),
             link_tx: HashMap::new(),
             host_apps,
+            migrations,
         })
     }
 
@@ -327,6 +344,12 @@ impl Agent {
             Input::Admin(AdminCall::Operator { request, reply }) if request.is_guest_command() => {
                 let _ = reply.send(self.app_command(request));
             }
+            Input::Admin(AdminCall::Operator {
+                request: request @ hvcluster_common::admin::Request::VmMigrate { .. },
+                reply,
+            }) => self.vm_migrate(request, reply),
+            Input::MigrationProgress(p) => self.on_migration_progress(p),
+            Input::Migrated(result) => self.on_migrated(result),
             Input::AppOpDone { id, outcome } => {
                 let actions = self
                     .host_apps
@@ -388,6 +411,7 @@ impl Agent {
         }
         self.vm_ha_heard(hb.sender, &hb.payload);
         self.apps_heard(now, hb.sender, hb.incarnation, &hb.payload.gossip);
+        self.migrations.heard(hb.sender, &hb.payload.migrations);
         let me = self.member.me;
         for order in self
             .kills
@@ -485,7 +509,10 @@ impl Agent {
         for ic in 0..self.member.outbox.interconnects() {
             let mut hb = self.membership.heartbeat(ic);
             hb.down = self.fence.down_records();
-            hb.guests = self.links.presence(self.now());
+            let (hypervisor, domains) = (self.libvirt.is_some(), &self.domains);
+            hb.guests = self.links.presence(self.now(), |d| {
+                !hypervisor || domains.iter().any(|x| x.name == d || x.uuid == d)
+            });
             hb.kill_orders = self.kills.orders();
             hb.domains = self.domains.clone();
             hb.kill_answers = self.kills.answers(self.member.now());
@@ -494,6 +521,7 @@ impl Agent {
             if !self.host_apps.apps.is_empty() {
                 hb.gossip = self.host_apps.apps.engine.gossip();
             }
+            hb.migrations = self.migrations.published();
             let report = self
                 .member
                 .outbox

@@ -78,6 +78,7 @@ impl Agent {
             domains: self.domain_lines(),
             hypervisor_problem: self.hypervisor_problem.clone(),
             applications: crate::apps::app_lines(&self.host_apps.apps.engine, |n| self.name(n)),
+            migrations: self.migrations.all_known(),
         }
     }
 

@@ -49,6 +49,11 @@ pub(super) struct VmHa {
 }
 
 impl VmHa {
+    /// What `host` last reported its hypervisor can give.
+    pub(super) fn remote_capacity(&self, host: NodeId) -> Option<HostCapacity> {
+        self.remote_capacity.get(&host).copied()
+    }
+
     /// What this host publishes in its heartbeats: its assignments, failed starts and
     /// the domains it holds lost.
     pub(super) fn published(&self) -> (Vec<HaAssignment>, Vec<HaFailure>, Vec<HaLost>) {

@@ -444,6 +444,10 @@ pub enum Step {
         /// passed; 0: once.
         #[serde(default)]
         within_ms: u64,
+        /// While it runs, the observers must keep seeing an application Online on a
+        /// guest, and that guest UP (e.g. during a migration of the guest).
+        #[serde(default)]
+        while_app: Option<AppWatch>,
     },
     /// Runs `command` inside the guest (as its resources see the system) and expects
     /// exit code `exit`: to prepare a resource or check what it did.
@@ -538,6 +542,18 @@ impl Step {
                 | Step::FailResource { .. }
         )
     }
+}
+
+/// What must hold while a `host-exec` command runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppWatch {
+    /// Guests whose view is polled.
+    pub observers: Vec<String>,
+    /// The application.
+    pub app: String,
+    /// The guest it stays Online on (and which stays UP).
+    pub online_on: String,
 }
 
 /// The scenarios shipped with hvlab, embedded in the binary.
@@ -646,6 +662,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "libvirt-cmdline",
         include_str!("../../scenarios/libvirt-cmdline.toml"),
+    ),
+    (
+        "migrate-live",
+        include_str!("../../scenarios/migrate-live.toml"),
     ),
     (
         "host-app-vm-failover",

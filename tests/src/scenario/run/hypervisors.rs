@@ -1,6 +1,11 @@
 //! The hypervisor steps of a scenario: programs run on a host against its libvirt.
 
+use std::time::Duration;
+
+use hvcluster_common::admin::GuestNodeState;
+
 use super::Runner;
+use crate::scenario::spec::AppWatch;
 
 impl Runner<'_> {
     /// `host-exec`: runs a program on `host` and checks its exit code and output.
@@ -10,6 +15,7 @@ impl Runner<'_> {
         command: &[String],
         (exit, output): (i32, Option<&str>),
         within: std::time::Duration,
+        watch: Option<&AppWatch>,
     ) -> anyhow::Result<()> {
         let uri = self.cluster.libvirt_uri(host);
         let socket = self.cluster.socket(host).display().to_string();
@@ -37,7 +43,10 @@ impl Runner<'_> {
         let (ok, code, said) = loop {
             let mut cmd = std::process::Command::new(&path);
             cmd.args(args);
-            let (code, said) = self.cluster.run_on_host(host, cmd)?;
+            let (code, said) = match watch {
+                None => self.cluster.run_on_host(host, cmd)?,
+                Some(w) => self.run_watching(host, cmd, w)?,
+            };
             let said = said.trim().to_string();
             let ok = code == exit && output.is_none_or(|o| said.contains(o));
             if ok || std::time::Instant::now() >= deadline {
@@ -51,5 +60,61 @@ impl Runner<'_> {
         }
         self.check(want, ok, format!("exit {code}: {said}"));
         Ok(())
+    }
+
+    /// Runs `cmd` on `host` while polling every observer of `w`; records one check of
+    /// what they saw meanwhile. Returns the command's exit code and output.
+    fn run_watching(
+        &mut self,
+        host: &str,
+        cmd: std::process::Command,
+        w: &AppWatch,
+    ) -> anyhow::Result<(i32, String)> {
+        let cluster = &self.cluster;
+        let mut lapses = Vec::new();
+        let mut polls = 0u32;
+        let result = std::thread::scope(|scope| {
+            let run = scope.spawn(|| cluster.run_on_host(host, cmd));
+            while !run.is_finished() {
+                for o in &w.observers {
+                    polls += 1;
+                    let seen = match cluster.guest_status(o) {
+                        Err(e) => Some(format!("{o}: no answer ({e:#})")),
+                        Ok(s) => {
+                            let app = s.applications.iter().find(|a| a.name == w.app);
+                            let online = app.and_then(|a| a.online_on.as_deref());
+                            let node = s.nodes.iter().find(|n| n.name == w.online_on);
+                            let up = node.is_some_and(|n| n.state == GuestNodeState::Up);
+                            (online != Some(w.online_on.as_str()) || !up).then(|| {
+                                format!(
+                                    "{o}: {} Online on {}, {} {:?}",
+                                    w.app,
+                                    online.unwrap_or("none"),
+                                    w.online_on,
+                                    node.map(|n| n.state)
+                                )
+                            })
+                        }
+                    };
+                    lapses.extend(seen);
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            run.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the command's thread panicked")))
+        });
+        lapses.dedup();
+        self.check(
+            format!(
+                "meanwhile {} kept seeing {} Online on {} and {} UP ({polls} polls)",
+                w.observers.join(", "),
+                w.app,
+                w.online_on,
+                w.online_on
+            ),
+            lapses.is_empty() && polls > 0,
+            lapses.join("; "),
+        );
+        result
     }
 }

@@ -625,11 +625,13 @@ impl Runner<'_> {
                 exit,
                 output,
                 within_ms,
+                while_app,
             } => self.host_exec(
                 host,
                 command,
                 (*exit, output.as_deref()),
                 Duration::from_millis(*within_ms),
+                while_app.as_ref(),
             )?,
             Step::GuestExec {
                 guest,

@@ -1,0 +1,400 @@
+//! `hvctl vm migrate`: moving a domain of this host to another host, cluster-aware.
+//!
+//! The request is checked by the pure core ([`hvcluster_common::migration::check`]):
+//! the domain runs here, the destination is Up, has reported its capacity and has room.
+//! The migration lock is then journaled (`<state_dir>/migration.json`) before libvirt is
+//! asked, and carried in this host's heartbeats while the migration runs and for a few
+//! seconds after (until both hosts have listed their domains again), so that no host
+//! takes the domain's two instances for a double run. A restart of this agent midway
+//! finds the lock: once the hypervisor has listed its domains, the agent says where the
+//! domain is (here, resumed if an offline migration had paused it, or at the
+//! destination) and drops the lock; nothing is repeated.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hvcluster_common::admin::{Request, Response};
+use hvcluster_common::config::NodeId;
+use hvcluster_common::migration::{self, Destination, MigrationLock, MigrationMode};
+use hvcluster_libvirt::{Migrated, Migration, Progress};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::{Agent, Input};
+
+/// How long a finished migration's lock stays in the heartbeats: both hosts list their
+/// domains every second.
+const LOCK_LINGER: Duration = Duration::from_secs(5);
+
+/// The migrations this host knows of.
+#[derive(Debug, Default)]
+pub(super) struct Migrations {
+    journal: PathBuf,
+    /// The one this host runs, with the operator waiting for its end.
+    running: Option<(MigrationLock, Option<oneshot::Sender<Response>>, Instant)>,
+    /// Finished ones, still published until the listings caught up.
+    finished: Vec<(MigrationLock, Instant)>,
+    /// One interrupted by a restart of this agent, settled at the first listing.
+    interrupted: Option<MigrationLock>,
+    /// What the other hosts run, from their heartbeats.
+    remote: BTreeMap<NodeId, Vec<MigrationLock>>,
+}
+
+impl Migrations {
+    /// Opens the journal in `state_dir`; a lock found there is a migration this agent
+    /// was running when it stopped.
+    pub(super) fn open(state_dir: &std::path::Path) -> (Self, Option<String>) {
+        let journal = state_dir.join("migration.json");
+        let (interrupted, problem) = match std::fs::read(&journal) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+            Err(e) => (
+                None,
+                Some(format!("cannot read {}: {e}", journal.display())),
+            ),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(lock) => (Some(lock), None),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "{} is unreadable ({e}); ignored",
+                        journal.display()
+                    )),
+                ),
+            },
+        };
+        let m = Migrations {
+            journal,
+            interrupted,
+            ..Migrations::default()
+        };
+        (m, problem)
+    }
+
+    /// The locks this host publishes.
+    pub(super) fn published(&mut self) -> Vec<MigrationLock> {
+        self.finished.retain(|(_, at)| at.elapsed() < LOCK_LINGER);
+        let running = self.running.iter().map(|(l, _, _)| l.clone());
+        let interrupted = self.interrupted.iter().cloned();
+        running
+            .chain(interrupted)
+            .chain(self.finished.iter().map(|(l, _)| l.clone()))
+            .collect()
+    }
+
+    /// Every lock known in the cluster, this host's included.
+    pub(super) fn all(&mut self) -> Vec<MigrationLock> {
+        let mut all = self.published();
+        all.extend(self.remote.values().flatten().cloned());
+        all
+    }
+
+    /// Every lock known, for status (without dropping expired ones: `&self`).
+    pub(super) fn all_known(&self) -> Vec<MigrationLock> {
+        let running = self.running.iter().map(|(l, _, _)| l.clone());
+        running
+            .chain(self.interrupted.iter().cloned())
+            .chain(self.remote.values().flatten().cloned())
+            .collect()
+    }
+
+    /// A heartbeat of `from` arrived with its locks.
+    pub(super) fn heard(&mut self, from: NodeId, locks: &[MigrationLock]) {
+        if locks.is_empty() {
+            self.remote.remove(&from);
+        } else {
+            self.remote.insert(from, locks.to_vec());
+        }
+    }
+
+    fn save(&self, lock: Option<&MigrationLock>) -> Result<(), String> {
+        let what = |e: std::io::Error| format!("cannot write {}: {e}", self.journal.display());
+        match lock {
+            None => match std::fs::remove_file(&self.journal) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(what(e)),
+                _ => Ok(()),
+            },
+            Some(l) => {
+                let tmp = self.journal.with_extension("json.tmp");
+                let bytes = serde_json::to_vec_pretty(l).unwrap_or_default();
+                std::fs::write(&tmp, bytes).map_err(what)?;
+                let f = std::fs::File::open(&tmp).map_err(what)?;
+                f.sync_all().map_err(what)?;
+                std::fs::rename(&tmp, &self.journal).map_err(what)
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// `hvctl vm migrate`.
+    pub(super) fn vm_migrate(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let Request::VmMigrate {
+            name,
+            to,
+            mode,
+            max_downtime_ms,
+            timeout_s,
+            leave_paused,
+            dry_run,
+        } = request
+        else {
+            return;
+        };
+        let what = format!("hvctl vm migrate {name} --to {to} --mode {mode}");
+        let refuse = |agent: &mut Agent, message: String, reply: oneshot::Sender<Response>| {
+            agent.member.events.record(
+                Some(&name),
+                "operator",
+                format!("operator: {what}: refused: {message}"),
+                json!({ "command": what, "domain": name, "accepted": false }),
+            );
+            let _ = reply.send(Response::Refused { message });
+        };
+        let Some(libvirt) = self.libvirt.clone() else {
+            let message = "this host has no [hypervisor] uri: it controls no domains".into();
+            return refuse(self, message, reply);
+        };
+        if let Some((l, _, _)) = &self.migrations.running {
+            let message = format!(
+                "this host is moving {} to {} already: one migration at a time",
+                l.name,
+                self.name(l.to)
+            );
+            return refuse(self, message, reply);
+        }
+        let Some(dest) = self.config.host(&to).map(|h| h.node_id) else {
+            let message = format!("there is no host {to:?} in {}", self.config.cluster.name);
+            return refuse(self, message, reply);
+        };
+        let me = self.member.me;
+        let domain = self
+            .domains
+            .iter()
+            .find(|d| d.name == name || d.uuid == name)
+            .cloned();
+        let up = self
+            .membership
+            .peers(self.now())
+            .iter()
+            .any(|p| p.node == dest && p.state == hvcluster_common::membership::HostState::Up);
+        let none = Vec::new();
+        let dest_domains = self.remote_domains.get(&dest).unwrap_or(&none);
+        let capacity = self.vm_ha.remote_capacity(dest);
+        let destination = Destination {
+            host: dest,
+            name: &to,
+            up,
+            capacity,
+            domains: dest_domains,
+        };
+        let locks = self.migrations.all();
+        let ratio = self.config.vm_ha.vcpu_ratio;
+        let plan = match migration::check(
+            me,
+            &name,
+            domain.as_ref(),
+            mode,
+            &destination,
+            &locks,
+            ratio,
+        ) {
+            Ok(plan) => plan,
+            Err(message) => return refuse(self, message, reply),
+        };
+        if dry_run {
+            let message = format!(
+                "would move {name} {mode} from {} to {to}; {to} would have {} MiB of memory \
+                 left. Nothing was done (dry run)",
+                self.member.own_name,
+                plan.dest_free_after_kib / 1024
+            );
+            let _ = reply.send(Response::Done { message });
+            return;
+        }
+        let lock = plan.lock;
+        if let Err(e) = self.migrations.save(Some(&lock)) {
+            let message = format!("{e}: nothing was done");
+            return refuse(self, message, reply);
+        }
+        let m = &self.config.migration;
+        let address = |host: NodeId| {
+            let entry = self.config.host_by_id(host)?;
+            let ic = m.network.as_deref().or(self
+                .config
+                .interconnects
+                .first()
+                .map(|i| i.name.as_str()))?;
+            entry.addresses.get(ic).copied()
+        };
+        let dest_address = address(dest);
+        let dest_uri = m.dest_uri.replace("{host}", &to).replace(
+            "{address}",
+            &dest_address.map(|a| a.to_string()).unwrap_or_default(),
+        );
+        // Per-host paths in the domain follow it: where `[host_link] channel_dir` names
+        // the host (`/srv/vm/{host}/channels`), everything under the source's directory
+        // (`/srv/vm/kvm1/`) is the destination's there.
+        let own = self.member.own_name.clone();
+        let rewrite = self
+            .config
+            .host_link
+            .channel_dir
+            .as_ref()
+            .map(|d| d.to_string_lossy().to_string())
+            .and_then(|d| {
+                d.find("{host}")
+                    .map(|at| d[..at + "{host}".len()].to_string())
+            })
+            .map(|prefix| {
+                let under = |h: &str| format!("{}/", prefix.replace("{host}", h));
+                vec![(under(&own), under(&to))]
+            })
+            .unwrap_or_default();
+        let job = Migration {
+            name: lock.name.clone(),
+            dest_uri,
+            stream_uri: m
+                .network
+                .as_ref()
+                .and(dest_address)
+                .map(|a| format!("tcp://{a}")),
+            mode: match mode {
+                MigrationMode::Live => hvcluster_libvirt::MigrationMode::Live,
+                MigrationMode::Offline => hvcluster_libvirt::MigrationMode::Offline,
+            },
+            max_downtime_ms: Some(max_downtime_ms.unwrap_or(m.max_downtime_ms)),
+            leave_paused,
+            rewrite,
+            timeout: Duration::from_secs(timeout_s.unwrap_or(m.timeout_s)),
+        };
+        self.member.events.record(
+            Some(&lock.name),
+            "migration_started",
+            format!("{}: moving {mode} from {own} to {to}", lock.name),
+            json!({ "domain": lock.name, "from": own, "to": to, "mode": mode }),
+        );
+        self.migrations.running = Some((lock, Some(reply), Instant::now()));
+        self.send_heartbeats();
+        let tx = self.member.tx.clone();
+        let progress_tx = tx.clone();
+        self.member.spawn(async move {
+            let run = tokio::task::spawn_blocking(move || {
+                libvirt.migrate(&job, Duration::from_secs(1), move |p| {
+                    let _ = progress_tx.blocking_send(Input::MigrationProgress(p));
+                })
+            });
+            let result = match run.await {
+                Ok(r) => r,
+                Err(e) => Err(format!("the migration task failed: {e}")),
+            };
+            let _ = tx.send(Input::Migrated(result)).await;
+        });
+    }
+
+    /// libvirt's progress report of the running migration.
+    pub(super) fn on_migration_progress(&mut self, p: Progress) {
+        let Some((lock, _, _)) = &self.migrations.running else {
+            return;
+        };
+        let mib = |b: u64| b / (1024 * 1024);
+        let name = lock.name.clone();
+        self.member.events.record(
+            Some(&name),
+            "migration_progress",
+            format!(
+                "{name}: {} of {} MiB left to copy at {} MiB/s ({} ms so far)",
+                mib(p.remaining_bytes),
+                mib(p.total_bytes),
+                mib(p.rate_bps),
+                p.elapsed_ms
+            ),
+            json!({ "domain": name, "remaining_bytes": p.remaining_bytes, "total_bytes": p.total_bytes, "rate_bps": p.rate_bps, "elapsed_ms": p.elapsed_ms }),
+        );
+    }
+
+    /// The running migration ended.
+    pub(super) fn on_migrated(&mut self, result: Result<Migrated, String>) {
+        let Some((lock, reply, _)) = self.migrations.running.take() else {
+            return;
+        };
+        let (own, to) = (self.member.own_name.clone(), self.name(lock.to));
+        let name = lock.name.clone();
+        let response = match result {
+            Ok(done) => {
+                let pause = done
+                    .downtime_ms
+                    .map(|ms| format!(", paused {ms} ms"))
+                    .unwrap_or_default();
+                let message = format!(
+                    "{name} moved {} from {own} to {to} in {} ms{pause}",
+                    lock.mode, done.took_ms
+                );
+                self.member.events.record(
+                    Some(&name),
+                    "migration_done",
+                    message.clone(),
+                    json!({ "domain": name, "from": own, "to": to, "mode": lock.mode, "took_ms": done.took_ms, "downtime_ms": done.downtime_ms }),
+                );
+                Response::Done { message }
+            }
+            Err(why) => {
+                let message = format!("{name} did not move to {to}: {why}");
+                self.member.events.record(
+                    Some(&name),
+                    "migration_failed",
+                    message.clone(),
+                    json!({ "domain": name, "from": own, "to": to, "mode": lock.mode }),
+                );
+                Response::Error { message }
+            }
+        };
+        if let Err(e) = self.migrations.save(None) {
+            tracing::warn!("{e}");
+        }
+        self.migrations.finished.push((lock, Instant::now()));
+        if let Some(reply) = reply {
+            let _ = reply.send(response);
+        }
+        self.send_heartbeats();
+    }
+
+    /// The first listing after a restart settles a migration the agent was running.
+    pub(super) fn settle_interrupted_migration(&mut self) {
+        let Some(lock) = self.migrations.interrupted.take() else {
+            return;
+        };
+        let here = self.domains.iter().find(|d| d.uuid == lock.uuid).cloned();
+        let name = lock.name.clone();
+        let where_now = match &here {
+            Some(d) => format!("it is {} here, on {}", d.state, self.member.own_name),
+            None => format!(
+                "it is not here any more: it runs on {} if the move completed",
+                self.name(lock.to)
+            ),
+        };
+        self.member.events.record(
+            Some(&name),
+            "migration_interrupted",
+            format!(
+                "{name}: this agent restarted during its {} migration to {}; {where_now}",
+                lock.mode,
+                self.name(lock.to)
+            ),
+            json!({ "domain": name, "to": self.name(lock.to) }),
+        );
+        if let (Some(d), Some(libvirt)) = (&here, self.libvirt.clone()) {
+            if lock.mode == MigrationMode::Offline && d.state == "Paused" {
+                // The offline migration paused it and never resumed it anywhere.
+                let n = name.clone();
+                self.member.spawn(async move {
+                    let _ = tokio::task::spawn_blocking(move || libvirt.resume(&n)).await;
+                });
+            }
+        }
+        if let Err(e) = self.migrations.save(None) {
+            tracing::warn!("{e}");
+        }
+        self.migrations.finished.push((lock, Instant::now()));
+    }
+}
