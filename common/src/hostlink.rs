@@ -93,6 +93,32 @@ pub enum LinkMessage {
         /// guest may only be late); 0: final.
         retry_after_ms: u64,
     },
+    /// Host → guest: the host is about to move this guest to another host (`id` names
+    /// the migration). The guest answers [`LinkMessage::MigrationAnswer`]: refused while
+    /// an application of its cluster is switching; accepted, it tells its cluster to
+    /// hold every switchover and not to take its silence for a failure for up to
+    /// `hold_ms` (or until [`LinkMessage::MigrationEnd`], or until it links from another
+    /// host: then it has moved).
+    MigrationPrepare {
+        /// The migration.
+        id: u64,
+        /// Longest time it may last, ms.
+        hold_ms: u64,
+    },
+    /// Guest → host: may the migration `id` begin.
+    MigrationAnswer {
+        /// The migration.
+        id: u64,
+        /// It may.
+        ok: bool,
+        /// Why not (or what the guest did).
+        detail: String,
+    },
+    /// Host → guest: the migration `id` ended here (failed: the guest did not move).
+    MigrationEnd {
+        /// The migration.
+        id: u64,
+    },
     /// Either way, when nothing else was sent for a while: the link is alive.
     Keepalive,
 }

@@ -281,3 +281,40 @@ fn real_guest_failover() {
 fn libvirt_cmdline() {
     run("libvirt-cmdline");
 }
+
+#[test]
+fn host_app_vm_failover() {
+    run("host-app-vm-failover");
+}
+
+#[test]
+fn migrate_live() {
+    run("migrate-live");
+}
+
+#[test]
+fn migrate_offline() {
+    run("migrate-offline");
+}
+
+#[test]
+fn switch_during_migrate_held() {
+    run("switch-during-migrate-held");
+}
+
+#[test]
+fn migrate_during_switch_refused() {
+    run("migrate-during-switch-refused");
+}
+
+/// A scenario shipped without its test here would never run in CI.
+#[test]
+fn every_shipped_scenario_has_its_test() {
+    let source = include_str!("scenarios.rs");
+    let missing: Vec<&str> = hvlab::scenario::EMBEDDED
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| *name != "demo" && !source.contains(&format!("run(\"{name}\")")))
+        .collect();
+    assert!(missing.is_empty(), "scenarios without a test: {missing:?}");
+}

@@ -34,7 +34,7 @@ impl Engine {
     }
 
     /// What `node` reports about application `i` (this node answers for itself).
-    fn activity_on(&self, i: usize, node: NodeId) -> Option<Activity> {
+    pub(super) fn activity_on(&self, i: usize, node: NodeId) -> Option<Activity> {
         if node == self.me {
             return Some(self.apps[i].local.activity());
         }
@@ -295,12 +295,25 @@ impl Engine {
             && self
                 .view(t)
                 .is_some_and(|v| v.state == GuestNodeState::LeftCluster);
-        let held = left.then(|| {
-            self.named(format!(
-                "it ran on node {t}, which is LEFTCLUSTER: it stays there until node {t} is \
-                 proved down (make sure it is off, then hvctl node down node {t})"
-            ))
-        });
+        let app = &self.apps[i];
+        let spec = &app.spec;
+        let failed_clean = self.activity_on(i, t) == Some(Activity::Faulted { clean: true });
+        let wants_switch = failed_clean && spec.switches_on(SwitchTrigger::ResourceFailure);
+        let held = left
+            .then(|| {
+                self.named(format!(
+                    "it ran on node {t}, which is LEFTCLUSTER: it stays there until node {t} is \
+                     proved down (make sure it is off, then hvctl node down node {t})"
+                ))
+            })
+            .or_else(|| {
+                // A proved death still switches: what ran there does not any more.
+                let switch_held = self.switch_hold.as_ref().filter(|_| !proved_down);
+                switch_held
+                    .filter(|_| wants_switch)
+                    .map(|why| format!("its switch is held: {why}"))
+            });
+        let hold_switch = held.is_some();
         self.hold(i, held, out);
         let app = &self.apps[i];
         let spec = &app.spec;
@@ -313,8 +326,7 @@ impl Engine {
             }
             return;
         }
-        let failed_clean = self.activity_on(i, t) == Some(Activity::Faulted { clean: true });
-        if failed_clean && spec.switches_on(SwitchTrigger::ResourceFailure) {
+        if wants_switch && !hold_switch {
             if let Some(to) = self.best_node(i, &[t]) {
                 self.write(i, Some(to), PlacementReason::ResourceFailure, out);
             }
@@ -398,6 +410,10 @@ impl Engine {
                 self.write(i, None, PlacementReason::Offline, out);
                 Ok(format!("{name}: going Offline everywhere"))
             }
+            Command::Switch(_) if self.switch_hold.is_some() => Err(format!(
+                "switchovers are held: {}; try again once it is over",
+                self.switch_hold.as_deref().unwrap_or_default()
+            )),
             Command::Online | Command::Switch(_) => {
                 if let Some(&n) = uncertain.first() {
                     if self.apps[i].placement.target == Some(n)

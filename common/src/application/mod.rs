@@ -215,6 +215,9 @@ pub struct GuestHeartbeat {
     pub gossip: Gossip,
     /// Nodes the sender holds proved dead.
     pub proofs: Vec<DownProof>,
+    /// The sender is being migrated: for this many more ms, hold every switchover and
+    /// do not take its silence for a failure (0: it is not).
+    pub migrating_ms: u64,
 }
 
 /// A resource operation the driver must run and answer with
@@ -386,6 +389,8 @@ pub struct Engine {
     names: BTreeMap<NodeId, String>,
     /// The command that proves a node down, for the messages the engine writes.
     down_command: &'static str,
+    /// Switchovers are held (a guest of the cluster is being migrated): why.
+    switch_hold: Option<String>,
 }
 
 impl Engine {
@@ -429,7 +434,47 @@ impl Engine {
             leaving: false,
             names: BTreeMap::new(),
             down_command: GUEST_DOWN_COMMAND,
+            switch_hold: None,
         }
+    }
+
+    /// Holds (with the reason) or releases every switchover: while a node of the
+    /// cluster is being migrated, no application moves between nodes because of a
+    /// resource failure or an operator's switch (a node proved dead still hands its
+    /// applications over). Starts, stops and restarts in place go on.
+    pub fn set_switch_hold(&mut self, why: Option<String>) {
+        self.switch_hold = why;
+    }
+
+    /// Why an application is between two states now (starting, stopping, or placed on
+    /// a node that does not run it yet), if one is: a migration must not begin then.
+    pub fn transition(&self) -> Option<String> {
+        for (i, app) in self.apps.iter().enumerate() {
+            if app.placement.maintenance {
+                continue;
+            }
+            let name = &app.spec.name;
+            for &n in &app.spec.nodes {
+                let what = match self.activity_on(i, n) {
+                    Some(Activity::Starting) => "starting",
+                    Some(Activity::Stopping) => "stopping",
+                    _ => continue,
+                };
+                return Some(self.named(format!("{name} is {what} on node {n}")));
+            }
+            if let Some(t) = app.placement.target {
+                let heard = t == self.me || self.view(t).is_some_and(|v| v.heard);
+                let there = self.activity_on(i, t);
+                let settled = matches!(
+                    there,
+                    Some(Activity::Online | Activity::Standby | Activity::Faulted { .. })
+                );
+                if heard && !settled {
+                    return Some(self.named(format!("{name} is switching to node {t}")));
+                }
+            }
+        }
+        None
     }
 
     /// The operator command that proves a node down, as the engine's messages name it

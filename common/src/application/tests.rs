@@ -339,6 +339,48 @@ fn resource_failure_uses_the_restart_budget_then_switches_and_clear_clears() {
 }
 
 #[test]
+fn held_switchovers_wait_for_the_release_and_transitions_are_told() {
+    let mut sim = Sim::new(2, vec![spec("app1", &[1, 2], 2)]);
+    sim.run(20);
+    assert_eq!(sim.online_on(0), vec![0]);
+    for e in sim.engines.iter_mut().flatten() {
+        assert_eq!(e.transition(), None, "settled");
+        e.set_switch_hold(Some("node 1 is being migrated".into()));
+    }
+    let refused = sim
+        .command(1, "app1", Command::Switch(Some(2)))
+        .unwrap_err();
+    assert!(refused.contains("switchovers are held"), "{refused}");
+    // A resource failure without a restart budget would switch: it waits.
+    sim.running[0][0][1] = false;
+    sim.run(30);
+    assert!(sim.online_on(0).is_empty() || sim.online_on(0) == vec![0]);
+    assert_ne!(sim.online_on(0), vec![1], "not switched while held");
+    assert!(sim.events.iter().any(|(_, e)| matches!(
+        e,
+        AppEvent::Waiting { why, .. } if why.contains("its switch is held")
+    )));
+    for e in sim.engines.iter_mut().flatten() {
+        e.set_switch_hold(None);
+    }
+    sim.run(30);
+    assert_eq!(sim.online_on(0), vec![1], "switched once released");
+    // While it moves, the engines say so.
+    sim.command(1, "app1", Command::Switch(Some(1)))
+        .unwrap_err();
+    sim.command(1, "app1", Command::Clear).unwrap();
+    sim.run(10);
+    sim.command(1, "app1", Command::Switch(Some(1))).unwrap();
+    let during = sim.engines[1].as_ref().unwrap().transition();
+    assert!(
+        during.as_deref().is_some_and(|t| t.contains("app1 is")),
+        "{during:?}"
+    );
+    sim.run(30);
+    assert_eq!(sim.engines[1].as_ref().unwrap().transition(), None);
+}
+
+#[test]
 fn failed_stop_leaves_it_faulted_where_it_was() {
     let mut sim = Sim::new(2, vec![spec("app1", &[1, 2], 2)]);
     sim.run(20);

@@ -326,6 +326,15 @@ impl Membership {
         &self.cfg
     }
 
+    /// Relaxes the failure detection of `node` until `until` (None: back to normal): its
+    /// silence makes it Suspect but not Failed meanwhile. For a guest paused by a
+    /// migration, for the expected pause; a silence that outlasts it is judged as usual.
+    pub fn relax(&mut self, node: NodeId, until: Option<Duration>) {
+        if let Some(peer) = self.peers.iter_mut().find(|p| p.id == node) {
+            peer.relaxed_until = until;
+        }
+    }
+
     /// Records this host's own load-watchdog verdict for the next heartbeats.
     pub fn set_watchdog(&mut self, verdict: WatchdogVerdict) {
         self.watchdog = verdict;

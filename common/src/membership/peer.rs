@@ -71,6 +71,8 @@ pub(super) struct Peer {
     joining_count: u32,
     watchdog: WatchdogVerdict,
     quorate: bool,
+    /// Not failed for silence before this time (a migration's pause).
+    pub(super) relaxed_until: Option<Duration>,
 }
 
 impl Peer {
@@ -96,6 +98,7 @@ impl Peer {
             joining_count: 0,
             watchdog: WatchdogVerdict::Ok,
             quorate: false,
+            relaxed_until: None,
         }
     }
 
@@ -241,8 +244,12 @@ impl Peer {
             return;
         };
         let silent = now.saturating_sub(last);
+        let relaxed = self.relaxed_until.is_some_and(|u| now < u);
         match self.state {
-            HostState::Up | HostState::Suspect | HostState::Joining if silent >= cfg.dead_after => {
+            // Relaxed (a migration's pause): suspect at most.
+            HostState::Up | HostState::Suspect | HostState::Joining
+                if silent >= cfg.dead_after && !relaxed =>
+            {
                 self.set_state(now, HostState::Failed(FailReason::Silent), out);
             }
             HostState::Up if silent >= cfg.suspect_after => {

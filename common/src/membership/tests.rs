@@ -194,6 +194,29 @@ fn power_loss_is_detected_within_dead_time() {
 }
 
 #[test]
+fn a_relaxed_peer_is_suspect_but_not_failed_until_the_relaxation_ends() {
+    let mut sim = Sim::new(3, 1);
+    sim.run_for(1000 * MS);
+    let until = sim.now + 3000 * MS;
+    sim.nodes[0].relax(3, Some(until));
+    // Paused for 2 s (a migration's last round): heard again before the end.
+    sim.frozen[2] = true;
+    sim.run_for(2000 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Suspect);
+    assert_eq!(sim.state(1, 2), HostState::Failed(FailReason::Silent));
+    sim.frozen[2] = false;
+    sim.run_for(500 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Up, "back without ever failing");
+    // A silence that outlasts the relaxation is judged as usual.
+    sim.nodes[0].relax(3, Some(sim.now + 500 * MS));
+    sim.powered[2] = false;
+    sim.run_for(400 * MS);
+    assert_ne!(sim.state(0, 2), HostState::Failed(FailReason::Silent));
+    sim.run_for(1000 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Silent));
+}
+
+#[test]
 fn panic_notice_fails_at_once() {
     let mut sim = Sim::new(3, 1);
     sim.run_for(1000 * MS);

@@ -586,6 +586,7 @@ impl World {
             membership: a.membership.heartbeat(0),
             gossip: a.engine.gossip(),
             proofs: a.nodes.proofs(),
+            migrating_ms: 0,
         };
         let incarnation = a.membership.incarnation();
         let mut sequences = Vec::new();

@@ -84,7 +84,8 @@ impl Agent {
                     format!("{node}: linked to the host agent of {host}"),
                     json!({ "host": host }),
                 );
-                self.linked_to = Some(host);
+                self.linked_to = Some(host.clone());
+                self.migration_linked(&host);
             }
             LinkEvent::Lost { why } => {
                 // Answers to requests in flight are lost with the link: ask again.
@@ -184,6 +185,10 @@ impl Agent {
                     );
                 }
             }
+            LinkEvent::Message(LinkMessage::MigrationPrepare { id, hold_ms }) => {
+                self.on_migration_prepare(id, hold_ms);
+            }
+            LinkEvent::Message(LinkMessage::MigrationEnd { id }) => self.on_migration_end(id),
             LinkEvent::Message(other) => {
                 tracing::debug!(message = ?other, "unexpected host-link message");
             }

@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 mod linked;
+mod migration;
 
 use linked::{start_host_link, KILL_STAGGER};
 
@@ -90,6 +91,8 @@ pub struct Agent {
     next_kill: u64,
     /// Nodes whose kill request was reported (once per silence, not at every retry).
     kills_reported: std::collections::BTreeSet<NodeId>,
+    /// Migrations of this guest and its partners.
+    migrations: migration::Migrations,
 }
 
 impl std::fmt::Debug for Agent {
@@ -183,6 +186,7 @@ impl Agent {
             kills_sent: std::collections::BTreeMap::new(),
             next_kill: 0,
             kills_reported: std::collections::BTreeSet::new(),
+            migrations: migration::Migrations::default(),
         })
     }
 
@@ -251,6 +255,7 @@ impl Agent {
 
     fn tick(&mut self) {
         self.request_kills();
+        self.update_migration_hold();
         let now = self.now();
         let actions = self.membership.tick(now);
         self.perform(actions);
@@ -320,6 +325,7 @@ impl Agent {
                 .on_heartbeat(now, sender, incarnation, hb.accepted, membership);
         self.perform(actions);
         self.update_nodes();
+        self.migration_heard(now, sender, hb.payload.migrating_ms);
         let actions = self
             .apps
             .engine
@@ -410,11 +416,13 @@ impl Agent {
     fn send_heartbeats(&mut self) {
         let gossip = self.apps.engine.gossip();
         let proofs = self.nodes.proofs();
+        let migrating_ms = self.migrating_ms();
         for ic in 0..self.member.outbox.interconnects() {
             let hb = GuestHeartbeat {
                 membership: self.membership.heartbeat(ic),
                 gossip: gossip.clone(),
                 proofs: proofs.clone(),
+                migrating_ms,
             };
             let report = self
                 .member

@@ -68,6 +68,9 @@ impl Agent {
                     cluster,
                     node_id,
                 } => self.on_kill_request(conn, request, cluster, node_id),
+                LinkMessage::MigrationAnswer { id, ok, detail } => {
+                    self.on_migration_answer(conn, id, ok, detail)
+                }
                 other => tracing::debug!(conn, message = ?other, "unexpected host-link message"),
             },
             LinkInput::Closed { conn, guest, why } => {

@@ -93,6 +93,15 @@ impl Links {
         self.local.insert(conn, guest);
     }
 
+    /// The host links of the guests that said they are domain `name` (or `uuid`).
+    pub fn conns_of_domain(&self, name: &str, uuid: &str) -> Vec<u64> {
+        self.local
+            .iter()
+            .filter(|(_, g)| g.domain.as_deref().is_some_and(|d| d == name || d == uuid))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
     /// The guest linked on `conn`.
     pub fn guest(&self, conn: u64) -> Option<&Linked> {
         self.local.get(&conn)

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use hvcluster_common::admin::{Request, Response};
 use hvcluster_common::config::NodeId;
+use hvcluster_common::hostlink::LinkMessage;
 use hvcluster_common::migration::{self, Destination, MigrationLock, MigrationMode};
 use hvcluster_libvirt::{Migrated, Migration, Progress};
 use serde_json::json;
@@ -31,8 +32,12 @@ const LOCK_LINGER: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub(super) struct Migrations {
     journal: PathBuf,
-    /// The one this host runs, with the operator waiting for its end.
-    running: Option<(MigrationLock, Option<oneshot::Sender<Response>>, Instant)>,
+    /// The one this host runs.
+    running: Option<Running>,
+    /// One waiting for its guests' consent.
+    preparing: Option<Preparing>,
+    /// Numbers the migrations of this agent (what the guests are asked about).
+    next_id: u64,
     /// Finished ones, still published until the listings caught up.
     finished: Vec<(MigrationLock, Instant)>,
     /// One interrupted by a restart of this agent, settled at the first listing.
@@ -40,6 +45,33 @@ pub(super) struct Migrations {
     /// What the other hosts run, from their heartbeats.
     remote: BTreeMap<NodeId, Vec<MigrationLock>>,
 }
+
+/// A migration under way.
+#[derive(Debug)]
+struct Running {
+    lock: MigrationLock,
+    /// The operator waiting for its end.
+    reply: Option<oneshot::Sender<Response>>,
+    /// The migration's number and the host links of the guests it moves.
+    id: u64,
+    conns: Vec<u64>,
+}
+
+/// A migration whose guests were asked whether they may be moved.
+#[derive(Debug)]
+struct Preparing {
+    id: u64,
+    lock: MigrationLock,
+    job: Migration,
+    reply: oneshot::Sender<Response>,
+    /// Guests (host links) that have not answered yet, and all of them.
+    waiting: Vec<u64>,
+    conns: Vec<u64>,
+    deadline: Instant,
+}
+
+/// How long the guests have to answer whether they may be moved.
+const ASK_LIMIT: Duration = Duration::from_secs(5);
 
 impl Migrations {
     /// Opens the journal in `state_dir`; a lock found there is a migration this agent
@@ -74,7 +106,7 @@ impl Migrations {
     /// The locks this host publishes.
     pub(super) fn published(&mut self) -> Vec<MigrationLock> {
         self.finished.retain(|(_, at)| at.elapsed() < LOCK_LINGER);
-        let running = self.running.iter().map(|(l, _, _)| l.clone());
+        let running = self.running.iter().map(|r| r.lock.clone());
         let interrupted = self.interrupted.iter().cloned();
         running
             .chain(interrupted)
@@ -91,7 +123,7 @@ impl Migrations {
 
     /// Every lock known, for status (without dropping expired ones: `&self`).
     pub(super) fn all_known(&self) -> Vec<MigrationLock> {
-        let running = self.running.iter().map(|(l, _, _)| l.clone());
+        let running = self.running.iter().map(|r| r.lock.clone());
         running
             .chain(self.interrupted.iter().cloned())
             .chain(self.remote.values().flatten().cloned())
@@ -151,11 +183,16 @@ impl Agent {
             );
             let _ = reply.send(Response::Refused { message });
         };
-        let Some(libvirt) = self.libvirt.clone() else {
+        if self.libvirt.is_none() {
             let message = "this host has no [hypervisor] uri: it controls no domains".into();
             return refuse(self, message, reply);
-        };
-        if let Some((l, _, _)) = &self.migrations.running {
+        }
+        let busy = (self.migrations.running.as_ref().map(|r| &r.lock)).or(self
+            .migrations
+            .preparing
+            .as_ref()
+            .map(|p| &p.lock));
+        if let Some(l) = busy {
             let message = format!(
                 "this host is moving {} to {} already: one migration at a time",
                 l.name,
@@ -268,14 +305,123 @@ impl Agent {
             rewrite,
             timeout: Duration::from_secs(timeout_s.unwrap_or(m.timeout_s)),
         };
+        self.migrations.next_id += 1;
+        let id = self.migrations.next_id;
+        let conns = self.links.conns_of_domain(&lock.name, &lock.uuid);
+        if conns.is_empty() {
+            return self.begin_migration(id, lock, job, reply, Vec::new());
+        }
+        // The guest cluster first: the guest may refuse (an application switching), and
+        // once it accepts its cluster holds switchovers and forgives its pause.
+        let hold_ms = job.timeout.as_millis() as u64 + 10_000;
+        for &conn in &conns {
+            if let Some(tx) = self.link_tx.get(&conn) {
+                let _ = tx.try_send(LinkMessage::MigrationPrepare { id, hold_ms });
+            }
+        }
+        self.migrations.preparing = Some(Preparing {
+            id,
+            lock,
+            job,
+            reply,
+            waiting: conns.clone(),
+            conns,
+            deadline: Instant::now() + ASK_LIMIT,
+        });
+    }
+
+    /// A guest answered whether it may be moved.
+    pub(super) fn on_migration_answer(&mut self, conn: u64, id: u64, ok: bool, detail: String) {
+        let Some(p) = self.migrations.preparing.as_mut().filter(|p| p.id == id) else {
+            return;
+        };
+        if !ok {
+            let p = self.migrations.preparing.take().expect("checked above");
+            return self.call_off(p, detail);
+        }
+        p.waiting.retain(|c| *c != conn);
+        if p.waiting.is_empty() {
+            let p = self.migrations.preparing.take().expect("checked above");
+            self.begin_migration(p.id, p.lock, p.job, p.reply, p.conns);
+        }
+    }
+
+    /// Gives up a migration whose guests did not answer in time.
+    pub(super) fn migration_tick(&mut self) {
+        if self
+            .migrations
+            .preparing
+            .as_ref()
+            .is_some_and(|p| Instant::now() >= p.deadline)
+        {
+            let p = self.migrations.preparing.take().expect("checked above");
+            let why = format!(
+                "the guest in {} did not answer within {} s whether it may be moved (is \
+                 hv-guestd running in it?)",
+                p.lock.name,
+                ASK_LIMIT.as_secs()
+            );
+            self.call_off(p, why);
+        }
+    }
+
+    /// A prepared migration does not happen: the guests are released, the operator told.
+    fn call_off(&mut self, p: Preparing, why: String) {
+        for conn in &p.conns {
+            if let Some(tx) = self.link_tx.get(conn) {
+                let _ = tx.try_send(LinkMessage::MigrationEnd { id: p.id });
+            }
+        }
+        let name = p.lock.name.clone();
+        let to = self.name(p.lock.to);
+        self.member.events.record(
+            Some(&name),
+            "migration_refused",
+            format!("{name} is not moved to {to}: {why}"),
+            json!({ "domain": name, "to": to }),
+        );
+        let message = format!("{why}; nothing was done");
+        let _ = p.reply.send(Response::Refused { message });
+    }
+
+    /// Journals the lock and asks libvirt to move the domain.
+    fn begin_migration(
+        &mut self,
+        id: u64,
+        lock: MigrationLock,
+        job: Migration,
+        reply: oneshot::Sender<Response>,
+        conns: Vec<u64>,
+    ) {
+        if let Err(e) = self.migrations.save(Some(&lock)) {
+            let p = Preparing {
+                id,
+                lock,
+                job,
+                reply,
+                waiting: Vec::new(),
+                conns,
+                deadline: Instant::now(),
+            };
+            return self.call_off(p, e);
+        }
+        let (own, to, mode) = (self.member.own_name.clone(), self.name(lock.to), lock.mode);
         self.member.events.record(
             Some(&lock.name),
             "migration_started",
             format!("{}: moving {mode} from {own} to {to}", lock.name),
             json!({ "domain": lock.name, "from": own, "to": to, "mode": mode }),
         );
-        self.migrations.running = Some((lock, Some(reply), Instant::now()));
+        self.migrations.running = Some(Running {
+            lock,
+            reply: Some(reply),
+            id,
+            conns,
+        });
         self.send_heartbeats();
+        let Some(libvirt) = self.libvirt.clone() else {
+            return;
+        };
         let tx = self.member.tx.clone();
         let progress_tx = tx.clone();
         self.member.spawn(async move {
@@ -294,7 +440,7 @@ impl Agent {
 
     /// libvirt's progress report of the running migration.
     pub(super) fn on_migration_progress(&mut self, p: Progress) {
-        let Some((lock, _, _)) = &self.migrations.running else {
+        let Some(Running { lock, .. }) = &self.migrations.running else {
             return;
         };
         let mib = |b: u64| b / (1024 * 1024);
@@ -315,7 +461,13 @@ impl Agent {
 
     /// The running migration ended.
     pub(super) fn on_migrated(&mut self, result: Result<Migrated, String>) {
-        let Some((lock, reply, _)) = self.migrations.running.take() else {
+        let Some(Running {
+            lock,
+            reply,
+            id,
+            conns,
+        }) = self.migrations.running.take()
+        else {
             return;
         };
         let (own, to) = (self.member.own_name.clone(), self.name(lock.to));
@@ -339,6 +491,12 @@ impl Agent {
                 Response::Done { message }
             }
             Err(why) => {
+                // The guest stays here: its cluster may switch again.
+                for conn in &conns {
+                    if let Some(tx) = self.link_tx.get(conn) {
+                        let _ = tx.try_send(LinkMessage::MigrationEnd { id });
+                    }
+                }
                 let message = format!("{name} did not move to {to}: {why}");
                 self.member.events.record(
                     Some(&name),

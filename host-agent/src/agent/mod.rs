@@ -289,6 +289,7 @@ impl Agent {
                     self.send_notices();
                     self.expire_kills();
                     self.apps_tick();
+                    self.migration_tick();
                 }
             }
         }

@@ -210,6 +210,7 @@ fn a_guest_intake_takes_guest_heartbeats_only() {
         membership: heartbeat(0),
         gossip: Gossip::default(),
         proofs: Vec::new(),
+        migrating_ms: 0,
     };
     let frame = Sealed {
         kind: Kind::GuestHeartbeat,

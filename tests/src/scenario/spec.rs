@@ -250,6 +250,13 @@ pub enum Step {
         /// Expected exit code.
         #[serde(default)]
         exit: i32,
+        /// Run it again (every 250 ms) until it exits as expected or this time has
+        /// passed; 0: once.
+        #[serde(default)]
+        within_ms: u64,
+        /// Text expected in what it printed.
+        #[serde(default)]
+        output: Option<String>,
     },
     /// Every observer sees `host` in `state` within the time limit.
     ExpectState {
@@ -666,6 +673,18 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "migrate-live",
         include_str!("../../scenarios/migrate-live.toml"),
+    ),
+    (
+        "migrate-offline",
+        include_str!("../../scenarios/migrate-offline.toml"),
+    ),
+    (
+        "switch-during-migrate-held",
+        include_str!("../../scenarios/switch-during-migrate-held.toml"),
+    ),
+    (
+        "migrate-during-switch-refused",
+        include_str!("../../scenarios/migrate-during-switch-refused.toml"),
     ),
     (
         "host-app-vm-failover",

@@ -530,23 +530,43 @@ impl Runner<'_> {
                 self.note(format!("hv-hostd on {host} started"));
                 self.cluster.start_agent(host)?;
             }
-            Step::Hvctl { on, args, exit } => {
+            Step::Hvctl {
+                on,
+                args,
+                exit,
+                within_ms,
+                output,
+            } => {
                 self.note(format!("operator on {on}: hvctl {}", args.join(" ")));
-                let out = std::process::Command::new(crate::cluster::bin_dir()?.join("hvctl"))
-                    .arg("--socket")
-                    .arg(self.cluster.socket(on))
-                    .args(args)
-                    .stdin(std::process::Stdio::null())
-                    .output()?;
-                let code = out.status.code().unwrap_or(-1);
-                let said = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout).trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+                let wanted = |code: i32, said: &str| {
+                    code == *exit && output.as_deref().is_none_or(|o| said.contains(o))
+                };
+                let deadline = Instant::now() + Duration::from_millis(*within_ms);
+                let (code, said) = loop {
+                    let out = std::process::Command::new(crate::cluster::bin_dir()?.join("hvctl"))
+                        .arg("--socket")
+                        .arg(self.cluster.socket(on))
+                        .args(args)
+                        .stdin(std::process::Stdio::null())
+                        .output()?;
+                    let code = out.status.code().unwrap_or(-1);
+                    let said = format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout).trim(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                    if wanted(code, &said) || Instant::now() >= deadline {
+                        break (code, said);
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                };
+                let saying = output
+                    .as_ref()
+                    .map(|o| format!(" saying {o:?}"))
+                    .unwrap_or_default();
                 self.check(
-                    format!("hvctl {} exits {exit}", args.join(" ")),
-                    code == *exit,
+                    format!("hvctl {} exits {exit}{saying}", args.join(" ")),
+                    wanted(code, &said),
                     format!("exit {code}: {said}"),
                 );
             }
