@@ -21,6 +21,8 @@ pub enum MigrationMode {
     Live,
     /// Paused first, moved while paused, resumed on the destination.
     Offline,
+    /// A stopped domain's definition moves: defined there, undefined here.
+    Export,
 }
 
 impl std::fmt::Display for MigrationMode {
@@ -28,6 +30,7 @@ impl std::fmt::Display for MigrationMode {
         f.write_str(match self {
             MigrationMode::Live => "live",
             MigrationMode::Offline => "offline",
+            MigrationMode::Export => "export",
         })
     }
 }
@@ -45,6 +48,10 @@ pub struct MigrationLock {
     pub to: NodeId,
     /// How it moves.
     pub mode: MigrationMode,
+    /// It has ended; still published a few seconds, until both hosts listed their
+    /// domains again (a domain on both meanwhile is no double run).
+    #[serde(default)]
+    pub ended: bool,
 }
 
 /// What [`check`] is told about the destination.
@@ -83,6 +90,9 @@ pub fn check(
     locks: &[MigrationLock],
     vcpu_ratio: f64,
 ) -> Result<Plan, String> {
+    if mode == MigrationMode::Export {
+        return check_export(me, name, domain, dest, locks);
+    }
     let Some(d) = domain else {
         return Err(format!(
             "{name} does not run on this host: run the migration on the host that runs it \
@@ -98,7 +108,7 @@ pub fn check(
     if dest.host == me {
         return Err(format!("{name} already runs on {}", dest.name));
     }
-    if let Some(l) = locks.iter().find(|l| l.uuid == d.uuid) {
+    if let Some(l) = locks.iter().find(|l| l.uuid == d.uuid && !l.ended) {
         return Err(format!(
             "{name} is being moved already ({} migration under way)",
             l.mode
@@ -155,8 +165,57 @@ pub fn check(
             from: me,
             to: dest.host,
             mode,
+            ended: false,
         },
         dest_free_after_kib: room.memory_kib - need,
+    })
+}
+
+/// [`check`] for an export: the domain must not run (its libvirt checks that it is
+/// defined and stopped here); the destination must be Up and not have it.
+fn check_export(
+    me: NodeId,
+    name: &str,
+    running: Option<&DomainPresence>,
+    dest: &Destination<'_>,
+    locks: &[MigrationLock],
+) -> Result<Plan, String> {
+    if let Some(d) = running {
+        return Err(format!(
+            "{name} is {} here: export moves a stopped domain (stop it first, or move it \
+             live or offline)",
+            d.state
+        ));
+    }
+    if dest.host == me {
+        return Err(format!("{name} is defined on {} already", dest.name));
+    }
+    if locks.iter().any(|l| l.name == name && !l.ended) {
+        return Err(format!("{name} is being moved already"));
+    }
+    if !dest.up {
+        return Err(format!(
+            "{} is not Up in the host cluster: a domain moves only to a live member",
+            dest.name
+        ));
+    }
+    if dest.domains.iter().any(|x| x.name == name) {
+        return Err(format!("{name} runs on {}: resolve that first", dest.name));
+    }
+    let free = dest.capacity.map_or(0, |c| {
+        let used: u64 = dest.domains.iter().map(|x| x.memory_kib).sum();
+        c.memory_kib.saturating_sub(used)
+    });
+    Ok(Plan {
+        lock: MigrationLock {
+            name: name.to_string(),
+            uuid: String::new(),
+            from: me,
+            to: dest.host,
+            mode: MigrationMode::Export,
+            ended: false,
+        },
+        dest_free_after_kib: free,
     })
 }
 
@@ -231,7 +290,25 @@ mod tests {
             from: 1,
             to: 3,
             mode: MigrationMode::Offline,
+            ended: false,
         };
+        let over = MigrationLock {
+            ended: true,
+            ..lock.clone()
+        };
+        assert!(
+            check(
+                1,
+                "vm1",
+                Some(&vm),
+                MigrationMode::Live,
+                &dest(&[]),
+                &[over],
+                4.0
+            )
+            .is_ok(),
+            "an ended migration does not hold the domain"
+        );
         assert!(refuse(Some(&vm), &dest(&[]), &[lock]).contains("offline migration under way"));
         let twin = [dom("vm1", "Paused", 1024)];
         assert!(refuse(Some(&vm), &dest(&twin), &[]).contains("also present on h2"));
@@ -240,6 +317,19 @@ mod tests {
             ..dest(&[])
         };
         assert!(refuse(Some(&vm), &unknown, &[]).contains("capacity cannot be checked"));
+        let export = |d: Option<&DomainPresence>, to: &Destination<'_>| {
+            check(1, "vm1", d, MigrationMode::Export, to, &[], 4.0)
+        };
+        assert!(export(Some(&vm), &dest(&[]))
+            .unwrap_err()
+            .contains("export moves a stopped domain"));
+        assert_eq!(
+            export(None, &dest(&[])).unwrap().lock.mode,
+            MigrationMode::Export
+        );
+        assert!(export(None, &dest(&twin))
+            .unwrap_err()
+            .contains("runs on h2"));
         let many: Vec<DomainPresence> = (0..8)
             .map(|i| dom(&format!("v{i}"), "Running", 16))
             .collect();

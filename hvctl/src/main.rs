@@ -367,12 +367,14 @@ enum VmCommand {
     ///
     /// Modes: live (the guest keeps running; it pauses for the last round only, at most
     /// --max-downtime), offline (paused first, moved while paused, resumed on HOST unless
-    /// --leave-paused).
+    /// --leave-paused), export (a stopped domain: defined on HOST, undefined here, and
+    /// started there with --start; to move a guest to a spare server).
     ///
     /// Examples:
     ///   hvctl vm migrate web-db1 --to kvm2
     ///   hvctl vm migrate web-db1 --to kvm2 --mode offline
     ///   hvctl vm migrate web-db1 --to kvm2 --dry-run
+    ///   hvctl vm migrate web-db1 --to spare1 --mode export --start
     #[command(verbatim_doc_comment)]
     Migrate {
         /// Domain name or UUID.
@@ -392,6 +394,9 @@ enum VmCommand {
         /// Offline: leave the domain paused on HOST.
         #[arg(long)]
         leave_paused: bool,
+        /// Export: start the domain on HOST once it is defined there.
+        #[arg(long)]
+        start: bool,
         /// Only check and say what would happen.
         #[arg(long)]
         dry_run: bool,
@@ -405,6 +410,8 @@ enum MigrateMode {
     Live,
     /// Paused, moved, resumed.
     Offline,
+    /// A stopped domain's definition moves (export/import).
+    Export,
 }
 
 #[derive(Debug, Subcommand)]
@@ -637,6 +644,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_downtime,
                     timeout,
                     leave_paused,
+                    start,
                     dry_run,
                 } => {
                     let socket = socket()?;
@@ -646,6 +654,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let mode = match mode {
                         MigrateMode::Live => hvcluster_common::migration::MigrationMode::Live,
                         MigrateMode::Offline => hvcluster_common::migration::MigrationMode::Offline,
+                        MigrateMode::Export => hvcluster_common::migration::MigrationMode::Export,
                     };
                     let request = Request::VmMigrate {
                         name,
@@ -654,6 +663,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         max_downtime_ms: max_downtime,
                         timeout_s: timeout,
                         leave_paused,
+                        start,
                         dry_run,
                     };
                     operator(&socket, &request)

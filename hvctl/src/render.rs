@@ -200,7 +200,7 @@ pub fn status(s: &HostStatus) -> String {
     if !s.domains.is_empty() {
         out.push_str(&domains(s));
     }
-    for m in &s.migrations {
+    for m in s.migrations.iter().filter(|m| !m.ended) {
         let host = |id| {
             s.hosts
                 .iter()
@@ -689,6 +689,7 @@ mod tests {
                 from: 2,
                 to: 3,
                 mode: hvcluster_common::migration::MigrationMode::Live,
+                ended: false,
             }],
         };
         let table = status(&s);

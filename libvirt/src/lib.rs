@@ -161,9 +161,15 @@ impl Libvirt {
         if !state_of(&domain).may_run() {
             return Ok(Destroyed::WasNotRunning);
         }
-        domain
-            .destroy()
-            .map_err(|e| format!("cannot destroy {name}: {e}"))?;
+        if let Err(e) = domain.destroy() {
+            // Powered off meanwhile by someone else (a concurrent stop): off is off.
+            match Self::find(&conn, name)? {
+                Some(d) if state_of(&d).may_run() => {
+                    return Err(format!("cannot destroy {name}: {e}"))
+                }
+                _ => return Ok(Destroyed::Now),
+            }
+        }
         // A transient domain no longer exists once off: that is off too.
         match Self::find(&conn, name)? {
             Some(d) if state_of(&d).may_run() => {

@@ -127,12 +127,22 @@ impl Libvirt {
         let started = Instant::now();
         let done = Arc::new(AtomicBool::new(false));
         let watcher = {
-            let (domain, done) = (domain.clone(), done.clone());
+            // A connection of its own: the migration's calls hold the first one.
+            let (uri, uuid, done) = (
+                self.uri.clone(),
+                domain.uuid_string().unwrap_or_default(),
+                done.clone(),
+            );
             let (timeout, every) = (m.timeout, every);
             std::thread::spawn(move || {
+                let conn = Connect::open(Some(&uri)).ok();
+                let watched = conn
+                    .as_ref()
+                    .and_then(|c| c.lookup_domain_by_uuid_string(&uuid).ok());
                 let mut last = Instant::now();
                 while !done.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
+                    let Some(domain) = &watched else { continue };
                     if started.elapsed() > timeout {
                         // SAFETY: the pointer comes from a live `Domain` held by this thread.
                         unsafe { virt::sys::virDomainAbortJob(domain.as_ptr()) };
@@ -142,7 +152,12 @@ impl Libvirt {
                         continue;
                     }
                     last = Instant::now();
-                    if let Ok(j) = domain.job_stats(0) {
+                    let stats = domain
+                        .job_stats(0)
+                        .ok()
+                        .filter(|j| j.r#type != 0)
+                        .or_else(|| domain.job_info().ok().filter(|j| j.r#type != 0));
+                    if let Some(j) = stats {
                         progress(Progress {
                             remaining_bytes: j.mem_remaining.or(j.data_remaining).unwrap_or(0),
                             total_bytes: j.mem_total.or(j.data_total).unwrap_or(0),
@@ -189,5 +204,74 @@ impl Libvirt {
                 }
             }
         }
+    }
+}
+
+impl Libvirt {
+    /// Moves the definition of the stopped domain `name` to the hypervisor at
+    /// `dest_uri` (its XML with `rewrite` applied): defined there, then undefined here;
+    /// started there when `start`. When a step fails, what was done is undone, so the
+    /// domain stays defined in exactly one place; the error says which.
+    pub fn export(
+        &self,
+        name: &str,
+        dest_uri: &str,
+        rewrite: &[(String, String)],
+        start: bool,
+    ) -> Result<String, String> {
+        let conn = self.connect()?;
+        let domain = Self::lookup(&conn, name)?;
+        let state = state_of(&domain);
+        if state.may_run() {
+            return Err(format!(
+                "{name} is {state:?} here: export moves a stopped domain (stop it first, or \
+                 move it live or offline)"
+            ));
+        }
+        if !domain.is_persistent().unwrap_or(false) {
+            return Err(format!(
+                "{name} is not defined here: there is nothing to export"
+            ));
+        }
+        let mut xml = domain
+            .xml_desc(
+                virt::sys::VIR_DOMAIN_XML_INACTIVE
+                    | virt::sys::VIR_DOMAIN_XML_MIGRATABLE
+                    | virt::sys::VIR_DOMAIN_XML_SECURE,
+            )
+            .map_err(|e| format!("cannot read the XML of {name}: {e}"))?;
+        for (from, to) in rewrite {
+            xml = xml.replace(from.as_str(), to);
+        }
+        let dest = Libvirt::new(dest_uri);
+        if let Some(there) = dest.info(name)? {
+            return Err(format!(
+                "{name} is already defined at the destination ({:?} there): resolve that first",
+                there.state
+            ));
+        }
+        dest.define(&xml)
+            .map_err(|e| format!("cannot define {name} at the destination: {e}; it stays here"))?;
+        if let Err(e) = domain.undefine() {
+            let undo = dest.undefine(name);
+            return Err(format!(
+                "cannot undefine {name} here ({e}); {}",
+                match undo {
+                    Ok(()) => "its new definition was removed again: it stays defined here".into(),
+                    Err(u) => format!(
+                        "and cannot remove its new definition ({u}): it is defined in both places"
+                    ),
+                }
+            ));
+        }
+        if start {
+            dest.start(name).map_err(|e| {
+                format!(
+                    "{name} is now defined at the destination only, but does not start there: {e}"
+                )
+            })?;
+            return Ok(format!("{name} is defined and running at the destination"));
+        }
+        Ok(format!("{name} is defined at the destination (shut off)"))
     }
 }

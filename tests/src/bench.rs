@@ -9,6 +9,7 @@ use crate::cluster::{ClusterSpec, LabCluster};
 use crate::scenario::{self, RunOptions, Scenario, Step};
 
 pub mod failover;
+pub mod migrate;
 
 pub use failover::{analyse, failover, FailoverBench, FailoverRun, Fault, GuestEnd};
 

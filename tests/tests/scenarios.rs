@@ -293,6 +293,16 @@ fn migrate_live() {
 }
 
 #[test]
+fn migrate_export() {
+    run("migrate-export");
+}
+
+#[test]
+fn migrate_fails() {
+    run("migrate-fails");
+}
+
+#[test]
 fn migrate_offline() {
     run("migrate-offline");
 }

@@ -95,6 +95,9 @@ pub enum Request {
         /// Offline: leave it paused on the destination.
         #[serde(default)]
         leave_paused: bool,
+        /// Export: start it on the destination.
+        #[serde(default)]
+        start: bool,
         /// Only say what would happen.
         #[serde(default)]
         dry_run: bool,

@@ -55,6 +55,8 @@ struct Running {
     /// The migration's number and the host links of the guests it moves.
     id: u64,
     conns: Vec<u64>,
+    /// Export: started on the destination afterwards.
+    start: bool,
 }
 
 /// A migration whose guests were asked whether they may be moved.
@@ -110,7 +112,10 @@ impl Migrations {
         let interrupted = self.interrupted.iter().cloned();
         running
             .chain(interrupted)
-            .chain(self.finished.iter().map(|(l, _)| l.clone()))
+            .chain(self.finished.iter().map(|(l, _)| MigrationLock {
+                ended: true,
+                ..l.clone()
+            }))
             .collect()
     }
 
@@ -168,6 +173,7 @@ impl Agent {
             max_downtime_ms,
             timeout_s,
             leave_paused,
+            start,
             dry_run,
         } = request
         else {
@@ -250,10 +256,6 @@ impl Agent {
             return;
         }
         let lock = plan.lock;
-        if let Err(e) = self.migrations.save(Some(&lock)) {
-            let message = format!("{e}: nothing was done");
-            return refuse(self, message, reply);
-        }
         let m = &self.config.migration;
         let address = |host: NodeId| {
             let entry = self.config.host_by_id(host)?;
@@ -288,6 +290,11 @@ impl Agent {
                 vec![(under(&own), under(&to))]
             })
             .unwrap_or_default();
+        if mode == MigrationMode::Export {
+            self.migrations.next_id += 1;
+            let id = self.migrations.next_id;
+            return self.begin_export(id, lock, (dest_uri, rewrite, start), reply);
+        }
         let job = Migration {
             name: lock.name.clone(),
             dest_uri,
@@ -297,8 +304,8 @@ impl Agent {
                 .and(dest_address)
                 .map(|a| format!("tcp://{a}")),
             mode: match mode {
-                MigrationMode::Live => hvcluster_libvirt::MigrationMode::Live,
                 MigrationMode::Offline => hvcluster_libvirt::MigrationMode::Offline,
+                _ => hvcluster_libvirt::MigrationMode::Live,
             },
             max_downtime_ms: Some(max_downtime_ms.unwrap_or(m.max_downtime_ms)),
             leave_paused,
@@ -417,6 +424,7 @@ impl Agent {
             reply: Some(reply),
             id,
             conns,
+            start: false,
         });
         self.send_heartbeats();
         let Some(libvirt) = self.libvirt.clone() else {
@@ -438,6 +446,59 @@ impl Agent {
         });
     }
 
+    /// Export/import of a stopped domain: its definition moves; no guest runs to ask.
+    fn begin_export(
+        &mut self,
+        id: u64,
+        lock: MigrationLock,
+        (dest_uri, rewrite, start): (String, Vec<(String, String)>, bool),
+        reply: oneshot::Sender<Response>,
+    ) {
+        if let Err(e) = self.migrations.save(Some(&lock)) {
+            let _ = reply.send(Response::Refused {
+                message: format!("{e}: nothing was done"),
+            });
+            return;
+        }
+        let (own, to) = (self.member.own_name.clone(), self.name(lock.to));
+        self.member.events.record(
+            Some(&lock.name),
+            "migration_started",
+            format!(
+                "{}: moving its definition (export) from {own} to {to}",
+                lock.name
+            ),
+            json!({ "domain": lock.name, "from": own, "to": to, "mode": lock.mode }),
+        );
+        let name = lock.name.clone();
+        self.migrations.running = Some(Running {
+            lock,
+            reply: Some(reply),
+            id,
+            conns: Vec::new(),
+            start,
+        });
+        let Some(libvirt) = self.libvirt.clone() else {
+            return;
+        };
+        let tx = self.member.tx.clone();
+        self.member.spawn(async move {
+            let began = Instant::now();
+            let run = tokio::task::spawn_blocking(move || {
+                libvirt.export(&name, &dest_uri, &rewrite, start)
+            });
+            let result = match run.await {
+                Ok(Ok(_)) => Ok(Migrated {
+                    took_ms: began.elapsed().as_millis() as u64,
+                    downtime_ms: None,
+                }),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(format!("the export task failed: {e}")),
+            };
+            let _ = tx.send(Input::Migrated(result)).await;
+        });
+    }
+
     /// libvirt's progress report of the running migration.
     pub(super) fn on_migration_progress(&mut self, p: Progress) {
         let Some(Running { lock, .. }) = &self.migrations.running else {
@@ -445,16 +506,24 @@ impl Agent {
         };
         let mib = |b: u64| b / (1024 * 1024);
         let name = lock.name.clone();
-        self.member.events.record(
-            Some(&name),
-            "migration_progress",
+        let message = if p.total_bytes == 0 {
+            format!(
+                "{name}: the destination is being prepared ({} ms so far)",
+                p.elapsed_ms
+            )
+        } else {
             format!(
                 "{name}: {} of {} MiB left to copy at {} MiB/s ({} ms so far)",
                 mib(p.remaining_bytes),
                 mib(p.total_bytes),
                 mib(p.rate_bps),
                 p.elapsed_ms
-            ),
+            )
+        };
+        self.member.events.record(
+            Some(&name),
+            "migration_progress",
+            message,
             json!({ "domain": name, "remaining_bytes": p.remaining_bytes, "total_bytes": p.total_bytes, "rate_bps": p.rate_bps, "elapsed_ms": p.elapsed_ms }),
         );
     }
@@ -466,6 +535,7 @@ impl Agent {
             reply,
             id,
             conns,
+            start,
         }) = self.migrations.running.take()
         else {
             return;
@@ -478,10 +548,22 @@ impl Agent {
                     .downtime_ms
                     .map(|ms| format!(", paused {ms} ms"))
                     .unwrap_or_default();
-                let message = format!(
-                    "{name} moved {} from {own} to {to} in {} ms{pause}",
-                    lock.mode, done.took_ms
-                );
+                let message = if lock.mode == MigrationMode::Export {
+                    format!(
+                        "{name} exported from {own} and defined on {to} in {} ms{}",
+                        done.took_ms,
+                        if start {
+                            ", and started there"
+                        } else {
+                            " (shut off)"
+                        }
+                    )
+                } else {
+                    format!(
+                        "{name} moved {} from {own} to {to} in {} ms{pause}",
+                        lock.mode, done.took_ms
+                    )
+                };
                 self.member.events.record(
                     Some(&name),
                     "migration_done",

@@ -77,6 +77,20 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A guest of a guest cluster (a QEMU VM of the real tier) moved between two hosts,
+    /// once by hvctl vm migrate and once by plain virsh migrate per run: total time and
+    /// the guest's pause as its partner saw it.
+    Migrate {
+        /// live or offline.
+        #[arg(long, default_value = "live")]
+        mode: String,
+        /// Number of round trips.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print only the JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fault of a host or guest to the application Online on the partner guest: phases
     /// detect, fence, notify, switch and total, and moments it was Online on two guests.
     Failover {
@@ -250,6 +264,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&result)?);
             // Figures from failed runs are left out; say so through the exit status.
             Ok(if result.ok_runs == result.runs && result.violations == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench {
+            bench: BenchCommand::Migrate { mode, runs, json },
+        } => {
+            need_root()?;
+            hvlab::interrupt::install();
+            let result = hvlab::bench::migrate::migrate(&mode, runs, !json)?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(if result.ok_runs == runs && result.virsh_ok_runs == runs {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -455,6 +455,17 @@ pub enum Step {
         /// guest, and that guest UP (e.g. during a migration of the guest).
         #[serde(default)]
         while_app: Option<AppWatch>,
+        /// Start it and go on with the next steps; `await-background` checks how it
+        /// ended. One at a time.
+        #[serde(default)]
+        background: bool,
+    },
+    /// Waits for the `host-exec` started in the background and checks its exit code and
+    /// output.
+    AwaitBackground {
+        /// Longest wait.
+        #[serde(default = "default_await_ms")]
+        within_ms: u64,
     },
     /// Runs `command` inside the guest (as its resources see the system) and expects
     /// exit code `exit`: to prepare a resource or check what it did.
@@ -549,6 +560,10 @@ impl Step {
                 | Step::FailResource { .. }
         )
     }
+}
+
+fn default_await_ms() -> u64 {
+    120_000
 }
 
 /// What must hold while a `host-exec` command runs.
@@ -673,6 +688,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "migrate-live",
         include_str!("../../scenarios/migrate-live.toml"),
+    ),
+    (
+        "migrate-export",
+        include_str!("../../scenarios/migrate-export.toml"),
+    ),
+    (
+        "migrate-fails",
+        include_str!("../../scenarios/migrate-fails.toml"),
     ),
     (
         "migrate-offline",

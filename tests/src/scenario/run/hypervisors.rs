@@ -7,7 +7,44 @@ use hvcluster_common::admin::GuestNodeState;
 use super::Runner;
 use crate::scenario::spec::AppWatch;
 
+/// A `host-exec` started in the background, with what its end must be.
+#[derive(Debug)]
+pub(super) struct Background {
+    child: std::process::Child,
+    out_path: std::path::PathBuf,
+    want: String,
+    exit: i32,
+    output: Option<String>,
+}
+
 impl Runner<'_> {
+    /// `await-background`.
+    pub(super) fn await_background(&mut self, within: Duration) -> anyhow::Result<()> {
+        let Some(mut b) = self.background.take() else {
+            anyhow::bail!("await-background: no host-exec runs in the background");
+        };
+        let status = crate::lab::spawn::wait_timeout(&mut b.child, within)?;
+        let (code, said) = match status {
+            Some(s) => (
+                s.code().unwrap_or(-1),
+                std::fs::read_to_string(&b.out_path).unwrap_or_default(),
+            ),
+            None => {
+                let _ = b.child.kill();
+                let _ = b.child.wait();
+                (-1, format!("did not end within {} s", within.as_secs()))
+            }
+        };
+        let said = said.trim().to_string();
+        let ok = code == b.exit && b.output.as_deref().is_none_or(|o| said.contains(o));
+        let mut want = format!("{} (in the background) exits {}", b.want, b.exit);
+        if let Some(o) = &b.output {
+            want.push_str(&format!(" saying {o:?}"));
+        }
+        self.check(want, ok, format!("exit {code}: {said}"));
+        Ok(())
+    }
+
     /// `host-exec`: runs a program on `host` and checks its exit code and output.
     pub(super) fn host_exec(
         &mut self,
@@ -16,6 +53,7 @@ impl Runner<'_> {
         (exit, output): (i32, Option<&str>),
         within: std::time::Duration,
         watch: Option<&AppWatch>,
+        background: bool,
     ) -> anyhow::Result<()> {
         let uri = self.cluster.libvirt_uri(host);
         let socket = self.cluster.socket(host).display().to_string();
@@ -32,13 +70,38 @@ impl Runner<'_> {
             anyhow::bail!("host-exec on {host}: the command is empty");
         };
         let shown = command.join(" ");
-        self.note(format!("on {host}: {shown}"));
+        if !background {
+            self.note(format!("on {host}: {shown}"));
+        }
         let own = crate::cluster::bin_dir()?.join(program);
         let path = if !program.contains('/') && own.exists() {
             own
         } else {
             program.into()
         };
+        if background {
+            anyhow::ensure!(
+                self.background.is_none(),
+                "host-exec on {host}: another command runs in the background (await it first)"
+            );
+            let out_path = self.cluster.dir.join(host).join("background.out");
+            let out = std::fs::File::create(&out_path)?;
+            let mut cmd = std::process::Command::new(&path);
+            cmd.args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out);
+            let child = self.cluster.lab.spawn(host, cmd)?;
+            self.note(format!("(in the background) on {host}: {shown}"));
+            self.background = Some(Background {
+                child,
+                out_path,
+                want: format!("`{shown}` on {host}"),
+                exit,
+                output: output.map(str::to_string),
+            });
+            return Ok(());
+        }
         let deadline = std::time::Instant::now() + within;
         let (ok, code, said) = loop {
             let mut cmd = std::process::Command::new(&path);

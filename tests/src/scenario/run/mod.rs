@@ -104,6 +104,8 @@ struct Runner<'a> {
     checks: Vec<Check>,
     measures: BTreeMap<String, f64>,
     steps: Vec<(u64, String)>,
+    /// A `host-exec` running in the background.
+    background: Option<hypervisors::Background>,
 }
 
 /// Starts a lab cluster for `scenario`, runs it, and removes the lab.
@@ -175,6 +177,7 @@ pub fn run_on(
         checks: Vec::new(),
         measures: BTreeMap::new(),
         steps: Vec::new(),
+        background: None,
     };
     for step in &scenario.steps {
         r.step(step)
@@ -646,13 +649,18 @@ impl Runner<'_> {
                 output,
                 within_ms,
                 while_app,
+                background,
             } => self.host_exec(
                 host,
                 command,
                 (*exit, output.as_deref()),
                 Duration::from_millis(*within_ms),
                 while_app.as_ref(),
+                *background,
             )?,
+            Step::AwaitBackground { within_ms } => {
+                self.await_background(Duration::from_millis(*within_ms))?
+            }
             Step::GuestExec {
                 guest,
                 command,
