@@ -63,6 +63,8 @@ pub struct Destination<'a> {
     pub name: &'a str,
     /// Heard and a member (Up), not suspect, failed or DOWN.
     pub up: bool,
+    /// In maintenance: it takes no domain.
+    pub in_maintenance: bool,
     /// What its hypervisor can give, as it last reported.
     pub capacity: Option<HostCapacity>,
     /// Domains that may run there, as it last reported.
@@ -93,6 +95,7 @@ pub fn check(
     if mode == MigrationMode::Export {
         return check_export(me, name, domain, dest, locks);
     }
+    refuse_maintenance(dest)?;
     let Some(d) = domain else {
         return Err(format!(
             "{name} does not run on this host: run the migration on the host that runs it \
@@ -171,6 +174,16 @@ pub fn check(
     })
 }
 
+fn refuse_maintenance(dest: &Destination<'_>) -> Result<(), String> {
+    if dest.in_maintenance {
+        return Err(format!(
+            "{0} is in maintenance: it takes no domain until hvctl host maintenance {0} off",
+            dest.name
+        ));
+    }
+    Ok(())
+}
+
 /// [`check`] for an export: the domain must not run (its libvirt checks that it is
 /// defined and stopped here); the destination must be Up and not have it.
 fn check_export(
@@ -180,6 +193,7 @@ fn check_export(
     dest: &Destination<'_>,
     locks: &[MigrationLock],
 ) -> Result<Plan, String> {
+    refuse_maintenance(dest)?;
     if let Some(d) = running {
         return Err(format!(
             "{name} is {} here: export moves a stopped domain (stop it first, or move it \
@@ -238,6 +252,7 @@ mod tests {
             host: 2,
             name: "h2",
             up: true,
+            in_maintenance: false,
             capacity: Some(HostCapacity {
                 memory_kib: 3 * 1024 * 1024,
                 cpus: 2,
@@ -330,6 +345,11 @@ mod tests {
         assert!(export(None, &dest(&twin))
             .unwrap_err()
             .contains("runs on h2"));
+        let serviced = Destination {
+            in_maintenance: true,
+            ..dest(&[])
+        };
+        assert!(refuse(Some(&vm), &serviced, &[]).contains("h2 is in maintenance"));
         let many: Vec<DomainPresence> = (0..8)
             .map(|i| dom(&format!("v{i}"), "Running", 16))
             .collect();

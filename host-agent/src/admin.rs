@@ -96,6 +96,7 @@ impl Dispatch for HostDispatch {
             | Request::VmSuspend { .. }
             | Request::VmResume { .. }
             | Request::VmMigrate { .. }
+            | Request::HostMaintenance { .. }
             | Request::AppSwitch { .. }
             | Request::AppOnline { .. }
             | Request::AppOffline { .. }

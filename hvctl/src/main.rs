@@ -72,7 +72,7 @@ enum Command {
     ///
     /// A host named `history`, `check` or `help` is fenced with `hvctl fence --yes -- NAME`.
     Fence(FenceArgs),
-    /// Act on one host: confirm that it is powered off.
+    /// Act on one host: confirm that it is powered off, or take it out of service.
     Host {
         #[command(subcommand)]
         command: HostCommand,
@@ -445,6 +445,29 @@ enum HostCommand {
         #[arg(short, long)]
         yes: bool,
     },
+    /// Take a host out of service to work on it, and bring it back
+    ///
+    /// Run it on HOST itself. `on`: HOST takes no domain any more (no migration to it,
+    /// no VM HA start) and moves every domain it runs to the other hosts, one at a time,
+    /// each to the Up host with the most free memory that can take it, live unless
+    /// [[migration.domain]] or [migration] evacuate_mode says offline; each guest's
+    /// cluster is asked first, as for hvctl vm migrate. The answer comes at once; follow
+    /// the evacuation with hvctl events -f, and hvctl status until it says all moved. A
+    /// domain that cannot move is tried again, then reported stuck (run `on` again to
+    /// retry). `off`: HOST takes domains again, and the domains evacuated with
+    /// failback = true in [[migration.domain]] are moved back to it by the hosts that run
+    /// them.
+    ///
+    /// Examples:
+    ///   hvctl host maintenance kvm1 on
+    ///   hvctl host maintenance kvm1 off
+    #[command(verbatim_doc_comment)]
+    Maintenance {
+        /// This host, by its name in cluster.toml.
+        host: String,
+        /// `on` or `off`.
+        mode: OnOff,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -559,6 +582,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             operator(&socket()?, &Request::Fence { host })
         }
+        Command::Host {
+            command: HostCommand::Maintenance { host, mode },
+        } => operator(
+            &socket()?,
+            &Request::HostMaintenance {
+                host,
+                on: matches!(mode, OnOff::On),
+            },
+        ),
         Command::Host {
             command: HostCommand::ConfirmDown { host, yes },
         } => {

@@ -200,6 +200,9 @@ pub fn status(s: &HostStatus) -> String {
     if !s.domains.is_empty() {
         out.push_str(&domains(s));
     }
+    for line in &s.maintenance {
+        out.push_str(&format!("maintenance: {line}\n"));
+    }
     for m in s.migrations.iter().filter(|m| !m.ended) {
         let host = |id| {
             s.hosts
@@ -691,12 +694,14 @@ mod tests {
                 mode: hvcluster_common::migration::MigrationMode::Live,
                 ended: false,
             }],
+            maintenance: vec!["h3: in maintenance".into()],
         };
         let table = status(&s);
         assert!(
             table.contains("migrating: db from h2 to h3 (live)"),
             "{table}"
         );
+        assert!(table.contains("maintenance: h3: in maintenance"), "{table}");
         assert!(table.contains("host-side applications:"), "{table}");
         assert!(
             table

@@ -80,6 +80,9 @@ pub struct ClusterSpec {
     /// nodes are hosts).
     #[serde(default, rename = "host_application")]
     pub host_applications: Vec<toml::Table>,
+    /// `[[migration.domain]]` tables of the generated cluster.toml (real tier).
+    #[serde(default, rename = "migration_domain")]
+    pub migration_domains: Vec<toml::Table>,
 }
 
 fn default_host_link() -> bool {
@@ -557,6 +560,11 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
             "[migration]\ndest_uri = {}\nnetwork = \"ic0\"\ntimeout_s = 120\n\n",
             toml::Value::String(uri)
         ));
+        for d in &spec.migration_domains {
+            out.push_str("[[migration.domain]]\n");
+            out.push_str(&toml::to_string(d)?);
+            out.push('\n');
+        }
     }
     if let Some(vm_ha) = &spec.vm_ha {
         let mut section = toml::Table::new();

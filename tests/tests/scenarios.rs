@@ -293,6 +293,11 @@ fn migrate_live() {
 }
 
 #[test]
+fn host_maintenance() {
+    run("host-maintenance");
+}
+
+#[test]
 fn migrate_export() {
     run("migrate-export");
 }

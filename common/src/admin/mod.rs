@@ -76,6 +76,15 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Host agent: switch this host's maintenance on (evacuate every domain it runs and
+    /// take none) or off (take domains again, and bring back those configured for
+    /// failback). `host` must be this host.
+    HostMaintenance {
+        /// The host, by its name.
+        host: String,
+        /// On or off.
+        on: bool,
+    },
     /// Host agent: move the domain `name`, which runs on this host, to host `to`
     /// (`hvctl vm migrate`). Answered when it has moved, or why it did not; progress goes
     /// to the event log (`migration_progress`).
@@ -255,6 +264,9 @@ pub struct HostStatus {
     /// Migrations under way in the cluster, as their source hosts report them.
     #[serde(default)]
     pub migrations: Vec<crate::migration::MigrationLock>,
+    /// Hosts in maintenance (this one's state in words first when it is).
+    #[serde(default)]
+    pub maintenance: Vec<String>,
 }
 
 /// A domain running (or paused) on a host.

@@ -128,6 +128,31 @@ pub struct MigrationSection {
     /// A migration that has not ended by then is aborted (the domain stays), s.
     #[serde(default = "default_migration_timeout_s")]
     pub timeout_s: u64,
+    /// How `hvctl host maintenance HOST on` moves the domains of HOST unless their
+    /// `[[migration.domain]]` says otherwise: live or offline.
+    #[serde(default = "default_evacuate_mode")]
+    pub evacuate_mode: crate::migration::MigrationMode,
+    /// Per-domain settings of host maintenance.
+    #[serde(rename = "domain", default)]
+    pub domains: Vec<MigrationDomainEntry>,
+}
+
+/// `[[migration.domain]]`: how host maintenance treats one domain.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationDomainEntry {
+    /// Domain name.
+    pub name: String,
+    /// How it is evacuated (default `[migration] evacuate_mode`).
+    #[serde(default)]
+    pub mode: Option<crate::migration::MigrationMode>,
+    /// Moved back to its host when the host's maintenance ends.
+    #[serde(default)]
+    pub failback: bool,
+}
+
+fn default_evacuate_mode() -> crate::migration::MigrationMode {
+    crate::migration::MigrationMode::Live
 }
 
 impl Default for MigrationSection {
@@ -137,6 +162,8 @@ impl Default for MigrationSection {
             network: None,
             max_downtime_ms: default_max_downtime_ms(),
             timeout_s: default_migration_timeout_s(),
+            evacuate_mode: default_evacuate_mode(),
+            domains: Vec::new(),
         }
     }
 }

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub use fencing::{DeviceKind, FenceDevice, FencingSection};
 pub use hypervisor::{
-    DoubleRunPolicy, HaDomainEntry, HypervisorSection, MigrationSection, VmHaSection,
+    DoubleRunPolicy, HaDomainEntry, HypervisorSection, MigrationDomainEntry, MigrationSection,
+    VmHaSection,
 };
 pub use load::Loaded;
 pub use locate::{display_path, line_of, Seg};

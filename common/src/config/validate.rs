@@ -359,4 +359,36 @@ fn check_migration(c: &mut Problems<'_>, config: &ClusterConfig) {
     if m.timeout_s == 0 {
         c.push(&at("timeout_s"), "timeout_s must be at least 1");
     }
+    use crate::migration::MigrationMode::Export;
+    if m.evacuate_mode == Export {
+        c.push(
+            &at("evacuate_mode"),
+            "evacuate_mode must be \"live\" or \"offline\": maintenance moves running domains",
+        );
+    }
+    for (i, d) in m.domains.iter().enumerate() {
+        let path = |k| {
+            [
+                Seg::Key("migration"),
+                Seg::Key("domain"),
+                Seg::Index(i),
+                Seg::Key(k),
+            ]
+        };
+        if d.name.trim().is_empty() {
+            c.push(&path("name"), "the domain name is empty");
+        }
+        if let Some(first) = m.domains[..i].iter().position(|o| o.name == d.name) {
+            c.push(
+                &path("name"),
+                format!("domain {} is listed twice (first as entry {first})", d.name),
+            );
+        }
+        if d.mode == Some(Export) {
+            c.push(
+                &path("mode"),
+                "mode must be \"live\" or \"offline\": maintenance moves running domains",
+            );
+        }
+    }
 }

@@ -141,6 +141,11 @@ pub struct Heartbeat {
     /// Migrations the sender runs (and ran in the last seconds): a domain present on
     /// both of its hosts meanwhile is no double run.
     pub migrations: Vec<crate::migration::MigrationLock>,
+    /// The sender is in maintenance: it takes no domain (no migration, no VM HA start).
+    pub maintenance: bool,
+    /// Domains the sender wants back after its maintenance (failback): the host that
+    /// runs one moves it there.
+    pub failback: Vec<String>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.

@@ -46,6 +46,21 @@ pub(super) struct Migrations {
     remote: BTreeMap<NodeId, Vec<MigrationLock>>,
 }
 
+/// A move to make: `hvctl vm migrate`'s arguments, or one of an evacuation or failback.
+#[derive(Debug, Clone)]
+pub(super) struct Move {
+    pub name: String,
+    pub to: String,
+    pub mode: MigrationMode,
+    pub max_downtime_ms: Option<u64>,
+    pub timeout_s: Option<u64>,
+    pub leave_paused: bool,
+    pub start: bool,
+    pub dry_run: bool,
+    /// Part of host maintenance (evacuation or failback): no operator waits for it.
+    pub maintenance: bool,
+}
+
 /// A migration under way.
 #[derive(Debug)]
 struct Running {
@@ -57,6 +72,8 @@ struct Running {
     conns: Vec<u64>,
     /// Export: started on the destination afterwards.
     start: bool,
+    /// Part of this host's evacuation or of a failback (no operator waits).
+    maintenance: bool,
 }
 
 /// A migration whose guests were asked whether they may be moved.
@@ -65,11 +82,12 @@ struct Preparing {
     id: u64,
     lock: MigrationLock,
     job: Migration,
-    reply: oneshot::Sender<Response>,
+    reply: Option<oneshot::Sender<Response>>,
     /// Guests (host links) that have not answered yet, and all of them.
     waiting: Vec<u64>,
     conns: Vec<u64>,
     deadline: Instant,
+    maintenance: bool,
 }
 
 /// How long the guests have to answer whether they may be moved.
@@ -103,6 +121,11 @@ impl Migrations {
             ..Migrations::default()
         };
         (m, problem)
+    }
+
+    /// A migration is being prepared or runs here.
+    pub(super) fn busy(&self) -> bool {
+        self.running.is_some() || self.preparing.is_some()
     }
 
     /// The locks this host publishes.
@@ -180,18 +203,59 @@ impl Agent {
             return;
         };
         let what = format!("hvctl vm migrate {name} --to {to} --mode {mode}");
-        let refuse = |agent: &mut Agent, message: String, reply: oneshot::Sender<Response>| {
-            agent.member.events.record(
-                Some(&name),
-                "operator",
-                format!("operator: {what}: refused: {message}"),
-                json!({ "command": what, "domain": name, "accepted": false }),
-            );
-            let _ = reply.send(Response::Refused { message });
+        let order = Move {
+            name: name.clone(),
+            to,
+            mode,
+            max_downtime_ms,
+            timeout_s,
+            leave_paused,
+            start,
+            dry_run,
+            maintenance: false,
         };
+        let mut reply = Some(reply);
+        let outcome = self.start_move(order, &mut reply);
+        let Some(reply) = reply else {
+            return;
+        };
+        let response = match outcome {
+            Ok(message) => Response::Done { message },
+            Err(message) => {
+                self.member.events.record(
+                    Some(&name),
+                    "operator",
+                    format!("operator: {what}: refused: {message}"),
+                    json!({ "command": what, "domain": name, "accepted": false }),
+                );
+                Response::Refused { message }
+            }
+        };
+        let _ = reply.send(response);
+    }
+
+    /// Checks a move and starts it. The operator's `reply` is taken when the move
+    /// begins (answered at its end); otherwise the result is the answer: a dry run's
+    /// text, or the refusal.
+    pub(super) fn start_move(
+        &mut self,
+        order: Move,
+        reply: &mut Option<oneshot::Sender<Response>>,
+    ) -> Result<String, String> {
+        let Move {
+            name,
+            to,
+            mode,
+            max_downtime_ms,
+            timeout_s,
+            leave_paused,
+            start,
+            dry_run,
+            maintenance,
+        } = order;
         if self.libvirt.is_none() {
             let message = "this host has no [hypervisor] uri: it controls no domains".into();
-            return refuse(self, message, reply);
+            return Err(message);
         }
         let busy = (self.migrations.running.as_ref().map(|r| &r.lock)).or(self
             .migrations
@@ -204,11 +268,11 @@ impl Agent {
                 l.name,
                 self.name(l.to)
             );
-            return refuse(self, message, reply);
+            return Err(message);
         }
         let Some(dest) = self.config.host(&to).map(|h| h.node_id) else {
             let message = format!("there is no host {to:?} in {}", self.config.cluster.name);
-            return refuse(self, message, reply);
+            return Err(message);
         };
         let me = self.member.me;
         let domain = self
@@ -228,12 +292,13 @@ impl Agent {
             host: dest,
             name: &to,
             up,
+            in_maintenance: self.in_maintenance(dest),
             capacity,
             domains: dest_domains,
         };
         let locks = self.migrations.all();
         let ratio = self.config.vm_ha.vcpu_ratio;
-        let plan = match migration::check(
+        let plan = migration::check(
             me,
             &name,
             domain.as_ref(),
@@ -241,20 +306,16 @@ impl Agent {
             &destination,
             &locks,
             ratio,
-        ) {
-            Ok(plan) => plan,
-            Err(message) => return refuse(self, message, reply),
-        };
+        )?;
         if dry_run {
-            let message = format!(
+            return Ok(format!(
                 "would move {name} {mode} from {} to {to}; {to} would have {} MiB of memory \
                  left. Nothing was done (dry run)",
                 self.member.own_name,
                 plan.dest_free_after_kib / 1024
-            );
-            let _ = reply.send(Response::Done { message });
-            return;
+            ));
         }
+        let reply = reply.take();
         let lock = plan.lock;
         let m = &self.config.migration;
         let address = |host: NodeId| {
@@ -293,7 +354,8 @@ impl Agent {
         if mode == MigrationMode::Export {
             self.migrations.next_id += 1;
             let id = self.migrations.next_id;
-            return self.begin_export(id, lock, (dest_uri, rewrite, start), reply);
+            self.begin_export(id, lock, (dest_uri, rewrite, start), reply);
+            return Ok(String::new());
         }
         let job = Migration {
             name: lock.name.clone(),
@@ -316,7 +378,8 @@ impl Agent {
         let id = self.migrations.next_id;
         let conns = self.links.conns_of_domain(&lock.name, &lock.uuid);
         if conns.is_empty() {
-            return self.begin_migration(id, lock, job, reply, Vec::new());
+            self.begin_migration(id, lock, job, reply, Vec::new(), maintenance);
+            return Ok(String::new());
         }
         // The guest cluster first: the guest may refuse (an application switching), and
         // once it accepts its cluster holds switchovers and forgives its pause.
@@ -334,7 +397,9 @@ impl Agent {
             waiting: conns.clone(),
             conns,
             deadline: Instant::now() + ASK_LIMIT,
+            maintenance,
         });
+        Ok(String::new())
     }
 
     /// A guest answered whether it may be moved.
@@ -349,7 +414,7 @@ impl Agent {
         p.waiting.retain(|c| *c != conn);
         if p.waiting.is_empty() {
             let p = self.migrations.preparing.take().expect("checked above");
-            self.begin_migration(p.id, p.lock, p.job, p.reply, p.conns);
+            self.begin_migration(p.id, p.lock, p.job, p.reply, p.conns, p.maintenance);
         }
     }
 
@@ -388,7 +453,12 @@ impl Agent {
             json!({ "domain": name, "to": to }),
         );
         let message = format!("{why}; nothing was done");
-        let _ = p.reply.send(Response::Refused { message });
+        if let Some(reply) = p.reply {
+            let _ = reply.send(Response::Refused { message });
+        }
+        if p.maintenance {
+            self.maintenance_moved(&name, Err(why));
+        }
     }
 
     /// Journals the lock and asks libvirt to move the domain.
@@ -397,8 +467,9 @@ impl Agent {
         id: u64,
         lock: MigrationLock,
         job: Migration,
-        reply: oneshot::Sender<Response>,
+        reply: Option<oneshot::Sender<Response>>,
         conns: Vec<u64>,
+        maintenance: bool,
     ) {
         if let Err(e) = self.migrations.save(Some(&lock)) {
             let p = Preparing {
@@ -409,6 +480,7 @@ impl Agent {
                 waiting: Vec::new(),
                 conns,
                 deadline: Instant::now(),
+                maintenance,
             };
             return self.call_off(p, e);
         }
@@ -421,10 +493,11 @@ impl Agent {
         );
         self.migrations.running = Some(Running {
             lock,
-            reply: Some(reply),
+            reply,
             id,
             conns,
             start: false,
+            maintenance,
         });
         self.send_heartbeats();
         let Some(libvirt) = self.libvirt.clone() else {
@@ -452,12 +525,14 @@ impl Agent {
         id: u64,
         lock: MigrationLock,
         (dest_uri, rewrite, start): (String, Vec<(String, String)>, bool),
-        reply: oneshot::Sender<Response>,
+        reply: Option<oneshot::Sender<Response>>,
     ) {
         if let Err(e) = self.migrations.save(Some(&lock)) {
-            let _ = reply.send(Response::Refused {
-                message: format!("{e}: nothing was done"),
-            });
+            if let Some(reply) = reply {
+                let _ = reply.send(Response::Refused {
+                    message: format!("{e}: nothing was done"),
+                });
+            }
             return;
         }
         let (own, to) = (self.member.own_name.clone(), self.name(lock.to));
@@ -473,10 +548,11 @@ impl Agent {
         let name = lock.name.clone();
         self.migrations.running = Some(Running {
             lock,
-            reply: Some(reply),
+            reply,
             id,
             conns: Vec::new(),
             start,
+            maintenance: false,
         });
         let Some(libvirt) = self.libvirt.clone() else {
             return;
@@ -536,6 +612,7 @@ impl Agent {
             id,
             conns,
             start,
+            maintenance,
         }) = self.migrations.running.take()
         else {
             return;
@@ -592,9 +669,18 @@ impl Agent {
         if let Err(e) = self.migrations.save(None) {
             tracing::warn!("{e}");
         }
+        let to_host = lock.to;
         self.migrations.finished.push((lock, Instant::now()));
+        let outcome = match &response {
+            Response::Done { .. } => Ok(to_host),
+            Response::Error { message } | Response::Refused { message } => Err(message.clone()),
+            _ => Err(String::new()),
+        };
         if let Some(reply) = reply {
             let _ = reply.send(response);
+        }
+        if maintenance {
+            self.maintenance_moved(&name, outcome);
         }
         self.send_heartbeats();
     }

@@ -20,6 +20,7 @@ mod domains;
 mod guests;
 mod kills;
 mod links;
+mod maintenance;
 mod migrate;
 
 /// How long a guest waits before asking again to kill a guest of a slow host, ms.
@@ -135,6 +136,8 @@ pub struct Agent {
     host_apps: apps::HostApps,
     /// Migrations: this host's, and those the others run.
     migrations: migrate::Migrations,
+    /// Host maintenance: this host's, and which others are in it.
+    maintenance: maintenance::Maintenance,
 }
 
 impl std::fmt::Debug for Agent {
@@ -202,6 +205,7 @@ impl Agent {
             member.now(),
         );
         let host_apps = apps::HostApps::open(&config, &member, host);
+        let config_state_dir = config.cluster.state_dir.clone();
         let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
         let events = &member.events;
         if let Some(problem) = migration_problem {
@@ -252,6 +256,7 @@ impl Agent {
             link_tx: HashMap::new(),
             host_apps,
             migrations,
+            maintenance: maintenance::Maintenance::open(&config_state_dir),
         })
     }
 
@@ -290,6 +295,7 @@ impl Agent {
                     self.expire_kills();
                     self.apps_tick();
                     self.migration_tick();
+                    self.maintenance_tick();
                 }
             }
         }
@@ -349,6 +355,12 @@ impl Agent {
                 request: request @ hvcluster_common::admin::Request::VmMigrate { .. },
                 reply,
             }) => self.vm_migrate(request, reply),
+            Input::Admin(AdminCall::Operator {
+                request: hvcluster_common::admin::Request::HostMaintenance { host, on },
+                reply,
+            }) => {
+                let _ = reply.send(self.host_maintenance(&host, on));
+            }
             Input::MigrationProgress(p) => self.on_migration_progress(p),
             Input::Migrated(result) => self.on_migrated(result),
             Input::AppOpDone { id, outcome } => {
@@ -413,6 +425,8 @@ impl Agent {
         self.vm_ha_heard(hb.sender, &hb.payload);
         self.apps_heard(now, hb.sender, hb.incarnation, &hb.payload.gossip);
         self.migrations.heard(hb.sender, &hb.payload.migrations);
+        self.maintenance
+            .heard(hb.sender, hb.payload.maintenance, &hb.payload.failback);
         let me = self.member.me;
         for order in self
             .kills
@@ -523,6 +537,8 @@ impl Agent {
                 hb.gossip = self.host_apps.apps.engine.gossip();
             }
             hb.migrations = self.migrations.published();
+            hb.maintenance = self.maintenance.on();
+            hb.failback = self.maintenance.failback();
             let report = self
                 .member
                 .outbox

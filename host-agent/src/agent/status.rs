@@ -79,6 +79,7 @@ impl Agent {
             hypervisor_problem: self.hypervisor_problem.clone(),
             applications: crate::apps::app_lines(&self.host_apps.apps.engine, |n| self.name(n)),
             migrations: self.migrations.all_known(),
+            maintenance: self.maintenance_lines(),
         }
     }
 

@@ -297,6 +297,8 @@ impl Agent {
             .domain_holders()
             .into_iter()
             .filter(|(h, _)| up.contains(h))
+            // A host in maintenance takes no domain.
+            .filter(|(h, _)| !self.in_maintenance(*h))
             .filter_map(|(h, ds)| {
                 let cap = if h == me {
                     self.vm_ha.capacity

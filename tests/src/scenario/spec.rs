@@ -690,6 +690,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../scenarios/migrate-live.toml"),
     ),
     (
+        "host-maintenance",
+        include_str!("../../scenarios/host-maintenance.toml"),
+    ),
+    (
         "migrate-export",
         include_str!("../../scenarios/migrate-export.toml"),
     ),
