@@ -57,6 +57,8 @@ pub struct Progress {
     pub rate_bps: u64,
     /// Time since the migration began, ms.
     pub elapsed_ms: u64,
+    /// Live: the pause the last round would cause now, as QEMU expects it, ms.
+    pub expected_downtime_ms: Option<u64>,
 }
 
 /// A migration that ended well.
@@ -163,6 +165,7 @@ impl Libvirt {
                             total_bytes: j.mem_total.or(j.data_total).unwrap_or(0),
                             rate_bps: j.mem_bps.unwrap_or(0),
                             elapsed_ms: started.elapsed().as_millis() as u64,
+                            expected_downtime_ms: j.downtime,
                         });
                     }
                 }

@@ -231,7 +231,7 @@ impl Agent {
                 "node {} of {} never linked to {}",
                 order.node_id, order.cluster, self.member.own_name
             );
-            self.on_destroyed(from, id, false, detail);
+            self.on_destroyed(from, id, false, detail, None);
             return;
         };
         let timeout = Duration::from_millis(self.config.hypervisor.destroy_timeout_ms);
@@ -270,7 +270,7 @@ impl Agent {
                     "{} has neither [hypervisor] destroy_command nor uri: it cannot destroy {}",
                     self.member.own_name, guest.node
                 );
-                self.on_destroyed(from, id, false, detail);
+                self.on_destroyed(from, id, false, detail, None);
                 return;
             };
         let by = self.name(from);
@@ -282,20 +282,49 @@ impl Agent {
         );
         let tx = self.member.tx.clone();
         self.member.spawn(async move {
-            let (ok, detail) = work.await;
+            let (ok, detail, not_running) = work.await;
             let _ = tx
                 .send(Input::Destroyed {
                     from,
                     id,
                     ok,
                     detail,
+                    not_running,
                 })
                 .await;
         });
     }
 
-    /// A destroy command ended.
-    pub(super) fn on_destroyed(&mut self, from: NodeId, id: u64, ok: bool, detail: String) {
+    /// A destroy ended. A domain that was not running here is dead all the same when no
+    /// host not proved down reports it and it is not being moved: it runs nowhere.
+    pub(super) fn on_destroyed(
+        &mut self,
+        from: NodeId,
+        id: u64,
+        ok: bool,
+        detail: String,
+        not_running: Option<String>,
+    ) {
+        let nowhere = not_running.filter(|d| {
+            let me = self.member.me;
+            let elsewhere = self
+                .domain_holders()
+                .iter()
+                .any(|(h, ds)| *h != me && ds.iter().any(|x| &x.name == d || &x.uuid == d));
+            let moving = self
+                .migrations
+                .all()
+                .iter()
+                .any(|l| !l.ended && (&l.name == d || &l.uuid == d));
+            !elsewhere && !moving
+        });
+        let (ok, detail) = match nowhere {
+            Some(d) => (
+                true,
+                format!("domain {d} is off here and no host reports it running: it is dead"),
+            ),
+            None => (ok, detail),
+        };
         self.member.events.record(
             Some(&self.member.own_name),
             if ok {
@@ -410,13 +439,20 @@ impl Agent {
 
 /// Listens for host links on this host's `link_address`, when it has one, with the keys
 /// A destroy under way: whether the guest is off, and what happened.
-type Destroy = std::pin::Pin<Box<dyn std::future::Future<Output = (bool, String)> + Send>>;
+/// How a destroy ended: off, and what happened; `Some(domain)` when the domain was not
+/// running here (no proof by itself: it may run elsewhere).
+type Destroy =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (bool, String, Option<String>)> + Send>>;
 
 /// Runs the destroy command of guest `node`.
-async fn by_command(command: String, node: String, timeout: Duration) -> (bool, String) {
+async fn by_command(
+    command: String,
+    node: String,
+    timeout: Duration,
+) -> (bool, String, Option<String>) {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c").arg(&command);
-    match crate::child::run_bounded(cmd, None, timeout).await {
+    let (ok, detail) = match crate::child::run_bounded(cmd, None, timeout).await {
         Ok(run) if run.exit == Some(0) => (true, format!("{node} destroyed")),
         Ok(run) if run.timed_out => (
             false,
@@ -432,7 +468,8 @@ async fn by_command(command: String, node: String, timeout: Duration) -> (bool, 
             ),
         ),
         Err(e) => (false, format!("cannot run the destroy command: {e}")),
-    }
+    };
+    (ok, detail, None)
 }
 
 /// Destroys `domain` (guest `node`) through libvirt, off the async threads. With `nmi`,
@@ -444,7 +481,7 @@ async fn by_libvirt(
     node: String,
     nmi: Option<Duration>,
     timeout: Duration,
-) -> (bool, String) {
+) -> (bool, String, Option<String>) {
     if let Some(wait) = nmi {
         let (hv, name) = (libvirt.clone(), domain.clone());
         let call = tokio::task::spawn_blocking(move || hv.inject_nmi(&name));
@@ -458,15 +495,20 @@ async fn by_libvirt(
     let call = tokio::task::spawn_blocking(move || libvirt.destroy(&name));
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(Ok(crate::hypervisor::Destroyed::Now))) => {
-            (true, format!("{node} destroyed (domain {domain})"))
+            (true, format!("{node} destroyed (domain {domain})"), None)
         }
         Ok(Ok(Ok(crate::hypervisor::Destroyed::WasNotRunning))) => (
             false,
             format!("domain {domain} is not running on this host: nothing proved"),
+            Some(domain),
         ),
-        Ok(Ok(Err(e))) => (false, e),
-        Ok(Err(e)) => (false, format!("libvirt call failed: {e}")),
-        Err(_) => (false, format!("libvirt did not answer within {timeout:?}")),
+        Ok(Ok(Err(e))) => (false, e, None),
+        Ok(Err(e)) => (false, format!("libvirt call failed: {e}"), None),
+        Err(_) => (
+            false,
+            format!("libvirt did not answer within {timeout:?}"),
+            None,
+        ),
     }
 }
 

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use hvcluster_common::admin::Response;
 use hvcluster_common::config::NodeId;
 use hvcluster_common::membership::HostState;
-use hvcluster_common::migration::MigrationMode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -323,25 +322,7 @@ impl Agent {
                 "no Up host out of maintenance has room".into(),
             );
         };
-        let mode = self
-            .config
-            .migration
-            .domains
-            .iter()
-            .find(|d| d.name == name)
-            .and_then(|d| d.mode)
-            .unwrap_or(self.config.migration.evacuate_mode);
-        let order = Move {
-            name: name.clone(),
-            to: self.name(to),
-            mode,
-            max_downtime_ms: None,
-            timeout_s: None,
-            leave_paused: false,
-            start: false,
-            dry_run: false,
-            maintenance: true,
-        };
+        let order = self.maintenance_move(&name, to);
         self.maintenance.queue.push_front((name.clone(), tries));
         if let Err(why) = self.start_move(order, &mut None) {
             self.maintenance.queue.pop_front();
@@ -386,6 +367,29 @@ impl Agent {
                 let _ = self.maintenance.save();
             }
             Err(why) => self.maintenance_retry(name.to_string(), tries, why),
+        }
+    }
+
+    /// The move of `name` to `to` for an evacuation or a failback, in the mode its
+    /// `[[migration.domain]]` gives (else `[migration] evacuate_mode`).
+    fn maintenance_move(&self, name: &str, to: NodeId) -> Move {
+        let m = &self.config.migration;
+        let mode = m
+            .domains
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.mode)
+            .unwrap_or(m.evacuate_mode);
+        Move {
+            name: name.to_string(),
+            to: self.name(to),
+            mode,
+            max_downtime_ms: None,
+            timeout_s: None,
+            leave_paused: false,
+            start: false,
+            dry_run: false,
+            maintenance: true,
         }
     }
 
@@ -437,26 +441,8 @@ impl Agent {
             self.maintenance
                 .failback_tried
                 .insert(name.clone(), Instant::now());
-            let mode = self
-                .config
-                .migration
-                .domains
-                .iter()
-                .find(|d| d.name == name)
-                .and_then(|d| d.mode)
-                .unwrap_or(MigrationMode::Live);
             let to = self.name(host);
-            let order = Move {
-                name: name.clone(),
-                to: to.clone(),
-                mode,
-                max_downtime_ms: None,
-                timeout_s: None,
-                leave_paused: false,
-                start: false,
-                dry_run: false,
-                maintenance: true,
-            };
+            let order = self.maintenance_move(&name, host);
             match self.start_move(order, &mut None) {
                 Ok(_) => {
                     self.member.events.record(

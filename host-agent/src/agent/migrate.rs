@@ -61,6 +61,35 @@ pub(super) struct Move {
     pub maintenance: bool,
 }
 
+impl Move {
+    /// `hvctl vm migrate`'s request as a move.
+    fn of(request: Request) -> Option<Move> {
+        match request {
+            Request::VmMigrate {
+                name,
+                to,
+                mode,
+                max_downtime_ms,
+                timeout_s,
+                leave_paused,
+                start,
+                dry_run,
+            } => Some(Move {
+                name,
+                to,
+                mode,
+                max_downtime_ms,
+                timeout_s,
+                leave_paused,
+                start,
+                dry_run,
+                maintenance: false,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A migration under way.
 #[derive(Debug)]
 struct Running {
@@ -189,31 +218,11 @@ impl Migrations {
 impl Agent {
     /// `hvctl vm migrate`.
     pub(super) fn vm_migrate(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        let Request::VmMigrate {
-            name,
-            to,
-            mode,
-            max_downtime_ms,
-            timeout_s,
-            leave_paused,
-            start,
-            dry_run,
-        } = request
-        else {
+        let Some(order) = Move::of(request) else {
             return;
         };
+        let (name, to, mode) = (order.name.clone(), order.to.clone(), order.mode);
         let what = format!("hvctl vm migrate {name} --to {to} --mode {mode}");
-        let order = Move {
-            name: name.clone(),
-            to,
-            mode,
-            max_downtime_ms,
-            timeout_s,
-            leave_paused,
-            start,
-            dry_run,
-            maintenance: false,
-        };
         let mut reply = Some(reply);
         let outcome = self.start_move(order, &mut reply);
         let Some(reply) = reply else {
@@ -589,18 +598,21 @@ impl Agent {
             )
         } else {
             format!(
-                "{name}: {} of {} MiB left to copy at {} MiB/s ({} ms so far)",
+                "{name}: {} of {} MiB left to copy at {} MiB/s ({} ms so far{})",
                 mib(p.remaining_bytes),
                 mib(p.total_bytes),
                 mib(p.rate_bps),
-                p.elapsed_ms
+                p.elapsed_ms,
+                p.expected_downtime_ms
+                    .map(|ms| format!(", expected pause {ms} ms"))
+                    .unwrap_or_default()
             )
         };
         self.member.events.record(
             Some(&name),
             "migration_progress",
             message,
-            json!({ "domain": name, "remaining_bytes": p.remaining_bytes, "total_bytes": p.total_bytes, "rate_bps": p.rate_bps, "elapsed_ms": p.elapsed_ms }),
+            json!({ "domain": name, "remaining_bytes": p.remaining_bytes, "total_bytes": p.total_bytes, "rate_bps": p.rate_bps, "elapsed_ms": p.elapsed_ms, "expected_downtime_ms": p.expected_downtime_ms }),
         );
     }
 

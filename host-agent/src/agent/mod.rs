@@ -81,6 +81,8 @@ pub enum Input {
         ok: bool,
         /// What happened.
         detail: String,
+        /// The domain, when it was not running here (no proof by itself).
+        not_running: Option<String>,
     },
     /// How the running migration advances.
     MigrationProgress(hvcluster_libvirt::Progress),
@@ -392,7 +394,8 @@ impl Agent {
                 id,
                 ok,
                 detail,
-            } => self.on_destroyed(from, id, ok, detail),
+                not_running,
+            } => self.on_destroyed(from, id, ok, detail, not_running),
             Input::FenceResult {
                 target,
                 level,

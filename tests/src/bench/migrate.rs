@@ -1,8 +1,9 @@
 //! `hvlab bench migrate`: a guest of a guest cluster moved back and forth between two
-//! real-tier hosts, once by `hvctl vm migrate` and once by plain `virsh migrate`, in the
-//! same lab and the same run. For each: the total time (the command's, as an operator
-//! waits for it) and the guest's pause as its partner saw it (the longest silence of the
-//! moving guest in the partner's status, polled every 20 ms).
+//! real-tier hosts, once by `hvctl vm migrate` and once by plain `virsh` (`migrate`; for
+//! export `dumpxml`, `define`, `undefine`), in the same lab and the same run. For each:
+//! the total time (the command's, as an operator waits for it) and, live or offline, the
+//! guest's pause as its partner saw it (the longest silence of the moving guest in the
+//! partner's status, polled every 20 ms).
 
 use std::time::{Duration, Instant};
 
@@ -70,8 +71,8 @@ fn spec() -> anyhow::Result<ClusterSpec> {
 /// Runs `runs` round trips of g1 between h1 and h3 in `mode`.
 pub fn migrate(mode: &str, runs: usize, progress: bool) -> anyhow::Result<MigrateBench> {
     anyhow::ensure!(
-        matches!(mode, "live" | "offline"),
-        "--mode must be live or offline (export is not available yet)"
+        matches!(mode, "live" | "offline" | "export"),
+        "--mode must be live, offline or export"
     );
     let spec = spec()?;
     let cluster = LabCluster::start(&spec)?;
@@ -85,6 +86,15 @@ pub fn migrate(mode: &str, runs: usize, progress: bool) -> anyhow::Result<Migrat
             (online && linked_to(&cluster, "h1")).then_some(())
         },
     )?;
+    if mode == "export" {
+        // Export moves a stopped domain: g1 is powered off first (g2 takes app1 over).
+        let mut off = std::process::Command::new(crate::cluster::bin_dir()?.join("hvctl"));
+        off.arg("--socket")
+            .arg(cluster.socket("h1"))
+            .args(["vm", "stop", "g1", "--force"]);
+        let (code, said) = cluster.run_on_host("h1", off)?;
+        anyhow::ensure!(code == 0, "cannot power g1 off: {said}");
+    }
     let mut bench = MigrateBench {
         bench: "migrate".into(),
         mode: mode.into(),
@@ -116,7 +126,7 @@ pub fn migrate(mode: &str, runs: usize, progress: bool) -> anyhow::Result<Migrat
         ours.push(m);
         bench.ok_runs += 1;
         let relinked = wait_for(Duration::from_secs(30), "g1 linked to h3", || {
-            linked_to(&cluster, "h3").then_some(())
+            (mode == "export" || linked_to(&cluster, "h3")).then_some(())
         });
         if let Err(e) = relinked {
             bench.failures.push(format!("run {}: {e:#}", i + 1));
@@ -140,7 +150,7 @@ pub fn migrate(mode: &str, runs: usize, progress: bool) -> anyhow::Result<Migrat
         theirs.push(v);
         bench.virsh_ok_runs += 1;
         let back = wait_for(Duration::from_secs(30), "g1 linked to h1", || {
-            linked_to(&cluster, "h1").then_some(())
+            (mode == "export" || linked_to(&cluster, "h1")).then_some(())
         });
         if let Err(e) = back {
             bench.failures.push(format!("run {}: {e:#}", i + 1));
@@ -149,7 +159,10 @@ pub fn migrate(mode: &str, runs: usize, progress: bool) -> anyhow::Result<Migrat
     }
     let figures = |moves: &[Moved]| Phases {
         total: percentiles(&moves.iter().map(|m| m.total_ms).collect::<Vec<_>>()),
-        partner_pause: percentiles(&moves.iter().map(|m| m.pause_ms).collect::<Vec<_>>()),
+        // A stopped domain has no pause.
+        partner_pause: (mode != "export")
+            .then(|| percentiles(&moves.iter().map(|m| m.pause_ms).collect::<Vec<_>>()))
+            .flatten(),
     };
     bench.hvcluster_ms = figures(&ours);
     bench.virsh_ms = figures(&theirs);
@@ -188,7 +201,7 @@ fn move_with_hvctl(
     cmd.arg("--socket")
         .arg(cluster.socket(from))
         .args(["vm", "migrate", "g1", "--to", to, "--mode", mode]);
-    timed_move(cluster, from, cmd)
+    timed_move(cluster, from, cmd, mode != "export")
 }
 
 fn move_with_virsh(
@@ -207,6 +220,11 @@ fn move_with_virsh(
         x = xml.display()
     );
     let script = match mode {
+        "export" => format!(
+            "virsh -q -c '{src}' dumpxml --inactive --migratable g1 | sed 's#{run}/{from}/#{run}/{to}/#g' > {x} \
+             && virsh -q -c '{dst}' define {x} && virsh -q -c '{src}' undefine g1",
+            x = xml.display()
+        ),
         "live" => format!(
             "{prepare} && virsh -q -c '{src}' migrate --live g1 '{dst}' {stream} --xml {x}",
             x = xml.display()
@@ -219,7 +237,7 @@ fn move_with_virsh(
     };
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.args(["-c", &script]);
-    timed_move(cluster, from, cmd)
+    timed_move(cluster, from, cmd, mode != "export")
 }
 
 /// Runs `cmd` on `host` while polling g2's view of g1: total time, and g1's longest
@@ -228,13 +246,14 @@ fn timed_move(
     cluster: &LabCluster,
     host: &str,
     cmd: std::process::Command,
+    watch_partner: bool,
 ) -> anyhow::Result<Moved> {
     let mut pause: u64 = 0;
     let mut failed_seen = false;
     let started = Instant::now();
     let (result, total) = std::thread::scope(|scope| {
         let run = scope.spawn(|| cluster.run_on_host(host, cmd));
-        while !run.is_finished() {
+        while !run.is_finished() && watch_partner {
             if let Ok(s) = cluster.guest_status("g2") {
                 if let Some(n) = s.nodes.iter().find(|n| n.name == "g1") {
                     pause = pause.max(n.last_heard_ms.unwrap_or(0));
@@ -242,6 +261,9 @@ fn timed_move(
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        while !run.is_finished() {
+            std::thread::sleep(Duration::from_millis(5));
         }
         let total = started.elapsed();
         (run.join(), total)

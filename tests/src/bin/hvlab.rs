@@ -81,7 +81,7 @@ enum BenchCommand {
     /// once by hvctl vm migrate and once by plain virsh migrate per run: total time and
     /// the guest's pause as its partner saw it.
     Migrate {
-        /// live or offline.
+        /// live, offline or export (g1 powered off first).
         #[arg(long, default_value = "live")]
         mode: String,
         /// Number of round trips.
