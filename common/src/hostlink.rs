@@ -121,6 +121,13 @@ pub enum LinkMessage {
     },
     /// Either way, when nothing else was sent for a while: the link is alive.
     Keepalive,
+    /// Host → guest, first on a virtio-serial channel of a domain migrating in: `host`
+    /// is at this end now. A guest registered elsewhere registers again at once rather
+    /// than after its link's silence timeout.
+    Hello {
+        /// The host's name.
+        host: String,
+    },
 }
 
 /// A domain running (or paused) on a host, as host agents tell each other in their

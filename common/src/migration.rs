@@ -52,6 +52,10 @@ pub struct MigrationLock {
     /// domains again (a domain on both meanwhile is no double run).
     #[serde(default)]
     pub ended: bool,
+    /// The guest cluster of the guest agent in the domain, when one is linked: the
+    /// destination greets it on the domain's channel as it arrives.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// What [`check`] is told about the destination.
@@ -169,6 +173,7 @@ pub fn check(
             to: dest.host,
             mode,
             ended: false,
+            cluster: None,
         },
         dest_free_after_kib: room.memory_kib - need,
     })
@@ -228,6 +233,7 @@ fn check_export(
             to: dest.host,
             mode: MigrationMode::Export,
             ended: false,
+            cluster: None,
         },
         dest_free_after_kib: free,
     })
@@ -306,6 +312,7 @@ mod tests {
             to: 3,
             mode: MigrationMode::Offline,
             ended: false,
+            cluster: None,
         };
         let over = MigrationLock {
             ended: true,

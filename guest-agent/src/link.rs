@@ -149,16 +149,24 @@ where
         .await
         .map_err(|e| e.to_string())?;
     // Over a port nothing says whether the host agent is at the other end: it answers
-    // in time or the registration is tried again.
-    let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next(&me.key))
-        .await
-        .map_err(|_| {
-            format!(
-                "no host agent answered on {} within {CONNECT_TIMEOUT:?}",
-                me.endpoint
-            )
-        })?;
-    match answer.map_err(|e| e.to_string())? {
+    // in time or the registration is tried again. A greeting (the host end changed) may
+    // come first.
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let answer = loop {
+        let got = tokio::time::timeout_at(deadline, reader.next(&me.key))
+            .await
+            .map_err(|_| {
+                format!(
+                    "no host agent answered on {} within {CONNECT_TIMEOUT:?}",
+                    me.endpoint
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+        if !matches!(got.1, LinkMessage::Hello { .. }) {
+            break got;
+        }
+    };
+    match answer {
         (_, LinkMessage::Registered { host, nonce }) => {
             writer
                 .send(&LinkMessage::Confirm { nonce })

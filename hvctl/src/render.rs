@@ -693,6 +693,7 @@ mod tests {
                 to: 3,
                 mode: hvcluster_common::migration::MigrationMode::Live,
                 ended: false,
+                cluster: None,
             }],
             maintenance: vec!["h3: in maintenance".into()],
         };

@@ -518,6 +518,7 @@ pub(super) fn start_host_link(
     member: &mut Member<Input, Heartbeat>,
     host: &str,
     incarnation: u64,
+    incoming: crate::link::IncomingGuests,
 ) -> anyhow::Result<()> {
     let address = config.host(host).and_then(|h| h.link_address);
     let channels = config.host_link.channel_dir.clone();
@@ -544,6 +545,7 @@ pub(super) fn start_host_link(
         host: host.to_string(),
         node_id: member.me,
         incarnation,
+        incoming,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     if let Some(address) = address {

@@ -325,7 +325,13 @@ impl Agent {
             ));
         }
         let reply = reply.take();
-        let lock = plan.lock;
+        let mut lock = plan.lock;
+        lock.cluster = self
+            .links
+            .conns_of_domain(&lock.name, &lock.uuid)
+            .first()
+            .and_then(|c| self.links.guest(*c))
+            .map(|g| g.cluster.clone());
         let m = &self.config.migration;
         let address = |host: NodeId| {
             let entry = self.config.host_by_id(host)?;
@@ -409,6 +415,23 @@ impl Agent {
             maintenance,
         });
         Ok(String::new())
+    }
+
+    /// Keeps the host link's list of domains migrating here (with their guest cluster)
+    /// as the other hosts' locks say.
+    pub(super) fn note_incoming(&mut self) {
+        let me = self.member.me;
+        let now: std::collections::BTreeMap<String, String> = self
+            .migrations
+            .all()
+            .into_iter()
+            .filter(|l| l.to == me && !l.ended)
+            .filter_map(|l| Some((l.name, l.cluster?)))
+            .collect();
+        let mut incoming = self.incoming.lock().unwrap_or_else(|p| p.into_inner());
+        if *incoming != now {
+            *incoming = now;
+        }
     }
 
     /// A guest answered whether it may be moved.

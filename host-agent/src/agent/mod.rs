@@ -140,6 +140,8 @@ pub struct Agent {
     migrations: migrate::Migrations,
     /// Host maintenance: this host's, and which others are in it.
     maintenance: maintenance::Maintenance,
+    /// Domains migrating here, for the host link's greeting on their channel.
+    incoming: crate::link::IncomingGuests,
 }
 
 impl std::fmt::Debug for Agent {
@@ -186,7 +188,8 @@ impl Agent {
             .context("cannot start the load watchdog")?;
 
         let incarnation = incarnation::next(&config.cluster.state_dir);
-        start_host_link(&config, &mut member, host, incarnation)?;
+        let incoming = crate::link::IncomingGuests::default();
+        start_host_link(&config, &mut member, host, incarnation, incoming.clone())?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
         let libvirt = config.hypervisor.uri.as_ref().map(|u| {
             std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u.replace("{host}", host)))
@@ -259,6 +262,7 @@ impl Agent {
             host_apps,
             migrations,
             maintenance: maintenance::Maintenance::open(&config_state_dir),
+            incoming,
         })
     }
 
@@ -428,6 +432,7 @@ impl Agent {
         self.vm_ha_heard(hb.sender, &hb.payload);
         self.apps_heard(now, hb.sender, hb.incarnation, &hb.payload.gossip);
         self.migrations.heard(hb.sender, &hb.payload.migrations);
+        self.note_incoming();
         self.maintenance
             .heard(hb.sender, hb.payload.maintenance, &hb.payload.failback);
         let me = self.member.me;

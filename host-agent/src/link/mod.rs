@@ -140,6 +140,16 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
         }
     }
 
+    /// The guest cluster whose key signs the frames.
+    pub fn cluster(&self) -> &str {
+        &self.key.cluster
+    }
+
+    /// The write half back.
+    pub fn into_inner(self) -> W {
+        self.stream
+    }
+
     /// Signs and sends one message.
     pub async fn send(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
         self.sequence += 1;
@@ -157,7 +167,7 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
     }
 }
 
-pub use server::{serve, serve_channels, LinkInput, ServerIdentity};
+pub use server::{serve, serve_channels, IncomingGuests, LinkInput, ServerIdentity};
 
 /// Names a guest may register (node and domain names, UUIDs): they end up in
 /// commands run on the host.
@@ -213,6 +223,9 @@ where
         tokio::select! {
             got = incoming.recv() => match got {
                 Some(Ok((_, LinkMessage::Keepalive))) => {}
+                Some(Ok((_, LinkMessage::Hello { host }))) => {
+                    return format!("{host} is at the other end now (moved there): registering again");
+                }
                 Some(Ok((_, message))) => deliver(message).await,
                 Some(Err(e)) => return e.to_string(),
                 None => return "reader stopped".into(),
@@ -297,6 +310,7 @@ mod tests {
             host: "h1".into(),
             node_id: 1,
             incarnation: 5,
+            ..ServerIdentity::default()
         };
         tokio::spawn(serve(
             listener,

@@ -48,7 +48,7 @@ pub enum LinkInput {
 }
 
 /// This host as the link's server: its name, node id and incarnation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerIdentity {
     /// Host name.
     pub host: String,
@@ -56,7 +56,14 @@ pub struct ServerIdentity {
     pub node_id: u32,
     /// The host agent's incarnation.
     pub incarnation: u64,
+    /// Domains migrating in, with the guest cluster of their guest: greeted on their
+    /// channel ([`LinkMessage::Hello`]). The agent keeps it up to date.
+    pub incoming: IncomingGuests,
 }
+
+/// Domain name → guest cluster of the domains migrating to this host.
+pub type IncomingGuests =
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>;
 
 /// Accepts host links on `listener` until the task is dropped; every connection is
 /// served by its own task.
@@ -76,7 +83,8 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let (r, w) = stream.into_split();
-                    let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs).await;
+                    let (guest, why) =
+                        serve_connection(r, w, conn, &keys, &me, &inputs, None).await;
                     tracing::info!(conn, %from, guest = ?guest, %why, "host link closed");
                     let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
                 });
@@ -98,11 +106,31 @@ async fn serve_connection<R, W>(
     keys: &[LinkKey],
     me: &ServerIdentity,
     inputs: &tokio::sync::mpsc::Sender<LinkInput>,
+    greet: Option<&LinkKey>,
 ) -> (Option<String>, String)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {
+    // A guest arriving by migration is registered with the host it left: told who is
+    // here now, it registers again at once.
+    let mut greeted = None;
+    let mut w = Some(w);
+    if let Some(key) = greet {
+        let mut writer = LinkWriter::new(
+            w.take().expect("set above"),
+            key.clone(),
+            me.node_id,
+            me.incarnation,
+        );
+        let hello = LinkMessage::Hello {
+            host: me.host.clone(),
+        };
+        if let Err(e) = writer.send(&hello).await {
+            return (None, e.to_string());
+        }
+        greeted = Some(writer);
+    }
     let mut reader = LinkReader::new(r);
     // The first frame says which guest cluster speaks: the key that authenticates it.
     let raw = match reader.next_raw().await {
@@ -118,7 +146,14 @@ where
             "first frame not signed by any configured guest cluster".into(),
         );
     };
-    let mut writer = LinkWriter::new(w, key.clone(), me.node_id, me.incarnation);
+    // The greeting's writer goes on (its sequence numbers with it) when the guest is of
+    // the cluster it was signed for.
+    let mut writer = match (greeted, w) {
+        (Some(g), _) if g.cluster() == key.cluster => g,
+        (Some(g), _) => LinkWriter::new(g.into_inner(), key.clone(), me.node_id, me.incarnation),
+        (None, Some(w)) => LinkWriter::new(w, key.clone(), me.node_id, me.incarnation),
+        (None, None) => unreachable!("the write half is either greeted or kept"),
+    };
     let LinkMessage::Register {
         cluster,
         node,
@@ -280,9 +315,16 @@ pub async fn serve_channels(
             let conn = next_conn;
             let (keys, me, inputs, connected) =
                 (keys.clone(), me.clone(), inputs.clone(), connected.clone());
+            // The channel is `DOMAIN.sock`: a domain migrating in is greeted.
+            let domain = path.file_stem().map(|s| s.to_string_lossy().to_string());
+            let cluster = domain.and_then(|d| {
+                let incoming = me.incoming.lock().unwrap_or_else(|p| p.into_inner());
+                incoming.get(&d).cloned()
+            });
             tokio::spawn(async move {
                 let (r, w) = stream.into_split();
-                let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs).await;
+                let greet = cluster.and_then(|c| keys.iter().find(|k| k.cluster == c));
+                let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs, greet).await;
                 tracing::info!(conn, channel = %path.display(), guest = ?guest, %why, "host link closed");
                 let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
                 // A pause before connecting again: a guest that is not up yet.
