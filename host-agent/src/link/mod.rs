@@ -287,6 +287,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_greeting_ends_the_session_so_the_guest_registers_again() {
+        let (a, b) = tokio::io::duplex(4096);
+        let (_ra, wa) = tokio::io::split(a);
+        let (rb, _wb) = tokio::io::split(b);
+        let mut host = LinkWriter::new(wa, key("erp"), 3, 9);
+        let mut guest_writer = LinkWriter::new(tokio::io::sink(), key("erp"), 1, 4);
+        let (_keep, mut outgoing) = tokio::sync::mpsc::channel::<LinkMessage>(1);
+        let (_task, mut incoming) = spawn_reader(LinkReader::new(rb), key("erp"));
+        host.send(&LinkMessage::HostDownAck { epoch: 1 })
+            .await
+            .unwrap();
+        host.send(&LinkMessage::Hello { host: "h3".into() })
+            .await
+            .unwrap();
+        let mut delivered = Vec::new();
+        let why = pump(&mut guest_writer, &mut outgoing, &mut incoming, |m| {
+            delivered.push(m);
+            async {}
+        })
+        .await;
+        assert_eq!(delivered, vec![LinkMessage::HostDownAck { epoch: 1 }]);
+        assert!(
+            why.contains("h3") && why.contains("registering again"),
+            "{why}"
+        );
+    }
+
+    #[tokio::test]
     async fn garbage_and_a_closed_stream_end_the_link() {
         let (mut a, b) = tokio::io::duplex(4096);
         let mut r = LinkReader::new(b);
