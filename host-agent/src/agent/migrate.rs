@@ -117,6 +117,10 @@ struct Preparing {
     conns: Vec<u64>,
     deadline: Instant,
     maintenance: bool,
+    /// The hold asked of the guests, ms.
+    hold_ms: u64,
+    /// Guests that said yes.
+    agreed: usize,
 }
 
 /// How long the guests have to answer whether they may be moved.
@@ -413,6 +417,8 @@ impl Agent {
             conns,
             deadline: Instant::now() + ASK_LIMIT,
             maintenance,
+            hold_ms,
+            agreed: 0,
         });
         Ok(String::new())
     }
@@ -444,6 +450,7 @@ impl Agent {
             return self.call_off(p, detail);
         }
         p.waiting.retain(|c| *c != conn);
+        p.agreed += 1;
         if p.waiting.is_empty() {
             let p = self.migrations.preparing.take().expect("checked above");
             self.begin_migration(p.id, p.lock, p.job, p.reply, p.conns, p.maintenance);
@@ -452,6 +459,30 @@ impl Agent {
 
     /// Gives up a migration whose guests did not answer in time.
     pub(super) fn migration_tick(&mut self) {
+        if let Some(p) = self.migrations.preparing.as_mut() {
+            // A guest whose link broke while it was asked (it registered again) is asked
+            // on its new link; a closed link cannot answer.
+            let mut open = self.links.conns_of_domain(&p.lock.name, &p.lock.uuid);
+            open.retain(|c| !p.conns.contains(c));
+            for conn in open {
+                if let Some(tx) = self.link_tx.get(&conn) {
+                    let ask = LinkMessage::MigrationPrepare {
+                        id: p.id,
+                        hold_ms: p.hold_ms,
+                    };
+                    let _ = tx.try_send(ask);
+                    p.conns.push(conn);
+                    p.waiting.push(conn);
+                    p.deadline = p.deadline.max(Instant::now() + ASK_LIMIT);
+                }
+            }
+            p.waiting.retain(|c| self.link_tx.contains_key(c));
+            if p.waiting.is_empty() && p.agreed > 0 {
+                let p = self.migrations.preparing.take().expect("checked above");
+                self.begin_migration(p.id, p.lock, p.job, p.reply, p.conns, p.maintenance);
+                return;
+            }
+        }
         if self
             .migrations
             .preparing
@@ -513,6 +544,8 @@ impl Agent {
                 conns,
                 deadline: Instant::now(),
                 maintenance,
+                hold_ms: 0,
+                agreed: 0,
             };
             return self.call_off(p, e);
         }

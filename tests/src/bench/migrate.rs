@@ -107,54 +107,43 @@ pub fn migrate(mode: &str, runs: usize, progress: bool) -> anyhow::Result<Migrat
         failures: Vec::new(),
     };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for i in 0..runs {
-        let m = move_with_hvctl(&cluster, mode, "h1", "h3")?;
-        if progress {
-            eprintln!(
-                "run {}: hvctl {:.0} ms, pause {:.0} ms",
-                i + 1,
-                m.total_ms,
-                m.pause_ms
+    'runs: for i in 0..runs {
+        // There with hvctl, back with plain virsh.
+        for (tool, from, to) in [("hvctl", "h1", "h3"), ("virsh", "h3", "h1")] {
+            let m = match tool {
+                "hvctl" => move_with_hvctl(&cluster, mode, from, to)?,
+                _ => move_with_virsh(&cluster, mode, from, to)?,
+            };
+            if progress {
+                eprintln!(
+                    "run {}: {tool} {:.0} ms, pause {:.0} ms",
+                    i + 1,
+                    m.total_ms,
+                    m.pause_ms
+                );
+            }
+            if !m.ok {
+                bench
+                    .failures
+                    .push(format!("run {} ({tool}): {}", i + 1, m.said));
+                break 'runs;
+            }
+            if tool == "hvctl" {
+                ours.push(m);
+                bench.ok_runs += 1;
+            } else {
+                theirs.push(m);
+                bench.virsh_ok_runs += 1;
+            }
+            let relinked = wait_for(
+                Duration::from_secs(30),
+                &format!("g1 linked to {to}"),
+                || (mode == "export" || linked_to(&cluster, to)).then_some(()),
             );
-        }
-        if !m.ok {
-            bench
-                .failures
-                .push(format!("run {} (hvctl): {}", i + 1, m.said));
-            break;
-        }
-        ours.push(m);
-        bench.ok_runs += 1;
-        let relinked = wait_for(Duration::from_secs(30), "g1 linked to h3", || {
-            (mode == "export" || linked_to(&cluster, "h3")).then_some(())
-        });
-        if let Err(e) = relinked {
-            bench.failures.push(format!("run {}: {e:#}", i + 1));
-            break;
-        }
-        let v = move_with_virsh(&cluster, mode, "h3", "h1")?;
-        if progress {
-            eprintln!(
-                "run {}: virsh {:.0} ms, pause {:.0} ms",
-                i + 1,
-                v.total_ms,
-                v.pause_ms
-            );
-        }
-        if !v.ok {
-            bench
-                .failures
-                .push(format!("run {} (virsh): {}", i + 1, v.said));
-            break;
-        }
-        theirs.push(v);
-        bench.virsh_ok_runs += 1;
-        let back = wait_for(Duration::from_secs(30), "g1 linked to h1", || {
-            (mode == "export" || linked_to(&cluster, "h1")).then_some(())
-        });
-        if let Err(e) = back {
-            bench.failures.push(format!("run {}: {e:#}", i + 1));
-            break;
+            if let Err(e) = relinked {
+                bench.failures.push(format!("run {}: {e:#}", i + 1));
+                break 'runs;
+            }
         }
     }
     let figures = |moves: &[Moved]| Phases {
