@@ -213,6 +213,7 @@ impl Agent {
                     self.send_heartbeats();
                 }
                 self.settle_interrupted_migration();
+                self.failback_arrived();
                 self.vm_ha_tick();
             }
             Err(why) => {

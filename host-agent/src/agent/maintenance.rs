@@ -77,11 +77,7 @@ impl Maintenance {
     }
 
     fn save(&self) -> Result<(), String> {
-        let tmp = self.file.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &self.file))
-            .map_err(|e| format!("cannot write {}: {e}", self.file.display()))
+        crate::apps::state::save_json(&self.file, &self.state).map_err(|e| format!("{e:#}"))
     }
 
     /// This host is in maintenance.
@@ -245,39 +241,34 @@ impl Agent {
         if self.maintenance.on() && !busy {
             self.evacuate_next();
         }
-        // Failback asked for and now running here again: no longer asked.
-        let here: BTreeSet<String> = self.domains.iter().map(|d| d.name.clone()).collect();
-        let before = self.maintenance.state.failback.len();
-        let own = self.member.own_name.clone();
-        let back: Vec<String> = self
-            .maintenance
-            .state
-            .failback
-            .iter()
-            .filter(|n| here.contains(*n))
-            .cloned()
-            .collect();
-        if !back.is_empty() {
-            self.maintenance
-                .state
-                .failback
-                .retain(|n| !here.contains(n));
-            let _ = self.maintenance.save();
-            for n in back {
-                self.member.events.record(
-                    Some(&n),
-                    "failback_done",
-                    format!("{n} is back on {own}"),
-                    json!({ "domain": n }),
-                );
-            }
-        }
-        if before != self.maintenance.state.failback.len() {
-            self.send_heartbeats();
-        }
         if !busy {
             self.failback_others();
         }
+    }
+
+    /// The hypervisor listed its domains: a domain asked back (failback) that runs here
+    /// again is no longer asked for.
+    pub(super) fn failback_arrived(&mut self) {
+        let here = &self.domains;
+        let (back, still): (Vec<String>, Vec<String>) =
+            std::mem::take(&mut self.maintenance.state.failback)
+                .into_iter()
+                .partition(|n| here.iter().any(|d| &d.name == n));
+        self.maintenance.state.failback = still;
+        if back.is_empty() {
+            return;
+        }
+        let _ = self.maintenance.save();
+        let own = self.member.own_name.clone();
+        for n in back {
+            self.member.events.record(
+                Some(&n),
+                "failback_done",
+                format!("{n} is back on {own}"),
+                json!({ "domain": n }),
+            );
+        }
+        self.send_heartbeats();
     }
 
     /// Starts moving the next domain of the evacuation.

@@ -431,8 +431,9 @@ impl Agent {
         }
         self.vm_ha_heard(hb.sender, &hb.payload);
         self.apps_heard(now, hb.sender, hb.incarnation, &hb.payload.gossip);
-        self.migrations.heard(hb.sender, &hb.payload.migrations);
-        self.note_incoming();
+        if self.migrations.heard(hb.sender, &hb.payload.migrations) {
+            self.note_incoming();
+        }
         self.maintenance
             .heard(hb.sender, hb.payload.maintenance, &hb.payload.failback);
         let me = self.member.me;

@@ -45,10 +45,17 @@ pub fn load(file: &Path) -> (Persistent, Option<String>) {
 
 /// Writes the state: a temporary file, fsync, rename, fsync of the directory.
 pub fn save(file: &Path, state: &Persistent) -> anyhow::Result<()> {
+    save_json(file, state)
+}
+
+/// Writes `value` as JSON to `file` so that a crash leaves the old file or the new one,
+/// never a mix: a temporary file, fsync, rename, fsync of the directory. Used by every
+/// journal of the agent (applications, migration lock, host maintenance).
+pub fn save_json(file: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = file.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(state)?;
+    let bytes = serde_json::to_vec_pretty(value)?;
     let mut f =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(&bytes)?;
