@@ -41,6 +41,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     }
     let names = config.nodes.iter().map(|n| n.name.as_str());
     daemon::require_member(&options.config, "[[node]]", &options.node, names)?;
+    daemon::raise_fd_limit();
     daemon::runtime("hv-guestd")?.block_on(async move {
         for warning in resources::fill_defaults(&mut loaded.config.applications).await {
             tracing::warn!("{warning}");

@@ -120,3 +120,98 @@ pub fn exit_status(program: &str, outcome: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+/// File descriptors an agent needs for itself besides its host-link connections
+/// (sockets, state files, children's pipes, libvirt).
+pub const FD_RESERVE: u64 = 256;
+
+/// Highest soft open-file limit asked for when the hard one is unlimited (the kernel's
+/// default `nr_open`).
+const FD_CEILING: u64 = 1 << 20;
+
+/// The open-file limit (RLIMIT_NOFILE) before and after [`raise_fd_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdLimit {
+    /// Soft limit found at start.
+    pub before: u64,
+    /// Soft limit in force now.
+    pub now: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+fn fd_limits() -> std::io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscall wrapper writing into a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((r.rlim_cur, r.rlim_max))
+}
+
+/// Raises the soft open-file limit to the hard one (at most 2^20), so that connections
+/// held by peers do not leave the agent without descriptors for its own work (the
+/// default soft limit is often 1024). Never fails: says what it could do in the log.
+pub fn raise_fd_limit() -> Option<FdLimit> {
+    let (before, hard) = match fd_limits() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot read the open-file limit");
+            return None;
+        }
+    };
+    let target = hard.min(FD_CEILING);
+    if target > before {
+        let r = libc::rlimit {
+            rlim_cur: target as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: plain syscall wrapper with a valid rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+            tracing::warn!(
+                cause = %std::io::Error::last_os_error(), soft = before, hard,
+                "cannot raise the open-file limit; raise LimitNOFILE of the service"
+            );
+        }
+    }
+    let now = fd_limits().map(|l| l.0).unwrap_or(before);
+    tracing::info!(before, now, hard, "open-file limit");
+    Some(FdLimit { before, now, hard })
+}
+
+/// Warns when the open-file limit cannot hold `connections` peers' connections plus
+/// [`FD_RESERVE`] descriptors of the agent's own.
+pub fn check_fd_limit(connections: u64) {
+    if let Ok((soft, _)) = fd_limits() {
+        if soft < connections + FD_RESERVE {
+            tracing::warn!(
+                limit = soft,
+                "the open-file limit ({soft}) is below [host_link] max_connections ({connections}) \
+                 + {FD_RESERVE}: raise LimitNOFILE of the service or lower max_connections"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod fd_tests {
+    /// The soft limit ends at the hard one (or the ceiling), and raising again changes
+    /// nothing.
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_one() {
+        let (soft, hard) = super::fd_limits().unwrap();
+        let lowered = libc::rlimit {
+            rlim_cur: soft.min(512) as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: plain syscall wrapper with a valid rlimit (lowering is always allowed).
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        let got = super::raise_fd_limit().unwrap();
+        assert_eq!(got.before, soft.min(512));
+        assert_eq!(got.now, hard.min(super::FD_CEILING));
+        assert_eq!(super::raise_fd_limit().unwrap().now, got.now);
+    }
+}

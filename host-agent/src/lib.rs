@@ -59,6 +59,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     }
     let names = config.hosts.iter().map(|h| h.name.as_str());
     daemon::require_member(&options.config, "[[host]]", &options.host, names)?;
+    daemon::raise_fd_limit();
     // Before the runtime starts, so every thread inherits the scheduling class.
     let prepared = process::prepare(&config.load_watchdog);
     daemon::runtime("hv-hostd")?.block_on(async move {

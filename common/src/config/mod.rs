@@ -122,6 +122,15 @@ pub struct HostLinkListenSection {
     /// link over TCP only.
     #[serde(default)]
     pub channel_dir: Option<PathBuf>,
+    /// Host-link connections held at once, registered or not; more are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Host-link connections held at once from one source address.
+    #[serde(default = "default_max_per_source")]
+    pub max_per_source: u32,
+    /// Time a connection has to complete its registration, ms.
+    #[serde(default = "default_register_timeout_ms")]
+    pub register_timeout_ms: u64,
 }
 
 impl Default for HostLinkListenSection {
@@ -130,6 +139,19 @@ impl Default for HostLinkListenSection {
             port: DEFAULT_HOST_LINK_PORT,
             notice_retry_ms: default_notice_retry_ms(),
             channel_dir: None,
+            max_connections: default_max_connections(),
+            max_per_source: default_max_per_source(),
+            register_timeout_ms: default_register_timeout_ms(),
+        }
+    }
+}
+
+impl HostLinkListenSection {
+    /// The connection caps.
+    pub fn admission(&self) -> crate::link_admission::AdmissionLimits {
+        crate::link_admission::AdmissionLimits {
+            max_connections: self.max_connections,
+            max_per_source: self.max_per_source,
         }
     }
 }
@@ -139,6 +161,17 @@ fn default_host_link_port() -> u16 {
 }
 fn default_notice_retry_ms() -> u64 {
     500
+}
+fn default_max_connections() -> u32 {
+    crate::link_admission::DEFAULT_MAX_CONNECTIONS
+}
+fn default_max_per_source() -> u32 {
+    crate::link_admission::DEFAULT_MAX_PER_SOURCE
+}
+/// Default of `[host_link] register_timeout_ms`.
+pub const DEFAULT_REGISTER_TIMEOUT_MS: u64 = 10_000;
+fn default_register_timeout_ms() -> u64 {
+    DEFAULT_REGISTER_TIMEOUT_MS
 }
 
 /// `[[guest_cluster]]` of cluster.toml: a guest cluster whose guests may link.

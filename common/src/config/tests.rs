@@ -422,3 +422,37 @@ fn migration_settings_have_defaults_and_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn host_link_caps_have_defaults_and_are_checked() {
+    let ok = load(GOOD).unwrap();
+    let l = &ok.config.host_link;
+    assert_eq!(
+        (l.max_connections, l.max_per_source, l.register_timeout_ms),
+        (256, 8, 10_000)
+    );
+    assert_eq!(l.admission().max_per_source, 8);
+    let err = load(&format!(
+        "{GOOD}\n[host_link]\nmax_connections = 4\nmax_per_source = 5\nregister_timeout_ms = 10\n"
+    ))
+    .unwrap_err();
+    let found: Vec<(&str, &str)> = err
+        .problems
+        .iter()
+        .map(|p| (p.key.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 2, "{err}");
+    assert_eq!(found[0].0, "host_link.max_per_source");
+    assert!(found[0].1.contains("max_connections (4)"), "{err}");
+    assert_eq!(found[1].0, "host_link.register_timeout_ms");
+    let err = load(&format!(
+        "{GOOD}\n[host_link]\nmax_connections = 0\nmax_per_source = 0\n"
+    ))
+    .unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["host_link.max_connections", "host_link.max_per_source"],
+        "{err}"
+    );
+}

@@ -44,6 +44,7 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
             "notice_retry_ms must be at least 10",
         );
     }
+    check_link_limits(c, &config.host_link);
     for (i, h) in config.hosts.iter().enumerate() {
         if let Some(a) = h.link_address {
             if a.is_unspecified() || a.is_multicast() {
@@ -390,5 +391,37 @@ fn check_migration(c: &mut Problems<'_>, config: &ClusterConfig) {
                 "mode must be \"live\" or \"offline\": maintenance moves running domains",
             );
         }
+    }
+}
+
+/// `[host_link]` connection caps and registration deadline.
+fn check_link_limits(c: &mut Problems<'_>, link: &super::HostLinkListenSection) {
+    let key = |k| [Seg::Key("host_link"), Seg::Key(k)];
+    if link.max_connections == 0 {
+        c.push(
+            &key("max_connections"),
+            "max_connections must be at least 1 (every guest linked over TCP holds one)",
+        );
+    }
+    if link.max_per_source == 0 {
+        c.push(
+            &key("max_per_source"),
+            "max_per_source must be at least 1 (a guest links from its own address)",
+        );
+    } else if link.max_per_source > link.max_connections && link.max_connections > 0 {
+        c.push(
+            &key("max_per_source"),
+            format!(
+                "max_per_source ({}) is above max_connections ({}): one address could \
+                 take every place; lower it",
+                link.max_per_source, link.max_connections
+            ),
+        );
+    }
+    if !(1000..=600_000).contains(&link.register_timeout_ms) {
+        c.push(
+            &key("register_timeout_ms"),
+            "register_timeout_ms must be 1000 to 600000",
+        );
     }
 }

@@ -100,6 +100,23 @@ impl Agent {
                     );
                 }
             }
+            LinkInput::Refused(tally) => {
+                self.member
+                    .counters
+                    .add("host_links_refused_per_source", tally.per_source);
+                self.member
+                    .counters
+                    .add("host_links_refused_total", tally.total);
+                let text = tally.describe();
+                let from = tally.last.map(|(ip, _)| ip.to_string());
+                self.member.record_limited(
+                    "host_link_refusal_reports",
+                    None,
+                    "host_link_over_cap",
+                    |_| text,
+                    json!({ "per_source": tally.per_source, "total": tally.total, "last_from": from }),
+                );
+            }
         }
     }
 
@@ -546,7 +563,11 @@ pub(super) fn start_host_link(
         node_id: member.me,
         incarnation,
         incoming,
+        limits: crate::link::limits::LinkLimits::from_config(&config.host_link),
     };
+    if address.is_some() {
+        crate::daemon::check_fd_limit(u64::from(config.host_link.max_connections));
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     if let Some(address) = address {
         let addr = SocketAddr::new(address, config.host_link.port);

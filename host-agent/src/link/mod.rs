@@ -15,6 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::intake::ClusterKey;
 
+#[cfg(test)]
+mod limit_tests;
+pub mod limits;
 pub mod server;
 
 /// Time between keepalives on an idle link.
@@ -44,12 +47,15 @@ pub enum LinkError {
     /// The other end closed it.
     #[error("closed by the other end")]
     Closed,
-    /// Nothing arrived for [`LINK_TIMEOUT`].
-    #[error("silent for {} ms", LINK_TIMEOUT.as_millis())]
+    /// No whole frame arrived within [`LINK_TIMEOUT`].
+    #[error("no whole frame within {} ms", LINK_TIMEOUT.as_millis())]
     Silent,
     /// What arrived is not a host-link stream, or not authentic.
     #[error("{0}")]
     Protocol(String),
+    /// The registration was not complete within its deadline.
+    #[error("registration not complete within {} ms ([host_link] register_timeout_ms)", .0.as_millis())]
+    Unregistered(Duration),
 }
 
 /// The receiving half of a link.
@@ -59,6 +65,7 @@ pub struct LinkReader<R> {
     splitter: FrameSplitter,
     window: ReplayWindow,
     buf: Box<[u8; 8192]>,
+    deadline: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl<R: AsyncRead + Unpin> LinkReader<R> {
@@ -69,12 +76,21 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             splitter: FrameSplitter::default(),
             window: ReplayWindow::default(),
             buf: Box::new([0; 8192]),
+            deadline: None,
         }
     }
 
-    /// The next whole frame's bytes, not yet authenticated; fails after
-    /// [`LINK_TIMEOUT`] of silence.
+    /// Every read fails with [`LinkError::Unregistered`] once `limit` from now has
+    /// passed (the registration's deadline); `None` lifts it.
+    pub fn set_deadline(&mut self, limit: Option<Duration>) {
+        self.deadline = limit.map(|l| (tokio::time::Instant::now() + l, l));
+    }
+
+    /// The next whole frame's bytes, not yet authenticated. The whole frame must arrive
+    /// within [`LINK_TIMEOUT`] of the call: a peer that trickles bytes is cut off as a
+    /// silent one would be.
     pub async fn next_raw(&mut self) -> Result<Vec<u8>, LinkError> {
+        let frame_deadline = tokio::time::Instant::now() + LINK_TIMEOUT;
         loop {
             if let Some(frame) = self
                 .splitter
@@ -83,9 +99,13 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             {
                 return Ok(frame);
             }
-            let n = tokio::time::timeout(LINK_TIMEOUT, self.stream.read(&mut self.buf[..]))
+            let (until, late) = match self.deadline {
+                Some((at, limit)) if at < frame_deadline => (at, LinkError::Unregistered(limit)),
+                _ => (frame_deadline, LinkError::Silent),
+            };
+            let n = tokio::time::timeout_at(until, self.stream.read(&mut self.buf[..]))
                 .await
-                .map_err(|_| LinkError::Silent)??;
+                .map_err(|_| late)??;
             if n == 0 {
                 return Err(LinkError::Closed);
             }

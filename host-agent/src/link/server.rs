@@ -7,6 +7,9 @@ use std::time::Duration;
 use hvcluster_common::hostlink::LinkMessage;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use hvcluster_common::link_admission::{AcceptBackoff, Admission};
+
+use super::limits::{LinkLimits, RefusalTally, SharedAdmission, Slot, REPORT_EVERY};
 use super::{pump, safe_name, spawn_reader, LinkKey, LinkReader, LinkWriter, LINK_TIMEOUT};
 
 /// What a host-link connection tells the host agent.
@@ -45,6 +48,9 @@ pub enum LinkInput {
         /// Why.
         why: String,
     },
+    /// Connections closed at once because a cap was reached, since the last report (at
+    /// most one a second).
+    Refused(RefusalTally),
 }
 
 /// This host as the link's server: its name, node id and incarnation.
@@ -59,6 +65,8 @@ pub struct ServerIdentity {
     /// Domains migrating in, with the guest cluster of their guest: greeted on their
     /// channel ([`LinkMessage::Hello`]). The agent keeps it up to date.
     pub incoming: IncomingGuests,
+    /// Caps and deadlines before a guest is authenticated.
+    pub limits: LinkLimits,
 }
 
 /// Domain name → guest cluster of the domains migrating to this host.
@@ -66,40 +74,92 @@ pub type IncomingGuests =
     std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>;
 
 /// Accepts host links on `listener` until the task is dropped; every connection is
-/// served by its own task.
+/// served by its own task. Before a guest is authenticated it is held to `me.limits`:
+/// a connection past a cap is closed at once (counted, and reported to the agent at
+/// most once a second as [`LinkInput::Refused`]), and one that has not registered
+/// within the registration deadline is closed. A failing accept (out of file
+/// descriptors, say) is retried after a wait that doubles up to a second.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     keys: std::sync::Arc<Vec<LinkKey>>,
     me: ServerIdentity,
     inputs: tokio::sync::mpsc::Sender<LinkInput>,
 ) {
+    let admission: SharedAdmission =
+        std::sync::Arc::new(std::sync::Mutex::new(Admission::new(me.limits.admission)));
+    let mut backoff = AcceptBackoff::default();
+    let mut tally = RefusalTally::default();
+    let mut report = tokio::time::interval(REPORT_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut log = crate::counters::Counters::default();
     let mut next_conn = 0u64;
     loop {
-        match listener.accept().await {
-            Ok((stream, from)) => {
-                next_conn += 1;
-                let conn = next_conn;
-                let (keys, me, inputs) = (keys.clone(), me.clone(), inputs.clone());
-                tokio::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
-                    let (guest, why) =
-                        serve_connection(r, w, conn, &keys, &me, &inputs, None).await;
-                    tracing::info!(conn, %from, guest = ?guest, %why, "host link closed");
-                    let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
-                });
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = report.tick() => {
+                if let Some(t) = tally.take() {
+                    // Never waits: a full queue means the agent is busy, and the next
+                    // report carries on counting.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(LinkInput::Refused(t))) =
+                        inputs.try_send(LinkInput::Refused(t))
+                    {
+                        tally = t;
+                    }
+                }
+                continue;
+            }
+        };
+        let (stream, from) = match accepted {
+            Ok(ok) => {
+                backoff.succeeded();
+                ok
             }
             Err(e) => {
-                tracing::warn!(cause = %e, "cannot accept a host link");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let wait = backoff.failed();
+                if let Some(since) = log.bump_logged("accept_failed", std::time::Instant::now()) {
+                    tracing::warn!(
+                        cause = %e, failures = since, retry_in_ms = wait.as_millis() as u64,
+                        "cannot accept a host link (out of file descriptors? see the agent's \
+                         open-file limit at start)"
+                    );
+                }
+                tokio::time::sleep(wait).await;
+                continue;
             }
-        }
+        };
+        let slot = match Slot::take(&admission, from.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                drop(stream);
+                tally.count(from.ip(), why);
+                if let Some(since) = log.bump_logged(why.counter(), std::time::Instant::now()) {
+                    tracing::warn!(%from, refused = since, "host link refused: {why}");
+                }
+                continue;
+            }
+        };
+        next_conn += 1;
+        let conn = next_conn;
+        let (keys, me, inputs) = (keys.clone(), me.clone(), inputs.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs, None).await;
+            if guest.is_some() {
+                tracing::info!(conn, %from, guest = ?guest, %why, "host link closed");
+            } else {
+                // Anyone can open one: the agent counts these and reports them sparingly.
+                tracing::debug!(conn, %from, %why, "host link closed before registration");
+            }
+            let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
+        });
     }
 }
 
 /// Serves one connection: identify and register the guest, then pass messages both
 /// ways until it ends. Returns who it was and why it ended.
-async fn serve_connection<R, W>(
+pub(super) async fn serve_connection<R, W>(
     r: R,
     w: W,
     conn: u64,
@@ -132,6 +192,7 @@ where
         greeted = Some(writer);
     }
     let mut reader = LinkReader::new(r);
+    reader.set_deadline(Some(me.limits.register_timeout));
     // The first frame says which guest cluster speaks: the key that authenticates it.
     let raw = match reader.next_raw().await {
         Ok(raw) => raw,
@@ -243,6 +304,7 @@ where
     if inputs.send(registered).await.is_err() {
         return (Some(who), "the agent is stopping".into());
     }
+    reader.set_deadline(None);
     let (read_task, mut in_rx) = spawn_reader(reader, key.clone());
     let why = pump(&mut writer, &mut rx, &mut in_rx, |message| {
         let inputs = inputs.clone();
