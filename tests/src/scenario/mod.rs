@@ -2,6 +2,7 @@
 
 mod forge;
 mod run;
+mod slowloris;
 pub mod spec;
 mod timeline;
 

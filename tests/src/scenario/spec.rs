@@ -529,6 +529,41 @@ pub enum Step {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+    /// Fault: from inside guest `via`'s namespace (its address), `connections` TCP
+    /// connections to its host's link port that never register and send one byte of a
+    /// frame every `byte_every_ms` (a slow-loris attack), for `for_ms` at most, in the
+    /// background; `await-link-flood` checks what the host did with them.
+    LinkFlood {
+        /// The guest whose namespace the connections come from.
+        via: String,
+        /// How many.
+        #[serde(default = "default_flood_connections")]
+        connections: u32,
+        /// Time between two bytes on each connection.
+        #[serde(default = "default_flood_byte_every_ms")]
+        byte_every_ms: u64,
+        /// How long the attack lasts; then every connection left is closed.
+        for_ms: u64,
+    },
+    /// Waits for the `link-flood` to end and checks how its connections ended.
+    AwaitLinkFlood {
+        /// At least this many closed by the host before they were sent anything.
+        #[serde(default)]
+        min_refused: u32,
+        /// At most this many still open when the attack ended.
+        #[serde(default)]
+        max_held: Option<u32>,
+        /// Longest wait.
+        #[serde(default = "default_await_ms")]
+        within_ms: u64,
+    },
+}
+
+fn default_flood_connections() -> u32 {
+    400
+}
+fn default_flood_byte_every_ms() -> u64 {
+    2000
 }
 
 fn default_forge_count() -> u32 {
@@ -558,6 +593,7 @@ impl Step {
                 | Step::GuestCrash { .. }
                 | Step::GuestHang { .. }
                 | Step::FailResource { .. }
+                | Step::LinkFlood { .. }
         )
     }
 }
@@ -756,6 +792,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "app-maintenance",
         include_str!("../../scenarios/app-maintenance.toml"),
+    ),
+    (
+        "link-slowloris",
+        include_str!("../../scenarios/link-slowloris.toml"),
     ),
 ];
 

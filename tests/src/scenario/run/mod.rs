@@ -10,6 +10,7 @@ use hvcluster_common::admin::HostStatus;
 mod fencing;
 mod guests;
 mod hypervisors;
+mod slowloris;
 
 use super::spec::{Scenario, Step};
 use super::{forge, timeline};
@@ -106,6 +107,8 @@ struct Runner<'a> {
     steps: Vec<(u64, String)>,
     /// A `host-exec` running in the background.
     background: Option<hypervisors::Background>,
+    /// A `link-flood` running.
+    link_flood: Option<super::slowloris::Flood>,
 }
 
 /// Starts a lab cluster for `scenario`, runs it, and removes the lab.
@@ -178,6 +181,7 @@ pub fn run_on(
         measures: BTreeMap::new(),
         steps: Vec::new(),
         background: None,
+        link_flood: None,
     };
     for step in &scenario.steps {
         r.step(step)
@@ -706,6 +710,17 @@ impl Runner<'_> {
                 state,
                 within_ms,
             } => self.expect_node(observers, node, *state, Duration::from_millis(*within_ms)),
+            Step::LinkFlood {
+                via,
+                connections,
+                byte_every_ms,
+                for_ms,
+            } => self.link_flood(via, *connections, *byte_every_ms, *for_ms)?,
+            Step::AwaitLinkFlood {
+                min_refused,
+                max_held,
+                within_ms,
+            } => self.await_link_flood(*min_refused, *max_held, *within_ms)?,
             Step::ExpectAlive { hosts } => {
                 for h in hosts {
                     let running = self.cluster.agent_running(h);
