@@ -18,6 +18,7 @@ use serde_json::json;
 mod apps;
 mod domains;
 mod guests;
+mod journaled;
 mod kills;
 mod links;
 mod maintenance;
@@ -105,6 +106,13 @@ pub enum Input {
         ok: bool,
         /// What each device did.
         detail: String,
+    },
+    /// The fencing journal's writer finished a write.
+    Journaled {
+        /// The DOWN record the fencing core waits for, when it was one.
+        down: Option<hvcluster_common::fencing::DownRecord>,
+        /// Whether it is on disk, or why not.
+        result: Result<(), String>,
     },
 }
 
@@ -411,6 +419,7 @@ impl Agent {
                     .on_level_result(self.now(), target, level, ok, detail);
                 self.report_fence(events);
             }
+            Input::Journaled { down, result } => self.on_journaled(down, result),
         }
     }
 
