@@ -333,3 +333,8 @@ fn every_shipped_scenario_has_its_test() {
         .collect();
     assert!(missing.is_empty(), "scenarios without a test: {missing:?}");
 }
+
+#[test]
+fn journal_write_fails() {
+    run("journal-write-fails");
+}

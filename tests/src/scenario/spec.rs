@@ -757,6 +757,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "app-maintenance",
         include_str!("../../scenarios/app-maintenance.toml"),
     ),
+    (
+        "journal-write-fails",
+        include_str!("../../scenarios/journal-write-fails.toml"),
+    ),
 ];
 
 impl Scenario {
