@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::Input;
 use crate::fence_journal::{FileStore, Store, Writer};
-use crate::journal::{Journal, JournalError, Record};
+use crate::journal::{JournalError, Record};
 
 /// File name of the fencing journal inside the state directory.
 pub const JOURNAL_FILE: &str = "fencing.journal";
@@ -33,6 +33,8 @@ pub struct FenceDriver {
     journal_path: PathBuf,
     /// Why the latest journal write failed and how many failed since the last success.
     journal_problem: Option<(String, u64)>,
+    /// What was wrong with the journal found at start, until reported.
+    opened_problem: Option<String>,
     devices: BTreeMap<String, FenceDevice>,
     tx: mpsc::Sender<Input>,
 }
@@ -79,7 +81,7 @@ impl FenceDriver {
         tx: mpsc::Sender<Input>,
     ) -> Result<(FenceDriver, Vec<DownRecord>), JournalError> {
         let path = journal_path(&config.cluster.state_dir);
-        let (journal, records) = Journal::open(&path)?;
+        let (journal, records, problem) = crate::fence_journal::open_or_set_aside(&path)?;
         let restored = standing_downs(&records);
         let store = FileStore::new(journal);
         let mut driver =
@@ -89,6 +91,7 @@ impl FenceDriver {
                 cause,
             })?;
         driver.machine.restore(restored.clone());
+        driver.opened_problem = problem;
         Ok((driver, restored))
     }
 
@@ -110,6 +113,7 @@ impl FenceDriver {
             writer,
             journal_path: journal_path(&config.cluster.state_dir),
             journal_problem: None,
+            opened_problem: None,
             devices,
             tx,
         })
@@ -144,6 +148,11 @@ impl FenceDriver {
             None => Vec::new(),
         };
         (events, health)
+    }
+
+    /// What was wrong with the journal found at start (moved aside), once.
+    pub fn take_opened_problem(&mut self) -> Option<String> {
+        self.opened_problem.take()
     }
 
     /// Why the journal cannot be written, and how many writes failed in a row, while

@@ -10,7 +10,7 @@ use hvcluster_common::fencing::{DownRecord, FenceEvent};
 use tokio::sync::mpsc;
 
 use crate::agent::Input;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 
 /// Where fencing records go; the real one is [`FileStore`], tests use fakes that block
 /// or fail.
@@ -52,6 +52,75 @@ impl Store for FileStore {
             self.journal = None;
             e.to_string()
         })
+    }
+}
+
+/// The journal opened at start-up, its records, and what was wrong with it.
+pub type Opened = (
+    Journal<FenceEvent>,
+    Vec<crate::journal::Record<FenceEvent>>,
+    Option<String>,
+);
+
+/// Opens the journal at `path` at start-up. A journal damaged where it cannot be a torn
+/// last write (or that is not a journal at all) is moved aside (`NAME.bad-<unix ms>`) and
+/// a new one started, holding the DOWN decisions that still stand in the intact records
+/// before the damage; what was lost after it is not guessed at (a host still off is
+/// fenced again, a host back is heard). Returns the journal, its records and what was
+/// done, for an event. Any other error (another agent holds it, a newer format, the
+/// disk) is returned as it is.
+pub fn open_or_set_aside(path: &std::path::Path) -> Result<Opened, JournalError> {
+    let why = match Journal::open(path) {
+        Ok((journal, records)) => return Ok((journal, records, None)),
+        Err(e @ (JournalError::Corrupt { .. } | JournalError::NotAJournal { .. })) => e,
+        Err(e) => return Err(e),
+    };
+    let intact = crate::journal::read_only::<FenceEvent>(path)
+        .map(|c| c.records)
+        .unwrap_or_default();
+    let standing = crate::fence::standing_downs(&intact);
+    let aside = crate::apps::set_aside::set_aside(path).map_err(|_| why_again(path, &why))?;
+    let (mut journal, _) = Journal::open(path)?;
+    for d in &standing {
+        journal.append(&FenceEvent::Down(d.clone()))?;
+    }
+    let (journal, records) = {
+        drop(journal);
+        Journal::open(path)?
+    };
+    let kept = if standing.is_empty() {
+        "no DOWN decision stood in the intact records before the damage".to_string()
+    } else {
+        format!(
+            "{} DOWN decision(s) of the intact records before the damage carried over",
+            standing.len()
+        )
+    };
+    let damage = match &why {
+        JournalError::Corrupt {
+            record,
+            offset,
+            cause,
+            ..
+        } => format!("record {record} at byte {offset} is damaged: {cause}"),
+        _ => "it does not start with a journal header".to_string(),
+    };
+    let problem = format!(
+        "the fencing journal {} cannot be read ({damage}); it was moved aside as {} and a new \
+         journal started; {kept}. Hosts whose later records were lost are judged afresh: a \
+         host still off is fenced again, one that answers is Up",
+        path.display(),
+        aside.display()
+    );
+    Ok((journal, records, Some(problem)))
+}
+
+/// The error `why` again, for when the damaged file cannot even be moved aside.
+fn why_again(path: &std::path::Path, why: &JournalError) -> JournalError {
+    JournalError::Io {
+        path: path.to_path_buf(),
+        action: "move aside the damaged",
+        cause: std::io::Error::other(why.to_string()),
     }
 }
 

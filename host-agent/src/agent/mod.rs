@@ -195,7 +195,8 @@ impl Agent {
         watchdog::spawn((&config.load_watchdog).into(), member.tx.clone())
             .context("cannot start the load watchdog")?;
 
-        let incarnation = incarnation::next(&config.cluster.state_dir);
+        let (incarnation, incarnation_problem) =
+            incarnation::next_checked(&config.cluster.state_dir);
         let incoming = crate::link::IncomingGuests::default();
         start_host_link(&config, &mut member, host, incarnation, incoming.clone())?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
@@ -205,8 +206,8 @@ impl Agent {
         if let Some(libvirt) = &libvirt {
             member.spawn(poll_domains(libvirt.clone(), member.tx.clone()));
         }
-        let (fence, restored) =
-            FenceDriver::open(&config, me, member.tx.clone()).with_context(|| {
+        let (mut fence, restored) = FenceDriver::open(&config, me, member.tx.clone())
+            .with_context(|| {
                 format!(
                     "cannot open the fencing journal in {}",
                     config.cluster.state_dir.display()
@@ -220,7 +221,22 @@ impl Agent {
         let host_apps = apps::HostApps::open(&config, &member, host);
         let config_state_dir = config.cluster.state_dir.clone();
         let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
+        let (maintenance, maintenance_problem) = maintenance::Maintenance::open(&config_state_dir);
         let events = &member.events;
+        if let Some(problem) = fence.take_opened_problem() {
+            events.record(Some(host), "fence_journal_set_aside", problem, json!({}));
+        }
+        if let Some(problem) = incarnation_problem {
+            events.record(Some(host), "incarnation_unreadable", problem, json!({}));
+        }
+        if let Some(problem) = maintenance_problem {
+            events.record(
+                Some(host),
+                "maintenance_state_unreadable",
+                problem,
+                json!({}),
+            );
+        }
         if let Some(problem) = migration_problem {
             events.record(
                 Some(host),
@@ -269,7 +285,7 @@ impl Agent {
             link_tx: HashMap::new(),
             host_apps,
             migrations,
-            maintenance: maintenance::Maintenance::open(&config_state_dir),
+            maintenance,
             incoming,
         })
     }

@@ -193,3 +193,57 @@ fn a_failing_journal_is_an_alarm_and_the_down_waits_for_a_write_that_succeeds() 
     assert!(d.journal_problem().is_none());
     assert_eq!(d.down_records().len(), 1);
 }
+
+#[test]
+fn a_damaged_journal_is_moved_aside_and_the_down_decisions_before_the_damage_stand() {
+    use hvcluster_common::fencing::DownRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fencing.journal");
+    let down = |target| DownRecord {
+        target,
+        incarnation: 7,
+        proof: Proof::Operator,
+        by: 1,
+    };
+    let second_at = {
+        let (mut j, _) = crate::journal::Journal::<FenceEvent>::open(&path).unwrap();
+        j.append(&FenceEvent::Down(down(2))).unwrap();
+        let at = std::fs::metadata(&path).unwrap().len() as usize;
+        j.append(&FenceEvent::Started {
+            target: 3,
+            level: 1,
+        })
+        .unwrap();
+        j.append(&FenceEvent::Down(down(3))).unwrap();
+        at
+    };
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[second_at + 12] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    // As it was: the agent refused to start.
+    assert!(crate::journal::Journal::<FenceEvent>::open(&path).is_err());
+    let (_journal, records, problem) = super::open_or_set_aside(&path).unwrap();
+    let problem = problem.expect("reported");
+    assert!(
+        problem.contains("record 2")
+            && problem.contains("moved aside")
+            && problem.contains("1 DOWN"),
+        "{problem}"
+    );
+    // Only what could be read stands; h3's record after the damage is not guessed at.
+    assert_eq!(crate::fence::standing_downs(&records), vec![down(2)]);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    let aside: Vec<_> = names
+        .iter()
+        .filter(|n| n.starts_with("fencing.journal.bad-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{names:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join(aside[0])).unwrap(),
+        bytes,
+        "kept as it was"
+    );
+}
