@@ -761,6 +761,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "journal-write-fails",
         include_str!("../../scenarios/journal-write-fails.toml"),
     ),
+    (
+        "corrupt-state-files",
+        include_str!("../../scenarios/corrupt-state-files.toml"),
+    ),
 ];
 
 impl Scenario {
