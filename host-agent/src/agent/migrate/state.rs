@@ -28,8 +28,11 @@ pub(in crate::agent) struct Migrations {
     pub(super) next_id: u64,
     /// Finished ones, still published until the listings caught up.
     pub(super) finished: Vec<(MigrationLock, Instant)>,
-    /// One interrupted by a restart of this agent, settled at the first listing.
+    /// One interrupted by a restart of this agent, settled at the first listing (a
+    /// paused offline one once the destination says whether it runs it).
     pub(super) interrupted: Option<MigrationLock>,
+    /// The wait for the destination's word on `interrupted` was reported.
+    pub(super) interrupted_noted: bool,
     /// What the other hosts run, from their heartbeats.
     pub(super) remote: BTreeMap<NodeId, Vec<MigrationLock>>,
 }
