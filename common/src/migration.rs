@@ -239,6 +239,44 @@ fn check_export(
     })
 }
 
+/// What to do with a domain that an offline migration interrupted by a restart of the
+/// source's agent left paused at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PausedAtSource {
+    /// The destination says it does not run it (or it is fenced): resume it here.
+    Resume,
+    /// The destination runs it: leave the copy here paused; an operator removes it.
+    LeavePaused,
+    /// The destination has not said yet (not heard since the restart, or Failed but not
+    /// DOWN): do nothing until it does.
+    Wait,
+}
+
+/// What the destination of an interrupted migration says about it, as the source knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationFacts<'a> {
+    /// Not heard since this agent started, or Failed and not yet DOWN.
+    Unknown,
+    /// Fenced: DOWN with proof, so it runs nothing.
+    Down,
+    /// Heard: the domains it reports.
+    Lists(&'a [crate::hostlink::DomainPresence]),
+}
+
+/// Whether the domain `uuid`, found paused at the source after an interrupted offline
+/// migration, may be resumed there: only when the destination is known not to run it,
+/// since resuming a domain the destination already started would run it twice.
+pub fn paused_at_source(uuid: &str, destination: DestinationFacts<'_>) -> PausedAtSource {
+    match destination {
+        DestinationFacts::Unknown => PausedAtSource::Wait,
+        DestinationFacts::Down => PausedAtSource::Resume,
+        DestinationFacts::Lists(domains) if domains.iter().any(|d| d.uuid == uuid) => {
+            PausedAtSource::LeavePaused
+        }
+        DestinationFacts::Lists(_) => PausedAtSource::Resume,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +399,39 @@ mod tests {
             .map(|i| dom(&format!("v{i}"), "Running", 16))
             .collect();
         assert!(refuse(Some(&vm), &dest(&many), &[]).contains("above the ratio 4"));
+    }
+
+    #[test]
+    fn a_paused_source_resumes_only_when_the_destination_does_not_run_it() {
+        use super::{paused_at_source, DestinationFacts, PausedAtSource};
+        use crate::hostlink::DomainPresence;
+        let db = DomainPresence {
+            name: "db".into(),
+            uuid: "u-1".into(),
+            state: "Running".into(),
+            memory_kib: 1024,
+            vcpus: 1,
+        };
+        let other = DomainPresence {
+            name: "web".into(),
+            uuid: "u-2".into(),
+            ..db.clone()
+        };
+        let table = [
+            (DestinationFacts::Unknown, PausedAtSource::Wait),
+            (DestinationFacts::Down, PausedAtSource::Resume),
+            (DestinationFacts::Lists(&[]), PausedAtSource::Resume),
+            (
+                DestinationFacts::Lists(std::slice::from_ref(&other)),
+                PausedAtSource::Resume,
+            ),
+            (
+                DestinationFacts::Lists(&[other.clone(), db.clone()]),
+                PausedAtSource::LeavePaused,
+            ),
+        ];
+        for (facts, expected) in table {
+            assert_eq!(paused_at_source("u-1", facts), expected, "{facts:?}");
+        }
     }
 }

@@ -299,6 +299,12 @@ impl World {
                     }
                     self.log(format!("h{} {e:?}", i + 1));
                 }
+                FenceAction::JournalDown(r) => {
+                    // The simulated disk writes at once.
+                    let now = self.now;
+                    let more = self.nodes[i].f.on_journaled(now, &r, Ok(()));
+                    self.fence_actions(i, more)?;
+                }
             }
         }
         Ok(())

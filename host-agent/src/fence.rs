@@ -1,6 +1,7 @@
 //! The fencing driver: feeds the fencing core the membership view, runs the fence
-//! levels it asks for as child processes, journals every decision before acting on it,
-//! and restores DOWN decisions after a restart.
+//! levels it asks for as child processes, journals every decision (through the writer
+//! thread of [`crate::fence_journal`], off the driver loop; a DOWN is reported only once
+//! its record is on disk), and restores DOWN decisions after a restart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use hvcluster_common::membership::Membership;
 use tokio::sync::mpsc;
 
 use crate::agent::Input;
-use crate::journal::{Journal, JournalError, Record};
+use crate::fence_journal::{FileStore, Store, Writer};
+use crate::journal::{JournalError, Record};
 
 /// File name of the fencing journal inside the state directory.
 pub const JOURNAL_FILE: &str = "fencing.journal";
@@ -27,9 +29,25 @@ pub fn journal_path(state_dir: &Path) -> PathBuf {
 /// The fencing machine with its journal and device table.
 pub struct FenceDriver {
     machine: Fencing,
-    journal: Journal<FenceEvent>,
+    writer: Writer,
+    journal_path: PathBuf,
+    /// Why the latest journal write failed and how many failed since the last success.
+    journal_problem: Option<(String, u64)>,
+    /// What was wrong with the journal found at start, until reported.
+    opened_problem: Option<String>,
     devices: BTreeMap<String, FenceDevice>,
     tx: mpsc::Sender<Input>,
+}
+
+/// How the journal's health changed with a write's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalHealth {
+    /// No change.
+    Same,
+    /// The first failed write after a success: why.
+    Failing(String),
+    /// A write succeeded after this many failed ones.
+    Recovered(u64),
 }
 
 impl std::fmt::Debug for FenceDriver {
@@ -62,24 +80,87 @@ impl FenceDriver {
         me: NodeId,
         tx: mpsc::Sender<Input>,
     ) -> Result<(FenceDriver, Vec<DownRecord>), JournalError> {
-        let (journal, records) = Journal::open(&journal_path(&config.cluster.state_dir))?;
+        let path = journal_path(&config.cluster.state_dir);
+        let (journal, records, problem) = crate::fence_journal::open_or_set_aside(&path)?;
         let restored = standing_downs(&records);
-        let mut machine = Fencing::new(FencingConfig::from_cluster(config, me));
-        machine.restore(restored.clone());
+        let store = FileStore::new(journal);
+        let mut driver =
+            FenceDriver::with_store(config, me, tx, store).map_err(|cause| JournalError::Io {
+                path,
+                action: "start the writer thread of",
+                cause,
+            })?;
+        driver.machine.restore(restored.clone());
+        driver.opened_problem = problem;
+        Ok((driver, restored))
+    }
+
+    /// A driver whose records go to `store` (which starts empty of DOWN decisions).
+    pub fn with_store(
+        config: &ClusterConfig,
+        me: NodeId,
+        tx: mpsc::Sender<Input>,
+        store: impl Store,
+    ) -> std::io::Result<FenceDriver> {
+        let writer = Writer::spawn(store, tx.clone())?;
         let devices = config
             .fence_devices
             .iter()
             .map(|d| (d.name.clone(), d.clone()))
             .collect();
-        Ok((
-            FenceDriver {
-                machine,
-                journal,
-                devices,
-                tx,
-            },
-            restored,
-        ))
+        Ok(FenceDriver {
+            machine: Fencing::new(FencingConfig::from_cluster(config, me)),
+            writer,
+            journal_path: journal_path(&config.cluster.state_dir),
+            journal_problem: None,
+            opened_problem: None,
+            devices,
+            tx,
+        })
+    }
+
+    /// How a journal write went (an [`Input::Journaled`]): returns the events to
+    /// report (the DOWN it completes, or that it failed) and how the journal's health
+    /// changed.
+    pub fn on_journaled(
+        &mut self,
+        now: Duration,
+        down: Option<&DownRecord>,
+        result: Result<(), String>,
+    ) -> (Vec<FenceEvent>, JournalHealth) {
+        let health = match (&result, self.journal_problem.take()) {
+            (Ok(()), None) => JournalHealth::Same,
+            (Ok(()), Some((_, failures))) => JournalHealth::Recovered(failures),
+            (Err(why), None) => {
+                self.journal_problem = Some((why.clone(), 1));
+                JournalHealth::Failing(why.clone())
+            }
+            (Err(why), Some((_, failures))) => {
+                self.journal_problem = Some((why.clone(), failures + 1));
+                JournalHealth::Same
+            }
+        };
+        let events = match down {
+            Some(record) => {
+                let actions = self.machine.on_journaled(now, record, result);
+                self.perform(actions)
+            }
+            None => Vec::new(),
+        };
+        (events, health)
+    }
+
+    /// What was wrong with the journal found at start (moved aside), once.
+    pub fn take_opened_problem(&mut self) -> Option<String> {
+        self.opened_problem.take()
+    }
+
+    /// Why the journal cannot be written, and how many writes failed in a row, while
+    /// that is so.
+    pub fn journal_problem(&self) -> Option<(&str, u64)> {
+        self.journal_problem
+            .as_ref()
+            .map(|(why, n)| (why.as_str(), *n))
     }
 
     /// The core's view of the membership right now.
@@ -87,7 +168,7 @@ impl FenceDriver {
         View::of(membership, now)
     }
 
-    /// Advances the machine; returns the events to report (already journaled).
+    /// Advances the machine; returns the events to report (queued for the journal).
     pub fn tick(&mut self, now: Duration, view: &View) -> Vec<FenceEvent> {
         let actions = self.machine.tick(now, view);
         self.perform(actions)
@@ -128,7 +209,7 @@ impl FenceDriver {
     }
 
     /// `hvctl fence`: starts fencing `target` from level 1; returns the events to
-    /// report (already journaled).
+    /// report (queued for the journal).
     pub fn request_fence(
         &mut self,
         now: Duration,
@@ -138,8 +219,8 @@ impl FenceDriver {
         Ok(self.perform(actions))
     }
 
-    /// `hvctl host confirm-down`: declares `target` DOWN on an operator's word; returns
-    /// the DOWN event to report (already journaled).
+    /// `hvctl host confirm-down`: declares `target` DOWN on an operator's word, once
+    /// the record is journaled; returns the events to report.
     pub fn confirm_down(&mut self, target: NodeId) -> Result<Vec<FenceEvent>, Refusal> {
         let actions = self.machine.confirm_down(target)?;
         Ok(self.perform(actions))
@@ -147,7 +228,7 @@ impl FenceDriver {
 
     /// Where the journal lives, for `hvctl fence history`.
     pub fn journal_path(&self) -> &Path {
-        self.journal.path()
+        &self.journal_path
     }
 
     fn perform(&mut self, actions: Vec<FenceAction>) -> Vec<FenceEvent> {
@@ -159,11 +240,15 @@ impl FenceDriver {
                     level,
                     devices,
                 } => self.spawn_level(target, level, devices),
+                FenceAction::JournalDown(record) => {
+                    self.writer
+                        .write(FenceEvent::Down(record.clone()), Some(record));
+                }
                 FenceAction::Event(e) => {
-                    // Journal first: nothing may be recovered on a DOWN that a crash
-                    // right now would forget.
-                    if let Err(err) = self.journal.append(&e) {
-                        tracing::error!(cause = %err, "cannot journal a fencing event; acting on it anyway is unsafe to forget");
+                    // A DOWN comes only once it is written; a failed write is not
+                    // written again. The rest is history, written in order.
+                    if !matches!(e, FenceEvent::Down(_) | FenceEvent::JournalFailed { .. }) {
+                        self.writer.write(e.clone(), None);
                     }
                     events.push(e);
                 }
@@ -272,6 +357,20 @@ pub fn describe(e: &FenceEvent, name: impl Fn(NodeId) -> String) -> (String, &'s
                 "fence_cleared",
                 format!("{n}: back after fencing (incarnation {incarnation}); no longer DOWN"),
             )
+        }
+        FenceEvent::JournalFailed {
+            target,
+            detail,
+            retry_in_ms,
+        } => {
+            let n = name(*target);
+            let msg = format!(
+                "{n}: off with proof, but its DOWN cannot be written to the fencing journal ({detail}); \
+                 it is NOT DOWN yet: no host is told, nothing of it is recovered until the write succeeds; \
+                 retrying every {retry_in_ms} ms. Check the state directory's disk (free space, read-only \
+                 mount, file attributes)"
+            );
+            (n, "fence_journal_failed", msg)
         }
     }
 }

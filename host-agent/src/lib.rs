@@ -11,6 +11,7 @@ pub mod daemon;
 mod describe;
 pub mod events;
 mod fence;
+mod fence_journal;
 pub mod fence_runner;
 pub use hvcluster_libvirt as hypervisor;
 pub mod incarnation;

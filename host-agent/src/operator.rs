@@ -196,7 +196,11 @@ fn confirm_down(
     let me = host_name(config, me);
     Ok((
         events,
-        format!("{name} is DOWN on an operator's confirmation on {me}: journaled, and shared with every host"),
+        format!(
+            "{name} is DOWN on an operator's confirmation on {me} as soon as that is written \
+             to the fencing journal (event host_down, or fence_journal_failed if it cannot \
+             be); then every host is told"
+        ),
     ))
 }
 

@@ -171,6 +171,9 @@ pub fn status(s: &HostStatus) -> String {
                 )),
                 "unfenced" => notes.push(format!("UNFENCED after {} round(s)", f.failed_rounds)),
                 "awaiting-operator" => notes.push("awaiting hvctl host confirm-down".to_string()),
+                "journaling" => notes.push("fenced, DOWN once journaled".to_string()),
+                "journal-failed" => notes
+                    .push("fenced, NOT DOWN: the fencing journal cannot be written".to_string()),
                 other => notes.push(format!("fence: {other}")),
             }
         }
@@ -196,6 +199,9 @@ pub fn status(s: &HostStatus) -> String {
     }
     if let Some(why) = &s.hypervisor_problem {
         out.push_str(&format!("hypervisor: DEGRADED, {why}\n"));
+    }
+    if let Some(why) = &s.journal_problem {
+        out.push_str(&format!("fencing journal: FAILING, {why}\n"));
     }
     if !s.domains.is_empty() {
         out.push_str(&domains(s));
@@ -259,7 +265,8 @@ pub fn fence_target(e: &FenceEvent) -> NodeId {
         | FenceEvent::AllLevelsFailed { target, .. }
         | FenceEvent::NoFenceLevels { target }
         | FenceEvent::AwaitingOperator { target }
-        | FenceEvent::Rejoined { target, .. } => *target,
+        | FenceEvent::Rejoined { target, .. }
+        | FenceEvent::JournalFailed { target, .. } => *target,
         FenceEvent::Down(r) => r.target,
     }
 }
@@ -294,6 +301,9 @@ pub fn fence_event(e: &FenceEvent, name: impl Fn(NodeId) -> String) -> String {
         }
         FenceEvent::Rejoined { incarnation, .. } => {
             format!("back after fencing (incarnation {incarnation}): no longer DOWN")
+        }
+        FenceEvent::JournalFailed { detail, .. } => {
+            format!("off, but its DOWN could not be journaled: {detail}")
         }
     }
 }
@@ -696,6 +706,7 @@ mod tests {
                 cluster: None,
             }],
             maintenance: vec!["h3: in maintenance".into()],
+            journal_problem: Some("/var/lib/hvcluster/fencing.journal cannot be written".into()),
         };
         let table = status(&s);
         assert!(
@@ -712,6 +723,10 @@ mod tests {
         );
         assert!(
             table.contains("hypervisor: DEGRADED, libvirt did not answer within 10 s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("fencing journal: FAILING, /var/lib/hvcluster/fencing.journal"),
             "{table}"
         );
         assert!(table.contains("linked guests:"), "{table}");

@@ -338,3 +338,13 @@ fn every_shipped_scenario_has_its_test() {
         .collect();
     assert!(missing.is_empty(), "scenarios without a test: {missing:?}");
 }
+
+#[test]
+fn journal_write_fails() {
+    run("journal-write-fails");
+}
+
+#[test]
+fn corrupt_state_files() {
+    run("corrupt-state-files");
+}

@@ -267,6 +267,10 @@ pub struct HostStatus {
     /// Hosts in maintenance (this one's state in words first when it is).
     #[serde(default)]
     pub maintenance: Vec<String>,
+    /// Why the fencing journal cannot be written, while it cannot (DOWN decisions wait
+    /// for it).
+    #[serde(default)]
+    pub journal_problem: Option<String>,
 }
 
 /// A domain running (or paused) on a host.

@@ -12,10 +12,16 @@
 //! before it shoots, so the stronger side fences first and the weaker one is off before
 //! its delay ends.
 //!
+//! A DOWN is acted on only once it is durable: proof first puts the host in
+//! `Journaling` and asks for the record to be written ([`FenceAction::JournalDown`]);
+//! only [`Fencing::on_journaled`] with a success makes it DOWN (shared in heartbeats,
+//! notices, recovery). A failed write is retried every [`JOURNAL_RETRY`] and reported.
+//!
 //! The machine is driven by [`Fencing::tick`] with a [`View`] of the membership, by
-//! [`Fencing::on_level_result`], [`Fencing::on_peer_down`] and the operator calls; it
-//! returns [`FenceAction`]s.
+//! [`Fencing::on_level_result`], [`Fencing::on_journaled`], [`Fencing::on_peer_down`]
+//! and the operator calls; it returns [`FenceAction`]s.
 
+mod journaled;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -28,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ClusterConfig, DeviceKind, NodeId};
 use crate::membership::{HostState, Membership};
 
+pub use journaled::JOURNAL_RETRY;
 use target::Target;
 pub use target::{FenceState, TargetStatus};
 
@@ -237,6 +244,16 @@ pub enum FenceEvent {
         /// Its new incarnation.
         incarnation: u64,
     },
+    /// The host is off with proof, but its DOWN record could not be written to the
+    /// journal: it is not DOWN (nothing of it is recovered) until a retry succeeds.
+    JournalFailed {
+        /// The host.
+        target: NodeId,
+        /// Why the write failed.
+        detail: String,
+        /// When the next write starts, ms from now.
+        retry_in_ms: u64,
+    },
 }
 
 /// What the driver must do.
@@ -252,9 +269,13 @@ pub enum FenceAction {
         /// Device names.
         devices: Vec<String>,
     },
-    /// Record and report this event; a `Down` event must be journaled (fsync) before
-    /// anything is recovered because of it.
+    /// Record and report this event. A `Down` event comes only after its record was
+    /// journaled (see [`FenceAction::JournalDown`]): act on it at once, and do not write
+    /// it again.
     Event(FenceEvent),
+    /// Write `FenceEvent::Down` of this record to the journal (fsync) and report how it
+    /// went with [`Fencing::on_journaled`]; nothing may be done because of it before.
+    JournalDown(DownRecord),
 }
 
 /// Why an operator request was refused.
@@ -463,9 +484,8 @@ impl Fencing {
             return out;
         }
         if let Some(t) = self.targets.get_mut(&record.target) {
-            if !matches!(t.state, FenceState::Down(_)) {
-                t.state = FenceState::Down(record.clone());
-                out.push(FenceAction::Event(FenceEvent::Down(record.clone())));
+            if !t.decided() {
+                t.journal(record.clone(), &mut out);
             }
         }
         out
@@ -482,7 +502,7 @@ impl Fencing {
         // membership snapshot.
         let new: Vec<&DownRecord> = records
             .iter()
-            .filter(|r| r.target != self.cfg.me && self.down(r.target).is_none())
+            .filter(|r| r.target != self.cfg.me && !self.decided(r.target))
             .collect();
         if new.is_empty() {
             return Vec::new();
@@ -509,7 +529,7 @@ impl Fencing {
             .targets
             .get_mut(&target)
             .ok_or(Refusal::UnknownHost(target))?;
-        if matches!(t.state, FenceState::Down(_)) {
+        if t.decided() {
             return Err(Refusal::AlreadyDown(target));
         }
         if let Some(f) = facts {
@@ -533,8 +553,9 @@ impl Fencing {
             proof: Proof::Operator,
             by: self.cfg.me,
         };
-        t.state = FenceState::Down(record.clone());
-        Ok(vec![FenceAction::Event(FenceEvent::Down(record))])
+        let mut out = Vec::new();
+        t.journal(record, &mut out);
+        Ok(out)
     }
 
     /// `hvctl fence HOST`: fence a host now, whatever its state, from level 1.
@@ -557,7 +578,7 @@ impl Fencing {
             .targets
             .get_mut(&target)
             .ok_or(Refusal::UnknownHost(target))?;
-        if matches!(t.state, FenceState::Down(_)) {
+        if t.decided() {
             return Err(Refusal::AlreadyDown(target));
         }
         t.failed_incarnation = incarnation;

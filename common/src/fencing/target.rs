@@ -43,6 +43,16 @@ pub enum FenceState {
     },
     /// Off, with proof.
     Down(DownRecord),
+    /// Off, with proof, but not DOWN until the record is in the journal: nothing is
+    /// shared or recovered because of it before [`super::Fencing::on_journaled`] says so.
+    Journaling {
+        /// The record being written.
+        record: DownRecord,
+        /// After a failed write: when to write it again (`None`: a write is under way).
+        retry_at: Option<Duration>,
+        /// Failed writes so far.
+        failures: u32,
+    },
 }
 
 /// One host's fencing state, for `hvctl status` and `hvctl fence history`.
@@ -50,7 +60,8 @@ pub enum FenceState {
 pub struct TargetStatus {
     /// The host.
     pub node: NodeId,
-    /// `alive`, `pending`, `fencing`, `waiting-kdump`, `awaiting-operator`, `unfenced` or `down`.
+    /// `alive`, `pending`, `fencing`, `waiting-kdump`, `awaiting-operator`, `unfenced`,
+    /// `journaling` (off, being written to the journal), `journal-failed` or `down`.
     pub phase: String,
     /// Level being run or next to run, from 1.
     pub level: Option<usize>,
@@ -94,16 +105,17 @@ impl Target {
             FenceState::AwaitingOperator => ("awaiting-operator", None),
             FenceState::Unfenced { .. } => ("unfenced", None),
             FenceState::Down(_) => ("down", None),
+            FenceState::Journaling { failures: 0, .. } => ("journaling", None),
+            FenceState::Journaling { .. } => ("journal-failed", None),
         };
         TargetStatus {
             node,
             phase: phase.into(),
             level,
             failed_rounds: self.rounds,
-            down: if let FenceState::Down(r) = &self.state {
-                Some(r.clone())
-            } else {
-                None
+            down: match &self.state {
+                FenceState::Down(r) => Some(r.clone()),
+                _ => None,
             },
         }
     }
@@ -218,8 +230,50 @@ impl Target {
                     self.tick(p, ctx, out);
                 }
             }
+            FenceState::Journaling {
+                record,
+                retry_at,
+                failures,
+            } => {
+                if p.incarnation > record.incarnation
+                    && matches!(p.state, HostState::Joining | HostState::Up)
+                {
+                    // Back in a new life before its DOWN could be written: nothing was
+                    // recovered, and the journal learns it rejoined after the record.
+                    out.push(FenceAction::Event(FenceEvent::Rejoined {
+                        target: p.node,
+                        incarnation: p.incarnation,
+                    }));
+                    *self = Target::default();
+                } else if retry_at.is_some_and(|at| ctx.now >= at) {
+                    self.state = FenceState::Journaling {
+                        record: record.clone(),
+                        retry_at: None,
+                        failures,
+                    };
+                    out.push(FenceAction::JournalDown(record));
+                }
+            }
             FenceState::Running { .. } | FenceState::AwaitingOperator => {}
         }
+    }
+
+    /// Whether a DOWN is decided: held, or being journaled.
+    pub(super) fn decided(&self) -> bool {
+        matches!(
+            self.state,
+            FenceState::Down(_) | FenceState::Journaling { .. }
+        )
+    }
+
+    /// Asks for `record` to be journaled; it is DOWN once that is confirmed.
+    pub(super) fn journal(&mut self, record: DownRecord, out: &mut Vec<FenceAction>) {
+        self.state = FenceState::Journaling {
+            record: record.clone(),
+            retry_at: None,
+            failures: 0,
+        };
+        out.push(FenceAction::JournalDown(record));
     }
 
     /// Drops a fence that is decided but not running (after this host stalled).
@@ -327,8 +381,7 @@ impl Target {
             proof,
             by: me,
         };
-        self.state = FenceState::Down(record.clone());
-        out.push(FenceAction::Event(FenceEvent::Down(record)));
+        self.journal(record, out);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -69,6 +69,28 @@ fn downs(actions: &[FenceAction]) -> Vec<DownRecord> {
         .collect()
 }
 
+/// Confirms every journal write `actions` ask for, as a driver whose disk works would,
+/// and returns `actions` with what the confirmations gave.
+fn settle(f: &mut Fencing, now: Duration, actions: Vec<FenceAction>) -> Vec<FenceAction> {
+    let mut out = actions.clone();
+    for a in &actions {
+        if let FenceAction::JournalDown(r) = a {
+            out.extend(f.on_journaled(now, r, Ok(())));
+        }
+    }
+    out
+}
+
+fn journal_writes(actions: &[FenceAction]) -> Vec<DownRecord> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            FenceAction::JournalDown(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn coordinator_fences_and_only_proof_makes_down() {
     let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
@@ -81,6 +103,7 @@ fn coordinator_fences_and_only_proof_makes_down() {
     }
     assert_eq!(f.status()[1].phase, "fencing");
     let a = f.on_level_result(10_000 * MS, 3, 0, true, String::new());
+    let a = settle(&mut f, 10_000 * MS, a);
     assert_eq!(
         downs(&a),
         vec![DownRecord {
@@ -178,6 +201,7 @@ fn kdump_level_accepts_a_notice_or_gives_way() {
         Duration::ZERO,
         &view(true, vec![peer(2, HostState::Up), p3]),
     );
+    let a = settle(&mut f, Duration::ZERO, a);
     assert_eq!(downs(&a)[0].proof, Proof::KdumpNotice);
     assert!(runs(&a).is_empty(), "no power-off needed");
 
@@ -231,6 +255,7 @@ fn confirm_down_is_refused_while_heard_alive() {
     p3.must_rejoin = false;
     let _ = f.tick(20 * MS, &view(true, vec![peer(2, HostState::Up), p3]));
     let a = f.confirm_down(3).unwrap();
+    let a = settle(&mut f, 30 * MS, a);
     assert_eq!(downs(&a)[0].proof, Proof::Operator);
     assert_eq!(f.confirm_down(3), Err(Refusal::AlreadyDown(3)));
 }
@@ -250,7 +275,8 @@ fn peers_adopt_down_and_a_rebooted_host_rejoins() {
         },
         by: 1,
     };
-    assert_eq!(downs(&f.on_peer_down(&rec, 13, false)), vec![rec.clone()]);
+    let a = f.on_peer_down(&rec, 13, false);
+    assert_eq!(downs(&settle(&mut f, MS, a)), vec![rec.clone()]);
     assert!(f.on_peer_down(&rec, 13, false).is_empty(), "idempotent");
     assert_eq!(f.down_records(), vec![rec.clone()]);
     let mut back = peer(3, HostState::Joining);
@@ -300,7 +326,9 @@ fn a_host_without_fence_levels_is_reported_once() {
         );
     }
     assert_eq!(f.status()[1].phase, "unfenced");
-    assert_eq!(downs(&f.confirm_down(3).unwrap())[0].proof, Proof::Operator);
+    let a = f.confirm_down(3).unwrap();
+    let a = settle(&mut f, 300_000 * MS, a);
+    assert_eq!(downs(&a)[0].proof, Proof::Operator);
 }
 
 /// A host cut off from everyone sees one peer Failed while the others are still
@@ -318,4 +346,136 @@ fn nothing_is_fenced_while_a_peer_is_suspect() {
     assert!(runs(&g.tick(Duration::ZERO, &unsettled)).is_empty());
     let settled = view(true, vec![failed(2), peer(3, HostState::Up)]);
     assert_eq!(runs(&g.tick(100 * MS, &settled)), vec![(2, 0)]);
+}
+
+/// Proof alone is not DOWN: the record must be on disk first. Until then nothing is
+/// shared with peers and nothing may be recovered.
+#[test]
+fn down_waits_for_the_journal() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let v = view(true, vec![peer(2, HostState::Up), failed(3)]);
+    let _ = f.tick(Duration::ZERO, &v);
+    let a = f.on_level_result(500 * MS, 3, 0, true, String::new());
+    assert!(
+        downs(&a).is_empty(),
+        "not DOWN before it is journaled: {a:?}"
+    );
+    let written = journal_writes(&a);
+    assert_eq!(written.len(), 1);
+    assert_eq!(f.status()[1].phase, "journaling");
+    assert!(f.down_records().is_empty(), "not shared with peers yet");
+    assert!(f.down(3).is_none());
+    assert!(f.decided(3));
+    // Time passing without an answer from the journal changes nothing.
+    for t in 6..100 {
+        let a = f.tick(t * 100 * MS, &v);
+        assert!(a.is_empty(), "{a:?}");
+    }
+    // A peer's record of the same host is not adopted meanwhile (no second write).
+    assert!(f.on_peer_down(&written[0], 13, false).is_empty());
+    assert!(f.confirm_down(3).is_err());
+    let a = f.on_journaled(10_000 * MS, &written[0], Ok(()));
+    assert_eq!(downs(&a), written);
+    assert_eq!(f.down_records(), written);
+    assert_eq!(f.status()[1].phase, "down");
+    // A second confirmation of the same record changes nothing.
+    assert!(f.on_journaled(10_001 * MS, &written[0], Ok(())).is_empty());
+}
+
+/// A failing journal is reported once per record and written again every
+/// `JOURNAL_RETRY`; the host is DOWN only after a write succeeds.
+#[test]
+fn a_failed_journal_write_is_reported_once_and_retried() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let v = view(true, vec![peer(2, HostState::Up), failed(3)]);
+    let _ = f.tick(Duration::ZERO, &v);
+    let a = f.on_level_result(100 * MS, 3, 0, true, String::new());
+    let rec = journal_writes(&a).remove(0);
+    let a = f.on_journaled(200 * MS, &rec, Err("read-only file system".into()));
+    assert_eq!(
+        a,
+        vec![FenceAction::Event(FenceEvent::JournalFailed {
+            target: 3,
+            detail: "read-only file system".into(),
+            retry_in_ms: JOURNAL_RETRY.as_millis() as u64,
+        })]
+    );
+    assert_eq!(f.status()[1].phase, "journal-failed");
+    assert_eq!(f.journaling(), vec![(&rec, 1)]);
+    assert!(f.down_records().is_empty());
+    // Waiting for the retry: no write, and a stray answer is ignored.
+    assert!(f.tick(1100 * MS, &v).is_empty());
+    assert!(f.on_journaled(1150 * MS, &rec, Ok(())).is_empty());
+    assert!(f.down(3).is_none());
+    let a = f.tick(1200 * MS, &v);
+    assert_eq!(journal_writes(&a), vec![rec.clone()]);
+    assert!(f.tick(1300 * MS, &v).is_empty(), "one write at a time");
+    let a = f.on_journaled(1400 * MS, &rec, Err("read-only file system".into()));
+    assert!(a.is_empty(), "reported once: {a:?}");
+    let a = f.tick(2400 * MS, &v);
+    assert_eq!(journal_writes(&a), vec![rec.clone()]);
+    let a = f.on_journaled(2500 * MS, &rec, Ok(()));
+    assert_eq!(downs(&a), vec![rec.clone()]);
+    assert_eq!(f.down_records(), vec![rec]);
+}
+
+/// A host back in a new life before its DOWN could be written was never acted on:
+/// it is alive again, and a late confirmation changes nothing.
+#[test]
+fn a_host_back_while_journaling_is_alive_again() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let v = view(true, vec![peer(2, HostState::Up), failed(3)]);
+    let _ = f.tick(Duration::ZERO, &v);
+    let a = f.on_level_result(100 * MS, 3, 0, true, String::new());
+    let rec = journal_writes(&a).remove(0);
+    let mut back = peer(3, HostState::Joining);
+    back.incarnation = 99;
+    let a = f.tick(5000 * MS, &view(true, vec![peer(2, HostState::Up), back]));
+    assert_eq!(
+        a,
+        vec![FenceAction::Event(FenceEvent::Rejoined {
+            target: 3,
+            incarnation: 99
+        })]
+    );
+    assert!(f.on_journaled(5100 * MS, &rec, Ok(())).is_empty());
+    assert!(f.down(3).is_none());
+    assert_eq!(f.status()[1].phase, "alive");
+}
+
+/// Every way to DOWN goes through the journal: a kdump proof, a peer's record and an
+/// operator's confirmation.
+#[test]
+fn every_proof_waits_for_the_journal() {
+    let kd = LevelKind::Kdump { wait: 3000 * MS };
+    let mut f = Fencing::new(cfg(1, 3, vec![kd]));
+    let mut p3 = peer(3, HostState::Failed(FailReason::Panic));
+    p3.panic_noticed = true;
+    let a = f.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(2, HostState::Up), p3]),
+    );
+    assert!(downs(&a).is_empty());
+    assert_eq!(journal_writes(&a)[0].proof, Proof::KdumpNotice);
+
+    let mut g = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
+    let rec = DownRecord {
+        target: 3,
+        incarnation: 13,
+        proof: Proof::Operator,
+        by: 1,
+    };
+    let a = g.on_peer_down(&rec, 13, false);
+    assert_eq!(a, vec![FenceAction::JournalDown(rec.clone())]);
+    assert!(g.down_records().is_empty());
+
+    let mut h = Fencing::new(cfg(1, 3, vec![LevelKind::Manual]));
+    let _ = h.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(2, HostState::Up), failed(3)]),
+    );
+    let a = h.confirm_down(3).unwrap();
+    assert!(downs(&a).is_empty());
+    assert_eq!(journal_writes(&a)[0].proof, Proof::Operator);
+    assert!(h.down(3).is_none());
 }

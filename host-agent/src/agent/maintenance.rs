@@ -62,22 +62,37 @@ pub(super) struct Maintenance {
 }
 
 impl Maintenance {
-    /// Reads the journal of `state_dir`.
-    pub(super) fn open(state_dir: &std::path::Path) -> Self {
+    /// Reads the journal of `state_dir`, with what was wrong with it. A file that cannot
+    /// be read is moved aside and the host counts as in maintenance (it takes no domain,
+    /// and moves none) until an operator says on or off: it may have been in maintenance,
+    /// and a host being serviced must not be given domains.
+    pub(super) fn open(state_dir: &std::path::Path) -> (Self, Option<String>) {
         let file = state_dir.join("maintenance.json");
-        let state = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        Maintenance {
+        let (state, problem) = read(&file);
+        let m = Maintenance {
             file,
             state,
             ..Maintenance::default()
-        }
+        };
+        (m, problem)
     }
 
-    fn save(&self) -> Result<(), String> {
-        crate::apps::state::save_json(&self.file, &self.state).map_err(|e| format!("{e:#}"))
+    /// Writes `state` and only then makes it this host's state.
+    fn save(&mut self, state: Journal) -> Result<(), String> {
+        crate::apps::state::save_json(&self.file, &state).map_err(|e| {
+            format!("{e:#}; nothing was changed (the maintenance state must be on disk first)")
+        })?;
+        self.state = state;
+        Ok(())
+    }
+
+    /// Writes the state after a change that already happened (a domain moved, came
+    /// back): memory follows what is true; a failed write is logged, and the next
+    /// change writes it all again.
+    fn save_current(&self) {
+        if let Err(e) = crate::apps::state::save_json(&self.file, &self.state) {
+            tracing::error!(file = %self.file.display(), cause = %format!("{e:#}"), "cannot write the maintenance state");
+        }
     }
 
     /// This host is in maintenance.
@@ -103,6 +118,34 @@ impl Maintenance {
             self.wanted.insert(from, failback.to_vec());
         }
     }
+}
+
+/// The state in `file`: none when it is missing; when unreadable, in maintenance with
+/// nothing to move, the file moved aside, and why.
+fn read(file: &std::path::Path) -> (Journal, Option<String>) {
+    let why = match std::fs::read(file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Journal::default(), None),
+        Err(e) => e.to_string(),
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(state) => return (state, None),
+            Err(e) => e.to_string(),
+        },
+    };
+    let kept = match crate::apps::set_aside::set_aside(file) {
+        Ok(aside) => format!("kept as {}", aside.display()),
+        Err(e) => e,
+    };
+    let held = Journal {
+        on: true,
+        ..Journal::default()
+    };
+    let problem = format!(
+        "{} is unreadable ({why}); {kept}. This host counts as in maintenance (it takes no \
+         domain and moves none) until you run hvctl host maintenance HOST off (take domains \
+         again) or on (evacuate it)",
+        file.display()
+    );
+    (held, Some(problem))
 }
 
 impl Agent {
@@ -157,13 +200,14 @@ impl Agent {
             return Err("this host has no [hypervisor] uri: it runs no domains".into());
         }
         let m = &mut self.maintenance;
-        let again = m.state.on;
-        m.state.on = true;
-        m.state.failback.clear();
+        let mut state = m.state.clone();
+        let again = state.on;
+        state.on = true;
+        state.failback.clear();
         if !again {
-            m.state.evacuated.clear();
+            state.evacuated.clear();
         }
-        m.save()?;
+        m.save(state)?;
         let names: Vec<String> = self.domains.iter().map(|d| d.name.clone()).collect();
         let m = &mut self.maintenance;
         m.queue = names.iter().map(|n| (n.clone(), 0)).collect();
@@ -215,11 +259,12 @@ impl Agent {
             })
             .collect();
         let m = &mut self.maintenance;
-        m.state.on = false;
-        m.state.failback = wanted.clone();
-        m.state.evacuated.clear();
+        m.save(Journal {
+            on: false,
+            failback: wanted.clone(),
+            evacuated: Vec::new(),
+        })?;
         m.queue.clear();
-        m.save()?;
         let own = self.member.own_name.clone();
         let back = if wanted.is_empty() {
             "no domain is configured to come back (failback)".to_string()
@@ -258,7 +303,7 @@ impl Agent {
         if back.is_empty() {
             return;
         }
-        let _ = self.maintenance.save();
+        self.maintenance.save_current();
         let own = self.member.own_name.clone();
         for n in back {
             self.member.events.record(
@@ -355,7 +400,7 @@ impl Agent {
                     .state
                     .evacuated
                     .push((name.to_string(), to));
-                let _ = self.maintenance.save();
+                self.maintenance.save_current();
             }
             Err(why) => self.maintenance_retry(name.to_string(), tries, why),
         }
@@ -483,5 +528,45 @@ impl Agent {
             out.push(format!("{}: in maintenance", self.name(*h)));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_state_is_moved_aside_and_holds_the_host_in_maintenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("maintenance.json");
+        std::fs::write(&file, b"\x00\x01 torn").unwrap();
+        let (m, problem) = Maintenance::open(dir.path());
+        let problem = problem.expect("reported");
+        assert!(problem.contains("unreadable") && problem.contains("hvctl host maintenance"));
+        assert!(m.on(), "a host that may be in service takes no domain");
+        assert!(m.state.evacuated.is_empty(), "and moves none");
+        assert!(!file.exists());
+        let (m, problem) = Maintenance::open(dir.path());
+        assert!(problem.is_none() && !m.on(), "missing is simply off");
+    }
+
+    #[test]
+    fn the_state_changes_only_after_it_is_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut m, _) = Maintenance::open(dir.path());
+        // A state directory that cannot be created: its parent is a file.
+        std::fs::write(dir.path().join("blocker"), b"").unwrap();
+        m.file = dir.path().join("blocker").join("maintenance.json");
+        let on = Journal {
+            on: true,
+            ..Journal::default()
+        };
+        let err = m.save(on.clone()).unwrap_err();
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert!(!m.on());
+        m.file = dir.path().join("maintenance.json");
+        m.save(on).unwrap();
+        assert!(m.on());
+        assert!(Maintenance::open(dir.path()).0.on());
     }
 }

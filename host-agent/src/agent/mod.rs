@@ -18,6 +18,7 @@ use serde_json::json;
 mod apps;
 mod domains;
 mod guests;
+mod journaled;
 mod kills;
 mod links;
 mod maintenance;
@@ -106,6 +107,13 @@ pub enum Input {
         /// What each device did.
         detail: String,
     },
+    /// The fencing journal's writer finished a write.
+    Journaled {
+        /// The DOWN record the fencing core waits for, when it was one.
+        down: Option<hvcluster_common::fencing::DownRecord>,
+        /// Whether it is on disk, or why not.
+        result: Result<(), String>,
+    },
 }
 
 /// A running host agent.
@@ -187,7 +195,8 @@ impl Agent {
         watchdog::spawn((&config.load_watchdog).into(), member.tx.clone())
             .context("cannot start the load watchdog")?;
 
-        let incarnation = incarnation::next(&config.cluster.state_dir);
+        let (incarnation, incarnation_problem) =
+            incarnation::next_checked(&config.cluster.state_dir);
         let incoming = crate::link::IncomingGuests::default();
         start_host_link(&config, &mut member, host, incarnation, incoming.clone())?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
@@ -197,8 +206,8 @@ impl Agent {
         if let Some(libvirt) = &libvirt {
             member.spawn(poll_domains(libvirt.clone(), member.tx.clone()));
         }
-        let (fence, restored) =
-            FenceDriver::open(&config, me, member.tx.clone()).with_context(|| {
+        let (mut fence, restored) = FenceDriver::open(&config, me, member.tx.clone())
+            .with_context(|| {
                 format!(
                     "cannot open the fencing journal in {}",
                     config.cluster.state_dir.display()
@@ -212,7 +221,22 @@ impl Agent {
         let host_apps = apps::HostApps::open(&config, &member, host);
         let config_state_dir = config.cluster.state_dir.clone();
         let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
+        let (maintenance, maintenance_problem) = maintenance::Maintenance::open(&config_state_dir);
         let events = &member.events;
+        if let Some(problem) = fence.take_opened_problem() {
+            events.record(Some(host), "fence_journal_set_aside", problem, json!({}));
+        }
+        if let Some(problem) = incarnation_problem {
+            events.record(Some(host), "incarnation_unreadable", problem, json!({}));
+        }
+        if let Some(problem) = maintenance_problem {
+            events.record(
+                Some(host),
+                "maintenance_state_unreadable",
+                problem,
+                json!({}),
+            );
+        }
         if let Some(problem) = migration_problem {
             events.record(
                 Some(host),
@@ -261,7 +285,7 @@ impl Agent {
             link_tx: HashMap::new(),
             host_apps,
             migrations,
-            maintenance: maintenance::Maintenance::open(&config_state_dir),
+            maintenance,
             incoming,
         })
     }
@@ -411,6 +435,7 @@ impl Agent {
                     .on_level_result(self.now(), target, level, ok, detail);
                 self.report_fence(events);
             }
+            Input::Journaled { down, result } => self.on_journaled(down, result),
         }
     }
 

@@ -80,6 +80,7 @@ impl Agent {
             applications: crate::apps::app_lines(&self.host_apps.apps.engine, |n| self.name(n)),
             migrations: self.migrations.all_known(),
             maintenance: self.maintenance_lines(),
+            journal_problem: self.journal_alarm(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! `cluster.toml`, such as a VM made highly available with `hv-guest` resources).
 
 mod describe;
+pub mod set_aside;
 pub mod state;
 
 use std::collections::BTreeMap;

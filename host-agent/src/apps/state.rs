@@ -12,9 +12,9 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("applications.json")
 }
 
-/// Reads the saved state. A missing file is an empty state; an unreadable one is kept
-/// aside (`.corrupt`) and reported, and the agent starts empty: placements are learnt
-/// again from the peers, and nothing starts before they answer.
+/// Reads the saved state. A missing file is an empty state; an unreadable one is moved
+/// aside (`applications.json.bad-<unix ms>`) and reported, and the agent starts empty:
+/// placements are learnt again from the peers, and nothing starts before they answer.
 pub fn load(file: &Path) -> (Persistent, Option<String>) {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -29,14 +29,16 @@ pub fn load(file: &Path) -> (Persistent, Option<String>) {
     match serde_json::from_str(&text) {
         Ok(p) => (p, None),
         Err(e) => {
-            let aside = file.with_extension("json.corrupt");
-            let _ = std::fs::rename(file, &aside);
+            let kept = match super::set_aside::set_aside(file) {
+                Ok(aside) => format!("kept as {}", aside.display()),
+                Err(why) => why,
+            };
             (
                 Persistent::default(),
                 Some(format!(
-                    "{} is unreadable ({e}); kept as {} and starting without it",
+                    "{} is unreadable ({e}); {kept}; starting without it: placements are \
+                     learnt again from the other hosts",
                     file.display(),
-                    aside.display()
                 )),
             )
         }
@@ -86,6 +88,14 @@ mod tests {
         let (loaded, problem) = load(&file);
         assert_eq!(loaded, Persistent::default());
         assert!(problem.unwrap().contains("unreadable"));
-        assert!(file.with_extension("json.corrupt").exists());
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            kept.iter().any(|n| n.starts_with("applications.json.bad-")),
+            "{kept:?}"
+        );
+        assert!(!file.exists());
     }
 }

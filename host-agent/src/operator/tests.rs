@@ -28,9 +28,28 @@ fn config(state_dir: &std::path::Path) -> ClusterConfig {
     .unwrap()
 }
 
-fn driver(config: &ClusterConfig) -> FenceDriver {
-    let (tx, _rx) = mpsc::channel(8);
-    FenceDriver::open(config, 1, tx).unwrap().0
+fn driver(config: &ClusterConfig) -> (FenceDriver, mpsc::Receiver<crate::agent::Input>) {
+    let (tx, rx) = mpsc::channel(8);
+    (FenceDriver::open(config, 1, tx).unwrap().0, rx)
+}
+
+/// Waits for the journal writer's next result and gives it to the driver, as the agent
+/// does; returns the events it completes.
+fn journaled(d: &mut FenceDriver, rx: &mut mpsc::Receiver<crate::agent::Input>) -> Vec<FenceEvent> {
+    loop {
+        match rx.blocking_recv() {
+            Some(crate::agent::Input::Journaled { down, result }) => {
+                assert_eq!(result, Ok(()));
+                let events = d
+                    .on_journaled(Duration::from_secs(6), down.as_ref(), result)
+                    .0;
+                if !events.is_empty() {
+                    return events;
+                }
+            }
+            other => panic!("not a journal result: {other:?}"),
+        }
+    }
 }
 
 fn view(quorate: bool, h2: HostState, h3: HostState) -> View {
@@ -95,7 +114,7 @@ fn names_resolve_to_hosts_and_unknown_names_list_the_configured_ones() {
 fn confirm_down_of_a_host_without_fence_levels_is_journaled_and_shared() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path());
-    let mut d = driver(&c);
+    let (mut d, mut rx) = driver(&c);
     d.tick(
         Duration::from_secs(1),
         &view(true, HostState::Up, HostState::Failed(FailReason::Silent)),
@@ -108,10 +127,14 @@ fn confirm_down_of_a_host_without_fence_levels_is_journaled_and_shared() {
         proof: Proof::Operator,
         by: 1,
     };
-    assert_eq!(events, vec![FenceEvent::Down(record.clone())]);
+    assert!(events.is_empty(), "DOWN only once journaled: {events:?}");
     assert!(
         matches!(&response, Response::Done { message } if message.contains("h3 is DOWN")),
         "{response:?}"
+    );
+    assert_eq!(
+        journaled(&mut d, &mut rx),
+        vec![FenceEvent::Down(record.clone())]
     );
     assert_eq!(d.down_records(), vec![record.clone()]);
     // On disk, readable while the driver holds the journal.
@@ -141,7 +164,7 @@ fn confirm_down_of_a_host_without_fence_levels_is_journaled_and_shared() {
 fn confirm_down_is_refused_while_the_host_is_heard() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path());
-    let mut d = driver(&c);
+    let (mut d, _rx) = driver(&c);
     d.tick(
         Duration::from_secs(1),
         &view(true, HostState::Up, HostState::Up),
@@ -168,7 +191,7 @@ fn confirm_down_is_refused_while_the_host_is_heard() {
 fn fence_is_refused_without_quorum_for_itself_and_without_levels() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path());
-    let mut d = driver(&c);
+    let (mut d, _rx) = driver(&c);
     let log = EventLog::new("h1");
     d.tick(
         Duration::from_secs(1),
@@ -231,10 +254,18 @@ async fn fence_starts_level_one_and_a_second_request_is_refused_while_it_runs() 
         matches!(&again, Response::Refused { message } if message.contains("being fenced already (level 1 runs)")),
         "{again:?}"
     );
-    // The level really runs (here /bin/true, which never says OFF to status).
-    let result = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .unwrap();
+    // The level really runs (here /bin/true, which never says OFF to status); the
+    // journal writer's results come on the same channel.
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Some(crate::agent::Input::Journaled { .. }) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .unwrap();
     assert!(matches!(
         result,
         Some(crate::agent::Input::FenceResult {
@@ -291,16 +322,24 @@ fn history_of_a_damaged_journal_says_where_reading_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path());
     let path = {
-        let mut d = driver(&c);
+        let (mut d, mut rx) = driver(&c);
         d.tick(
             Duration::from_secs(1),
             &view(true, HostState::Up, HostState::Failed(FailReason::Silent)),
         );
         d.confirm_down(3).unwrap();
+        journaled(&mut d, &mut rx);
         // h3 comes back in a new incarnation: a second record.
         let mut back = view(true, HostState::Up, HostState::Up);
         back.peers[1].incarnation = 8;
         d.tick(Duration::from_secs(2), &back);
+        assert!(matches!(
+            rx.blocking_recv(),
+            Some(crate::agent::Input::Journaled {
+                down: None,
+                result: Ok(())
+            })
+        ));
         d.journal_path().to_path_buf()
     };
     let mut bytes = std::fs::read(&path).unwrap();

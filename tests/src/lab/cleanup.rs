@@ -139,6 +139,17 @@ fn remove_leftovers(id: &str) -> Result<()> {
 pub fn remove_lab(id: &str) -> Result<()> {
     remove_leftovers(id)?;
     let dir = names::run_dir(id);
+    if dir.exists() {
+        // A scenario that broke a state file on purpose (the immutable attribute makes
+        // writes fail even for root) may have stopped before it mended it.
+        let _ = std::process::Command::new("chattr")
+            .args(["-R", "-f", "-i"])
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
     match fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

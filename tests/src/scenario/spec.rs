@@ -796,6 +796,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "link-slowloris",
         include_str!("../../scenarios/link-slowloris.toml"),
+        "journal-write-fails",
+        include_str!("../../scenarios/journal-write-fails.toml"),
+    ),
+    (
+        "corrupt-state-files",
+        include_str!("../../scenarios/corrupt-state-files.toml"),
     ),
 ];
 

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use hvcluster_common::admin::{Request, Response};
 use hvcluster_common::config::NodeId;
 use hvcluster_common::hostlink::LinkMessage;
-use hvcluster_common::migration::{self, Destination, MigrationLock, MigrationMode};
+use hvcluster_common::migration::{
+    self, paused_at_source, Destination, DestinationFacts, MigrationLock, MigrationMode,
+    PausedAtSource,
+};
 use hvcluster_libvirt::{Migrated, Migration, Progress};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -461,16 +464,62 @@ impl Agent {
         self.send_heartbeats();
     }
 
-    /// The first listing after a restart settles a migration the agent was running.
+    /// What the destination of an interrupted migration says, as this host knows it.
+    fn destination_facts(&self, to: NodeId) -> DestinationFacts<'_> {
+        if self.fence.machine().down(to).is_some() {
+            return DestinationFacts::Down;
+        }
+        let present = self
+            .membership
+            .peers(self.now())
+            .iter()
+            .any(|p| p.node == to && p.state.present());
+        match self.remote_domains.get(&to) {
+            Some(listed) if present => DestinationFacts::Lists(listed),
+            _ => DestinationFacts::Unknown,
+        }
+    }
+
+    /// A listing after a restart settles a migration the agent was running. A domain an
+    /// offline migration left paused here is resumed only once the destination is known
+    /// not to run it (its heartbeats' domain list, or its DOWN).
     pub(super) fn settle_interrupted_migration(&mut self) {
-        let Some(lock) = self.migrations.interrupted.take() else {
+        let Some(lock) = self.migrations.interrupted.clone() else {
             return;
         };
         let here = self.domains.iter().find(|d| d.uuid == lock.uuid).cloned();
         let name = lock.name.clone();
-        let where_now = match &here {
-            Some(d) => format!("it is {} here, on {}", d.state, self.member.own_name),
-            None => format!(
+        let paused_offline = lock.mode == MigrationMode::Offline
+            && here.as_ref().is_some_and(|d| d.state == "Paused");
+        let decision =
+            paused_offline.then(|| paused_at_source(&lock.uuid, self.destination_facts(lock.to)));
+        if decision == Some(PausedAtSource::Wait) {
+            if !self.migrations.interrupted_noted {
+                self.migrations.interrupted_noted = true;
+                let to = self.name(lock.to);
+                self.member.events.record(
+                    Some(&name),
+                    "migration_resume_waits",
+                    format!(
+                        "{name}: this agent restarted during its offline migration to {to} and \
+                         finds it paused here; it is resumed only once {to} is heard not \
+                         running it (or is fenced)"
+                    ),
+                    json!({ "domain": name, "to": to }),
+                );
+            }
+            return;
+        }
+        self.migrations.interrupted = None;
+        let where_now = match (&here, decision) {
+            (Some(_), Some(PausedAtSource::LeavePaused)) => format!(
+                "{} runs it, so the paused copy here on {} stays paused and is not resumed: \
+                 check it and remove it here (virsh destroy, then undefine)",
+                self.name(lock.to),
+                self.member.own_name
+            ),
+            (Some(d), _) => format!("it is {} here, on {}", d.state, self.member.own_name),
+            (None, _) => format!(
                 "it is not here any more: it runs on {} if the move completed",
                 self.name(lock.to)
             ),
@@ -485,14 +534,12 @@ impl Agent {
             ),
             json!({ "domain": name, "to": self.name(lock.to) }),
         );
-        if let (Some(d), Some(libvirt)) = (&here, self.libvirt.clone()) {
-            if lock.mode == MigrationMode::Offline && d.state == "Paused" {
-                // The offline migration paused it and never resumed it anywhere.
-                let n = name.clone();
-                self.member.spawn(async move {
-                    let _ = tokio::task::spawn_blocking(move || libvirt.resume(&n)).await;
-                });
-            }
+        if let (Some(PausedAtSource::Resume), Some(libvirt)) = (decision, self.libvirt.clone()) {
+            // The offline migration paused it and the destination does not run it.
+            let n = name.clone();
+            self.member.spawn(async move {
+                let _ = tokio::task::spawn_blocking(move || libvirt.resume(&n)).await;
+            });
         }
         if let Err(e) = self.migrations.save(None) {
             tracing::warn!("{e}");

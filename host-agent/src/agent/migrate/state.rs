@@ -28,8 +28,11 @@ pub(in crate::agent) struct Migrations {
     pub(super) next_id: u64,
     /// Finished ones, still published until the listings caught up.
     pub(super) finished: Vec<(MigrationLock, Instant)>,
-    /// One interrupted by a restart of this agent, settled at the first listing.
+    /// One interrupted by a restart of this agent, settled at the first listing (a
+    /// paused offline one once the destination says whether it runs it).
     pub(super) interrupted: Option<MigrationLock>,
+    /// The wait for the destination's word on `interrupted` was reported.
+    pub(super) interrupted_noted: bool,
     /// What the other hosts run, from their heartbeats.
     pub(super) remote: BTreeMap<NodeId, Vec<MigrationLock>>,
 }
@@ -127,13 +130,21 @@ impl Migrations {
             ),
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(lock) => (Some(lock), None),
-                Err(e) => (
-                    None,
-                    Some(format!(
-                        "{} is unreadable ({e}); ignored",
-                        journal.display()
-                    )),
-                ),
+                Err(e) => {
+                    let kept = match crate::apps::set_aside::set_aside(&journal) {
+                        Ok(aside) => format!("kept as {}", aside.display()),
+                        Err(why) => why,
+                    };
+                    (
+                        None,
+                        Some(format!(
+                            "{} is unreadable ({e}); {kept}. If a migration was under way \
+                             when the agent stopped, check with hvctl status on every host \
+                             where its domain runs before starting it anywhere",
+                            journal.display()
+                        )),
+                    )
+                }
             },
         };
         let m = Migrations {
@@ -193,10 +204,7 @@ impl Migrations {
     pub(super) fn save(&self, lock: Option<&MigrationLock>) -> Result<(), String> {
         let what = |e: std::io::Error| format!("cannot write {}: {e}", self.journal.display());
         match lock {
-            None => match std::fs::remove_file(&self.journal) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(what(e)),
-                _ => Ok(()),
-            },
+            None => crate::apps::set_aside::remove(&self.journal).map_err(what),
             Some(l) => {
                 crate::apps::state::save_json(&self.journal, l).map_err(|e| format!("{e:#}"))
             }

@@ -1,0 +1,68 @@
+//! Results of the fencing journal's writes: a DOWN they complete is acted on now; a
+//! journal that cannot be written is an alarm (event, counter, `hvctl status` line).
+
+use hvcluster_common::fencing::DownRecord;
+use serde_json::json;
+
+use super::Agent;
+use crate::fence::JournalHealth;
+
+impl Agent {
+    pub(super) fn on_journaled(&mut self, down: Option<DownRecord>, result: Result<(), String>) {
+        if result.is_err() {
+            self.member.counters.bump("journal_write_errors");
+        }
+        let now = self.now();
+        let (events, health) = self.fence.on_journaled(now, down.as_ref(), result);
+        let own = self.member.own_name.clone();
+        let path = self.fence.journal_path().display().to_string();
+        match health {
+            JournalHealth::Same => {}
+            JournalHealth::Failing(why) => {
+                tracing::error!(journal = %path, cause = %why, "the fencing journal cannot be written");
+                self.member.events.record(
+                    Some(&own),
+                    "journal_failed",
+                    format!(
+                        "the fencing journal {path} cannot be written ({why}); a host fenced now \
+                         is not DOWN, and nothing of it is recovered, until a write succeeds. \
+                         Check the state directory's disk (free space, read-only mount, file \
+                         attributes)"
+                    ),
+                    json!({ "journal": path, "cause": why }),
+                );
+            }
+            JournalHealth::Recovered(failures) => {
+                tracing::info!(journal = %path, failures, "the fencing journal is written again");
+                self.member.events.record(
+                    Some(&own),
+                    "journal_recovered",
+                    format!("the fencing journal {path} is written again, after {failures} failed write(s)"),
+                    json!({ "journal": path, "failures": failures }),
+                );
+            }
+        }
+        self.report_fence(events);
+    }
+
+    /// The `hvctl status` line of a journal that cannot be written, while it cannot.
+    pub(super) fn journal_alarm(&self) -> Option<String> {
+        let (why, failures) = self.fence.journal_problem()?;
+        let waiting: Vec<String> = self
+            .fence
+            .machine()
+            .journaling()
+            .iter()
+            .map(|(r, _)| self.name(r.target))
+            .collect();
+        let held = if waiting.is_empty() {
+            String::new()
+        } else {
+            format!("; not yet DOWN for want of it: {}", waiting.join(", "))
+        };
+        Some(format!(
+            "{} cannot be written ({why}; {failures} failed write(s) in a row){held}",
+            self.fence.journal_path().display()
+        ))
+    }
+}
