@@ -529,6 +529,26 @@ pub enum Step {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+    /// Sets the permission bits of one of the lab's key files (`cluster.key`,
+    /// `guest.key`); e.g. `mode = 0o644` opens it to everyone.
+    ChmodKey {
+        /// File name in the lab's directory.
+        file: String,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Starts the agent of `agent` (a host or a guest, whose agent is not running),
+    /// which must refuse to start: exit with a failure within the time limit and print
+    /// `output`.
+    StartRefused {
+        /// The host or guest.
+        agent: String,
+        /// Text expected in what it printed.
+        output: String,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+    },
 }
 
 fn default_forge_count() -> u32 {
@@ -756,6 +776,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "app-maintenance",
         include_str!("../../scenarios/app-maintenance.toml"),
+    ),
+    (
+        "key-file-mode",
+        include_str!("../../scenarios/key-file-mode.toml"),
     ),
 ];
 

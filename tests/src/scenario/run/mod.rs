@@ -10,6 +10,7 @@ use hvcluster_common::admin::HostStatus;
 mod fencing;
 mod guests;
 mod hypervisors;
+mod keys;
 
 use super::spec::{Scenario, Step};
 use super::{forge, timeline};
@@ -717,6 +718,15 @@ impl Runner<'_> {
                     );
                 }
             }
+            Step::ChmodKey { file, mode } => {
+                self.fault(format!("key file {file} set to mode {mode:04o}"));
+                self.cluster.chmod_key(file, *mode)?;
+            }
+            Step::StartRefused {
+                agent,
+                output,
+                within_ms,
+            } => self.start_refused(agent, output, Duration::from_millis(*within_ms)),
         }
         Ok(())
     }
