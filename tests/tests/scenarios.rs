@@ -327,6 +327,11 @@ fn key_file_mode() {
     run("key-file-mode");
 }
 
+#[test]
+fn realtime_children() {
+    run("realtime-children");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

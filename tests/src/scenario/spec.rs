@@ -781,6 +781,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "key-file-mode",
         include_str!("../../scenarios/key-file-mode.toml"),
     ),
+    (
+        "realtime-children",
+        include_str!("../../scenarios/realtime-children.toml"),
+    ),
 ];
 
 impl Scenario {
