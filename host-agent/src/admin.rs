@@ -5,17 +5,27 @@ use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use std::collections::VecDeque;
+use std::time::Duration;
+
 use anyhow::Context;
+use hvcluster_common::admin::line::{LineSplitter, Piece};
 use hvcluster_common::admin::{Request, Response};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::agent::Input;
+use crate::audit::{AuditLog, Peer};
 use crate::events::EventLog;
 
-/// Longest request line accepted.
-const MAX_LINE: usize = 64 * 1024;
+/// Longest request line accepted; a longer one is refused while it is read.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Longest wait for a client to take one answer line: one that does not read ends its
+/// connection.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a client's next request.
+pub const REQUEST_IDLE: Duration = Duration::from_secs(300);
 
 /// Binds the socket, replacing a stale one, readable and writable by root only.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
@@ -123,40 +133,126 @@ impl Dispatch for HostDispatch {
     }
 }
 
-/// Accepts admin clients until the task is aborted.
-pub async fn serve<D: Dispatch>(listener: UnixListener, dispatch: D, events: EventLog) {
+/// Accepts admin clients until the task is aborted; operator commands go to `audit`
+/// with the caller's uid and pid.
+pub async fn serve<D: Dispatch>(
+    listener: UnixListener,
+    dispatch: D,
+    events: EventLog,
+    audit: AuditLog,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors or memory: wait instead of spinning.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+        let cred = stream.peer_cred().ok();
+        let uid = cred.map(|c| c.uid()).unwrap_or(u32::MAX);
         if uid != 0 {
             tracing::warn!(uid, "admin connection refused: root only");
             continue;
         }
+        let peer = Peer {
+            via: "socket",
+            uid: Some(uid),
+            pid: cred.and_then(|c| c.pid()),
+        };
         let (r, w) = stream.into_split();
-        tokio::spawn(client(r, w, dispatch.clone(), events.clone()));
+        tokio::spawn(client(
+            r,
+            w,
+            dispatch.clone(),
+            events.clone(),
+            (audit.clone(), peer),
+        ));
     }
 }
 
+/// Writes one answer line; a client that does not take it within [`REPLY_TIMEOUT`]
+/// gets an error, which ends its connection.
 async fn send(w: &mut (impl AsyncWriteExt + Unpin), r: &Response) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(r).unwrap_or_default();
     line.push(b'\n');
-    w.write_all(&line).await
+    tokio::time::timeout(REPLY_TIMEOUT, w.write_all(&line))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the admin client did not read its answer",
+            ))
+        })
+}
+
+/// The request lines of one connection, read in chunks with [`MAX_LINE`] enforced as
+/// they arrive.
+struct RequestLines<R> {
+    reader: R,
+    splitter: LineSplitter,
+    ready: VecDeque<Piece>,
+    ended: bool,
+}
+
+impl<R: AsyncRead + Unpin> RequestLines<R> {
+    fn new(reader: R) -> Self {
+        RequestLines {
+            reader,
+            splitter: LineSplitter::new(MAX_LINE),
+            ready: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// The next line (or the refusal of one too long); `None` at the end of the stream.
+    async fn next(&mut self) -> Option<Piece> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(piece) = self.ready.pop_front() {
+                return Some(piece);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    self.ended = true;
+                    self.ready.extend(self.splitter.finish().map(Piece::Line));
+                }
+                Ok(n) => self.ready.extend(self.splitter.push(&chunk[..n])),
+            }
+        }
+    }
 }
 
 /// Serves admin requests over a virtio-serial port (`hvctl --socket` on the host end's
 /// socket reaches this agent from the hypervisor), one client at a time, reopening the
 /// port whenever the host end goes away. Who can connect to the host end is root on the
 /// hypervisor.
-pub async fn serve_port<D: Dispatch>(path: std::path::PathBuf, dispatch: D, events: EventLog) {
+pub async fn serve_port<D: Dispatch>(
+    path: std::path::PathBuf,
+    dispatch: D,
+    events: EventLog,
+    audit: AuditLog,
+) {
+    let peer = Peer {
+        via: "port",
+        uid: None,
+        pid: None,
+    };
     let mut reported = false;
     loop {
         match crate::port::Port::open(&path) {
             Ok(port) => {
                 reported = false;
                 let (r, w) = tokio::io::split(port);
-                client(r, w, dispatch.clone(), events.clone()).await;
+                client(
+                    r,
+                    w,
+                    dispatch.clone(),
+                    events.clone(),
+                    (audit.clone(), peer),
+                )
+                .await;
             }
             Err(e) if !reported => {
                 tracing::warn!(port = %path.display(), cause = %e, "cannot open the admin port");
@@ -168,25 +264,27 @@ pub async fn serve_port<D: Dispatch>(path: std::path::PathBuf, dispatch: D, even
     }
 }
 
-async fn client<D: Dispatch>(
-    r: impl tokio::io::AsyncRead + Unpin,
+/// Serves one admin connection: each request line answered in turn; operator commands
+/// recorded in the audit log first.
+pub(crate) async fn client<D: Dispatch>(
+    r: impl AsyncRead + Unpin,
     mut w: impl AsyncWriteExt + Unpin,
     dispatch: D,
     events: EventLog,
+    (audit, peer): (AuditLog, Peer),
 ) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.len() > MAX_LINE {
-            let _ = send(
-                &mut w,
-                &Response::Error {
-                    message: "request line too long".into(),
-                },
-            )
-            .await;
-            return;
-        }
-        let request: Request = match serde_json::from_str(&line) {
+    let mut lines = RequestLines::new(r);
+    loop {
+        let line = match tokio::time::timeout(REQUEST_IDLE, lines.next()).await {
+            Ok(Some(Piece::Line(line))) => line,
+            Ok(Some(Piece::TooLong)) => {
+                let message = format!("request line longer than {MAX_LINE} bytes");
+                let _ = send(&mut w, &Response::Error { message }).await;
+                return;
+            }
+            Ok(None) | Err(_) => return,
+        };
+        let request: Request = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => {
                 let message = format!("bad request: {e}");
@@ -201,6 +299,7 @@ async fn client<D: Dispatch>(
                 stream_events(&mut w, &events, since.unwrap_or(0), follow).await
             }
             request => {
+                audit.record(peer, &request).await;
                 let response = dispatch.dispatch(request).await;
                 send(&mut w, &response).await.is_err()
             }
@@ -274,3 +373,6 @@ async fn stream_events(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

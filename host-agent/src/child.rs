@@ -31,11 +31,13 @@ pub struct ChildRun {
     pub elapsed: Duration,
     /// It ran past its timeout and its process group was killed.
     pub timed_out: bool,
+    /// Its stdout was longer than what was kept: `stdout_tail` is not all of it.
+    pub stdout_cut: bool,
 }
 
-/// Keeps the last `.1` bytes of a stream.
+/// Keeps the last `.1` bytes of a stream; `.2` once bytes were dropped.
 #[derive(Debug)]
-struct Tail(Vec<u8>, usize);
+struct Tail(Vec<u8>, usize, bool);
 
 impl Tail {
     fn push(&mut self, bytes: &[u8]) {
@@ -43,6 +45,7 @@ impl Tail {
         if self.0.len() > self.1 {
             let cut = self.0.len() - self.1;
             self.0.drain(..cut);
+            self.2 = true;
         }
     }
 
@@ -153,7 +156,7 @@ async fn run(
             .map(Pid::from_raw),
     );
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let (mut out, mut err) = (Tail(Vec::new(), keep), Tail(Vec::new(), keep));
+    let (mut out, mut err) = (Tail(Vec::new(), keep, false), Tail(Vec::new(), keep, false));
     let text = stdin_text.unwrap_or("");
     // Both pipes are read concurrently with the wait, so a chatty program never blocks.
     let finished = tokio::time::timeout_at(start + timeout, async {
@@ -224,6 +227,7 @@ async fn run(
         stderr_tail,
         elapsed: start.elapsed(),
         timed_out,
+        stdout_cut: out.2,
     })
 }
 

@@ -88,12 +88,14 @@ pub fn require_member<'a>(
     )
 }
 
-/// The agent's runtime: two worker threads named `thread_name`, timers and I/O.
+/// The agent's runtime: two worker threads named `thread_name`, timers and I/O; each
+/// of its threads takes the agent's real-time scheduling when it is in force.
 pub fn runtime(thread_name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name(thread_name)
+        .on_thread_start(crate::process::enter_agent_thread)
         .build()
         .context("cannot start the async runtime")
 }

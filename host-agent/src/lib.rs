@@ -5,6 +5,7 @@
 pub mod admin;
 mod agent;
 pub mod apps;
+pub mod audit;
 pub mod child;
 pub mod counters;
 pub mod daemon;

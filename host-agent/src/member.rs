@@ -95,22 +95,35 @@ where
         })
     }
 
-    /// Binds the admin socket at `path` and answers its clients with `dispatch`; the
-    /// socket is removed again by [`Member::stop`].
-    pub fn serve_admin(&mut self, path: &Path, dispatch: impl Dispatch) -> anyhow::Result<()> {
+    /// Binds the admin socket at `path` and answers its clients with `dispatch`,
+    /// recording operator commands in the audit log of `state_dir`; the socket is
+    /// removed again by [`Member::stop`].
+    pub fn serve_admin(
+        &mut self,
+        path: &Path,
+        state_dir: &Path,
+        dispatch: impl Dispatch,
+    ) -> anyhow::Result<()> {
         let listener = admin::bind(path)?;
         self.admin_socket = Some(path.to_path_buf());
-        self.spawn(admin::serve(listener, dispatch, self.events.clone()));
+        let audit = self.audit_log(state_dir);
+        self.spawn(admin::serve(listener, dispatch, self.events.clone(), audit));
         Ok(())
     }
 
     /// Serves the admin requests also over the virtio-serial port at `path`.
-    pub fn serve_admin_port(&mut self, path: &Path, dispatch: impl Dispatch) {
+    pub fn serve_admin_port(&mut self, path: &Path, state_dir: &Path, dispatch: impl Dispatch) {
+        let audit = self.audit_log(state_dir);
         self.spawn(admin::serve_port(
             path.to_path_buf(),
             dispatch,
             self.events.clone(),
+            audit,
         ));
+    }
+
+    fn audit_log(&self, state_dir: &Path) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(state_dir.join(crate::audit::AUDIT_LOG), &self.own_name)
     }
 
     /// Runs `task` until [`Member::stop`].

@@ -117,6 +117,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("load-watchdog".into())
         .spawn(move || {
+            crate::process::enter_agent_thread();
             let mut judge = Judge::new(t.clone());
             let mut last = WatchdogVerdict::Ok;
             loop {

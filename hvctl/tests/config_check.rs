@@ -21,9 +21,17 @@ addresses = { ic0 = "192.0.2.2" }
 "#;
 
 fn check(text: &str, with_key: bool, json: bool) -> (i32, String, String) {
+    check_with_key_mode(text, with_key.then_some(0o600), json)
+}
+
+/// Checks `text` with a `cluster.key` of permission bits `key_mode` (none: no key).
+fn check_with_key_mode(text: &str, key_mode: Option<u32>, json: bool) -> (i32, String, String) {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    if with_key {
-        std::fs::write(dir.path().join("cluster.key"), [7u8; 32]).unwrap();
+    if let Some(mode) = key_mode {
+        let key = dir.path().join("cluster.key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let file = dir.path().join("cluster.toml");
     std::fs::write(&file, text).unwrap();
@@ -108,4 +116,16 @@ fn a_missing_socket_says_what_to_check() {
         err.contains("cannot reach the agent at /nonexistent/hostd.sock (is hv-hostd running"),
         "{err}"
     );
+}
+
+#[test]
+fn a_key_open_to_others_is_refused_with_its_mode_and_the_fix() {
+    let (code, _, err) = check_with_key_mode(GOOD, Some(0o644), false);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cluster.toml:3: cluster.key_file: the cluster key "),
+        "{err}"
+    );
+    assert!(err.contains("cluster.key has mode 0644"), "{err}");
+    assert!(err.contains("chmod 600 "), "{err}");
 }

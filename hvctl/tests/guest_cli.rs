@@ -77,6 +77,8 @@ impl Guest {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("guest.key");
         std::fs::write(&key, b"0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let marker = dir.path().join("web.running");
         let port = free_udp_port();
         let config = dir.path().join("guest.toml");

@@ -204,12 +204,12 @@ impl LabCluster {
                     .wrapping_add(lab.id().len() as u8)
             })
             .collect();
-        std::fs::write(dir.join("cluster.key"), &key)?;
+        crate::keys::write_key(&dir.join(crate::keys::CLUSTER_KEY_FILE), &key)?;
         if !spec.guests.is_empty() {
             let guest_key: Vec<u8> = key.iter().map(|b| b ^ 0x5a).collect();
-            std::fs::write(dir.join(crate::guests::GUEST_KEY_FILE), guest_key)?;
+            crate::keys::write_key(&dir.join(crate::guests::GUEST_KEY_FILE), &guest_key)?;
             let stranger_key: Vec<u8> = key.iter().map(|b| b ^ 0xa5).collect();
-            std::fs::write(dir.join(crate::guests::STRANGER_KEY_FILE), stranger_key)?;
+            crate::keys::write_key(&dir.join(crate::guests::STRANGER_KEY_FILE), &stranger_key)?;
         }
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, render_config(&lab, spec)?)?;
@@ -275,6 +275,12 @@ impl LabCluster {
 
     /// Starts `host`'s agent (after a power loss, or a stop) and follows its events.
     pub fn start_agent(&mut self, host: &str) -> anyhow::Result<()> {
+        let child = self.spawn_host_agent(host)?;
+        self.adopt_agent(host, child)
+    }
+
+    /// Starts hv-hostd on `host` (output to its log) and leaves the child to the caller.
+    pub(crate) fn spawn_host_agent(&mut self, host: &str) -> anyhow::Result<Child> {
         self.ensure_hypervisor(host)?;
         let hdir = self.dir.join(host);
         std::fs::create_dir_all(hdir.join("state"))?;
@@ -300,11 +306,9 @@ impl LabCluster {
             .stdout(log.try_clone()?)
             .stderr(log);
         unblock_signals(&mut cmd);
-        let child = self
-            .lab
+        self.lab
             .spawn(host, cmd)
-            .with_context(|| format!("cannot start hv-hostd on {host}"))?;
-        self.adopt_agent(host, child)
+            .with_context(|| format!("cannot start hv-hostd on {host}"))
     }
 
     /// Takes charge of a just started agent of `name` (host or guest): waits for its

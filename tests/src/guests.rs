@@ -7,7 +7,7 @@
 //! guest alone and is lost when the guest crashes, as `/run` is when a VM reboots.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -100,6 +100,12 @@ impl LabCluster {
 
     /// Starts the agent of `guest` (at lab start, or after it crashed).
     pub fn start_guest(&mut self, guest: &str) -> anyhow::Result<()> {
+        let child = self.spawn_guest_agent(guest)?;
+        self.adopt_agent(guest, child)
+    }
+
+    /// Starts hv-guestd on `guest` (output to its log) and leaves the child to the caller.
+    pub(crate) fn spawn_guest_agent(&mut self, guest: &str) -> anyhow::Result<Child> {
         let gdir = self.dir.join(guest);
         std::fs::create_dir_all(gdir.join("state"))?;
         let log = std::fs::OpenOptions::new()
@@ -136,11 +142,9 @@ impl LabCluster {
             .stdout(log.try_clone()?)
             .stderr(log);
         crate::cluster::unblock_signals(&mut cmd);
-        let child = self
-            .lab
+        self.lab
             .spawn_guest(guest, cmd)
-            .with_context(|| format!("cannot start hv-guestd on {guest}"))?;
-        self.adopt_agent(guest, child)
+            .with_context(|| format!("cannot start hv-guestd on {guest}"))
     }
 
     /// The guest crashes: all its processes are killed at once.
@@ -212,6 +216,10 @@ impl LabCluster {
                 out.push_str(&format!("domain = \"{}\"\n", g.name));
             }
             out.push('\n');
+        }
+        if spec.applications.is_empty() {
+            // An empty array here would land in the last [[node]] table.
+            return Ok(out);
         }
         let mut apps = toml::Table::new();
         apps.insert(

@@ -7,6 +7,7 @@ pub mod collector;
 pub mod guests;
 pub mod hypervisors;
 pub mod interrupt;
+pub mod keys;
 pub mod lab;
 pub mod scenario;
 pub mod vms;

@@ -325,6 +325,13 @@ fn migrate_during_switch_refused() {
 #[test]
 fn link_slowloris() {
     run("link-slowloris");
+fn key_file_mode() {
+    run("key-file-mode");
+}
+
+#[test]
+fn realtime_children() {
+    run("realtime-children");
 }
 
 /// A scenario shipped without its test here would never run in CI.

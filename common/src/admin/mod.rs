@@ -4,8 +4,10 @@
 //! [`Response`] line, except `events` with `follow`, which then streams one
 //! [`Response::Event`] per line until the client hangs up.
 
+pub mod audit;
 pub mod client;
 mod guest;
+pub mod line;
 
 use std::collections::BTreeMap;
 

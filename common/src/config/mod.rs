@@ -8,6 +8,7 @@
 mod fencing;
 pub mod guest;
 mod hypervisor;
+mod keyfile;
 mod load;
 mod locate;
 mod rules;
@@ -24,6 +25,7 @@ pub use hypervisor::{
     DoubleRunPolicy, HaDomainEntry, HypervisorSection, MigrationDomainEntry, MigrationSection,
     VmHaSection,
 };
+pub use keyfile::{key_mode_is_private, read_key_file, KeyFileError, KEY_MODE_OPEN_BITS};
 pub use load::Loaded;
 pub use locate::{display_path, line_of, Seg};
 use rules::Problems;
@@ -524,15 +526,6 @@ impl ClusterConfig {
     pub fn cluster_id(&self) -> u64 {
         cluster_id_of(&self.cluster.name)
     }
-}
-
-/// Reads a key file as the validation does (line ends at its end do not count).
-pub fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut bytes = std::fs::read(path)?;
-    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        bytes.pop();
-    }
-    Ok(bytes)
 }
 
 /// Cluster id derived from a cluster name, as carried in frames.

@@ -190,46 +190,39 @@ pub(crate) fn check_key_at(
     path: &[Seg<'_>],
     key_file: &Path,
 ) -> Option<Vec<u8>> {
-    match std::fs::read(key_file) {
-        Ok(bytes) => {
-            let trimmed = trim_line_ends(&bytes);
-            if trimmed.len() < MIN_KEY_BYTES {
-                c.push(
-                    path,
-                    format!(
-                        "{} holds {} bytes; a {} key needs at least {MIN_KEY_BYTES} \
-                         (make one with: head -c 32 /dev/urandom > {})",
-                        key_file.display(),
-                        trimmed.len(),
-                        kind.cluster(),
-                        key_file.display()
-                    ),
-                );
-                None
-            } else {
-                Some(trimmed.to_vec())
-            }
-        }
-        Err(e) => {
+    match super::read_key_file(key_file) {
+        Ok(key) if key.len() < MIN_KEY_BYTES => {
             c.push(
                 path,
                 format!(
-                    "cannot read the {} key {}: {e}",
+                    "{} holds {} bytes; a {} key needs at least {MIN_KEY_BYTES} \
+                     (make one with: head -c 32 /dev/urandom > {} && chmod 600 {})",
+                    key_file.display(),
+                    key.len(),
+                    kind.cluster(),
+                    key_file.display(),
+                    key_file.display()
+                ),
+            );
+            None
+        }
+        Ok(key) => Some(key),
+        Err(super::KeyFileError::Unreadable { source, .. }) => {
+            c.push(
+                path,
+                format!(
+                    "cannot read the {} key {}: {source}",
                     kind.cluster(),
                     key_file.display()
                 ),
             );
             None
         }
+        Err(e) => {
+            c.push(path, format!("the {} key {e}", kind.cluster()));
+            None
+        }
     }
-}
-
-fn trim_line_ends(bytes: &[u8]) -> &[u8] {
-    let mut end = bytes.len();
-    while end > 0 && (bytes[end - 1] == b'\n' || bytes[end - 1] == b'\r') {
-        end -= 1;
-    }
-    &bytes[..end]
 }
 
 /// `[heartbeat]`: each threshold longer than the one before it.

@@ -2,7 +2,7 @@ use super::*;
 
 fn write_key(dir: &Path) -> PathBuf {
     let p = dir.join("cluster.key");
-    std::fs::write(&p, b"0123456789abcdef0123456789abcdef").unwrap();
+    keyfile::write_test_key(&p, b"0123456789abcdef0123456789abcdef");
     p
 }
 
@@ -121,6 +121,52 @@ fn unreadable_key_file() {
     assert!(err.problems[0]
         .message
         .contains("cannot read the cluster key"));
+}
+
+#[test]
+fn key_open_to_others_is_refused_naming_file_mode_and_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = write_key(dir.path());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = ClusterConfig::load_str(&dir.path().join("c.toml"), GOOD).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!((p.key.as_str(), p.line), ("cluster.key_file", Some(4)));
+    let file = key.display().to_string();
+    assert!(p.message.contains(&file), "{}", p.message);
+    assert!(p.message.contains("mode 0644"), "{}", p.message);
+    assert!(
+        p.message.contains(&format!("chmod 600 {file}")),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
+fn guest_cluster_key_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path());
+    let guests = dir.path().join("guests.key");
+    keyfile::write_test_key(&guests, b"fedcba9876543210fedcba9876543210");
+    std::fs::set_permissions(&guests, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let text =
+        GOOD.to_string() + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n";
+    let err = ClusterConfig::load_str(&dir.path().join("cluster.toml"), &text).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!(p.key, "guest_cluster[0].key_file", "{err}");
+    assert!(p.message.contains("the guest cluster key"), "{}", p.message);
+    assert!(p.message.contains("mode 0640"), "{}", p.message);
+    assert!(
+        p.message
+            .contains(&format!("chmod 600 {}", guests.display())),
+        "{}",
+        p.message
+    );
+    assert!(matches!(
+        read_key_file(&guests),
+        Err(KeyFileError::OpenToOthers { mode: 0o640, .. })
+    ));
 }
 
 #[test]
@@ -260,11 +306,10 @@ fn addresses_must_name_one_host_and_interconnect() {
 fn host_link_and_guest_clusters_load_and_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     write_key(dir.path());
-    std::fs::write(
-        dir.path().join("guests.key"),
+    keyfile::write_test_key(
+        &dir.path().join("guests.key"),
         b"fedcba9876543210fedcba9876543210\n",
-    )
-    .unwrap();
+    );
     let text = GOOD.replace(
         "weight = 2\n",
         "weight = 2\nlink_address = \"198.18.32.112\"\n",

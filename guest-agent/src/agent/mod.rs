@@ -126,9 +126,10 @@ impl Agent {
         let mut member = Member::start(roster, "guest heartbeat", Input::Frame)?;
         let me = member.me;
         let dispatch = GuestDispatch(member.tx.clone());
-        member.serve_admin(&config.admin.socket, dispatch.clone())?;
+        let state_dir = &config.cluster.state_dir;
+        member.serve_admin(&config.admin.socket, state_dir, dispatch.clone())?;
         if let Some(port) = &config.admin.port {
-            member.serve_admin_port(port, dispatch);
+            member.serve_admin_port(port, state_dir, dispatch);
         }
         let state_dir = config.cluster.state_dir.clone();
         std::fs::create_dir_all(&state_dir).with_context(|| {

@@ -191,7 +191,7 @@ impl Agent {
             .flat_map(|h| net::host_addresses(h).map(move |a| (a, h.node_id)))
             .collect();
         let dispatch = admin::HostDispatch(member.tx.clone());
-        member.serve_admin(&config.admin.socket, dispatch)?;
+        member.serve_admin(&config.admin.socket, &config.cluster.state_dir, dispatch)?;
         watchdog::spawn((&config.load_watchdog).into(), member.tx.clone())
             .context("cannot start the load watchdog")?;
 

@@ -12,6 +12,8 @@ mod vip;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vip_netns_tests;
 
 use std::path::Path;
 use std::time::Duration;

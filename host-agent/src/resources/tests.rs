@@ -8,7 +8,7 @@ use hvcluster_common::application::outcome::{OfflineReason, OpKind, OpOutcome, R
 use hvcluster_common::config::guest::{CmdlineFlag, ResourceConfig, ResourceKind};
 
 use super::ocf::{parse_duration_s, MetaDefaults};
-use super::vip::{addresses, parse_address};
+use super::vip::{addresses, parse_address, presence_from, Presence};
 use super::{run, OpRequest};
 
 const DUMMY: &str = "/usr/lib/ocf/resource.d/heartbeat/Dummy";
@@ -317,10 +317,44 @@ fn vip_addresses_parse_and_are_found_in_ip_output() {
     assert!(parse_address("fd00::5/64").is_ok());
     let json = r#"[{"ifname":"eth0","addr_info":[{"family":"inet","local":"198.18.32.11","prefixlen":24},
         {"family":"inet","local":"198.18.32.200","prefixlen":24}]}]"#;
-    let found = addresses(json);
+    let found = addresses(json).unwrap();
     assert!(found.contains(&"198.18.32.200".parse().unwrap()));
     assert_eq!(found.len(), 2);
-    assert!(addresses("garbage").is_empty());
+    assert!(addresses("garbage").is_err());
+    assert_eq!(addresses("[]").unwrap(), Vec::<std::net::IpAddr>::new());
+}
+
+/// What ip said, side by side with what the check concludes: an answer cut short or
+/// not JSON (e.g. the last bytes of a long one) is no answer, never "absent".
+#[test]
+fn vip_presence_from_ips_answer() {
+    let vip: std::net::IpAddr = "198.18.32.200".parse().unwrap();
+    let on = r#"[{"ifname":"eth0","addr_info":[{},{"family":"inet","local":"198.18.32.200","prefixlen":24}]}]"#;
+    let tail = r#""local":"198.18.32.200","prefixlen":24}]}]"#;
+    // exit code, output, cut short, what the check concludes
+    type Row<'a> = (Option<i32>, &'a str, bool, Result<Presence, &'a str>);
+    let table: [Row; 7] = [
+        (Some(0), on, false, Ok(Presence::Up)),
+        (Some(0), "[]", false, Ok(Presence::Absent)),
+        (
+            Some(0),
+            r#"[{"ifname":"eth0","addr_info":[]}]"#,
+            false,
+            Ok(Presence::Absent),
+        ),
+        (Some(1), "", false, Ok(Presence::NoInterface)),
+        (Some(0), on, true, Err("over 1048576 bytes")),
+        (Some(0), tail, false, Err("not what was expected")),
+        (Some(0), "", false, Err("not what was expected")),
+    ];
+    for (exit, json, cut, want) in table {
+        let got = presence_from(exit, json, cut, vip, "eth0");
+        match (&got, want) {
+            (Ok(p), Ok(w)) => assert_eq!(*p, w, "{json}"),
+            (Err(e), Err(w)) => assert!(e.contains(w) && e.contains("eth0"), "{e}"),
+            _ => panic!("{exit:?} {json:?} {cut}: got {got:?}, want {want:?}"),
+        }
+    }
 }
 
 /// A start that launches a daemon returns as soon as the script exits, and the daemon

@@ -3,10 +3,9 @@
 //! done by `ip` and the resource-agents' `send_arp`, as IPaddr2 does.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use crate::child::run_bounded;
+use crate::child::{run_bounded, run_bounded_keeping};
 use hvcluster_common::application::outcome::{OpKind, OpOutcome, ResourceState};
 use tokio::process::Command;
 
@@ -17,6 +16,9 @@ const SEND_ARP: &str = "/usr/libexec/heartbeat/send_arp";
 /// ARP announcements after a start: pairs sent, and the time between them.
 const ARP_REPEAT: u32 = 5;
 const ARP_INTERVAL_MS: u32 = 200;
+/// Most of `ip`'s answer about one address that is read. The answer names the address
+/// asked for only, so it is a few hundred bytes; one longer than this cannot be judged.
+const IP_ANSWER_BYTES: usize = 1 << 20;
 
 /// The address and its prefix length, parsed from `ADDRESS/PREFIX`.
 pub(super) fn parse_address(text: &str) -> Result<(IpAddr, u8), String> {
@@ -35,7 +37,7 @@ pub(super) fn parse_address(text: &str) -> Result<(IpAddr, u8), String> {
 
 /// Where the address is: on the interface, not, or the interface is missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Presence {
+pub(super) enum Presence {
     Up,
     Absent,
     NoInterface,
@@ -62,7 +64,18 @@ pub(super) async fn run(request: &OpRequest) -> OpOutcome {
         }
     };
     let presence = match presence(request, interface, ip).await {
-        Ok(p) => p,
+        Ok(Ok(p)) => p,
+        // A check that cannot tell says so; it does not take the address for absent.
+        Ok(Err(why)) if request.kind == OpKind::Check => {
+            tracing::warn!(app = %request.app, resource = %r.name, "{why}");
+            return OpOutcome::Done(ResourceState::Unknown);
+        }
+        Ok(Err(why)) => {
+            return OpOutcome::Failed {
+                code: None,
+                detail: format!("{}/{}: {why}", request.app, r.name),
+            }
+        }
         Err(outcome) => return outcome,
     };
     match request.kind {
@@ -104,14 +117,28 @@ pub(super) async fn run(request: &OpRequest) -> OpOutcome {
     }
 }
 
-/// Whether `ip` is on `interface`, from `ip -j addr show`.
-async fn presence(request: &OpRequest, interface: &str, ip: IpAddr) -> Result<Presence, OpOutcome> {
-    if !Path::new("/sys/class/net").join(interface).exists() {
-        return Ok(Presence::NoInterface);
-    }
+/// Whether `ip` is on `interface`, from `ip -j addr show dev INTERFACE to IP/LEN`: the
+/// answer names that address only, however many the interface has. The interface is
+/// looked up by `ip` itself, in this process's network namespace. `Ok(Err(why))` when
+/// the answer cannot tell.
+async fn presence(
+    request: &OpRequest,
+    interface: &str,
+    ip: IpAddr,
+) -> Result<Result<Presence, String>, OpOutcome> {
+    let host_len = if ip.is_ipv4() { 32 } else { 128 };
     let mut c = Command::new("ip");
-    c.args(["-j", "addr", "show", "dev", interface]);
-    let run = run_bounded(c, None, request.timeout().min(Duration::from_secs(30)))
+    c.args([
+        "-j",
+        "addr",
+        "show",
+        "dev",
+        interface,
+        "to",
+        &format!("{ip}/{host_len}"),
+    ]);
+    let timeout = request.timeout().min(Duration::from_secs(30));
+    let run = run_bounded_keeping(c, None, timeout, IP_ANSWER_BYTES)
         .await
         .map_err(|e| OpOutcome::Failed {
             code: None,
@@ -120,28 +147,53 @@ async fn presence(request: &OpRequest, interface: &str, ip: IpAddr) -> Result<Pr
     if run.timed_out {
         return Err(OpOutcome::TimedOut);
     }
-    if run.exit != Some(0) {
-        // The interface went away between the two looks.
+    Ok(presence_from(
+        run.exit,
+        &run.stdout_tail,
+        run.stdout_cut,
+        ip,
+        interface,
+    ))
+}
+
+/// Where `ip` is, from `ip -j addr show` run with exit code `exit` and output `json`
+/// (`cut`: longer than what was kept). A failing `ip` means the interface is missing;
+/// an answer cut short or not JSON tells nothing, which is an error, never "absent".
+pub(super) fn presence_from(
+    exit: Option<i32>,
+    json: &str,
+    cut: bool,
+    ip: IpAddr,
+    interface: &str,
+) -> Result<Presence, String> {
+    if exit != Some(0) {
         return Ok(Presence::NoInterface);
     }
-    Ok(if addresses(&run.stdout_tail).contains(&ip) {
+    if cut {
+        return Err(format!(
+            "cannot tell whether {ip} is on {interface}: ip's answer is over {IP_ANSWER_BYTES} bytes"
+        ));
+    }
+    let found = addresses(json).map_err(|e| {
+        format!("cannot tell whether {ip} is on {interface}: ip's answer is not what was expected ({e})")
+    })?;
+    Ok(if found.contains(&ip) {
         Presence::Up
     } else {
         Presence::Absent
     })
 }
 
-/// Every address in `ip -j addr show` output.
-pub(super) fn addresses(json: &str) -> Vec<IpAddr> {
-    let Ok(serde_json::Value::Array(links)) = serde_json::from_str(json) else {
-        return Vec::new();
-    };
-    links
+/// Every address in `ip -j addr show` output; an error when it is not that output.
+pub(super) fn addresses(json: &str) -> Result<Vec<IpAddr>, String> {
+    let links: Vec<serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON list: {e}"))?;
+    Ok(links
         .iter()
         .filter_map(|l| l.get("addr_info")?.as_array())
         .flatten()
         .filter_map(|a| a.get("local")?.as_str()?.parse().ok())
-        .collect()
+        .collect())
 }
 
 /// Gratuitous ARP for an IPv4 address, in the background: the start does not wait for

@@ -249,7 +249,8 @@ pub fn initrd_with(
     for (path, content) in files {
         let to = scratch.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(to.parent().unwrap_or(scratch))?;
-        std::fs::write(&to, content)?;
+        // Configuration and keys: private to root, as the agents require of a key.
+        crate::keys::write_key(&to, content)?;
     }
     let extra = out.with_extension("extra");
     cpio(scratch, &extra)?;

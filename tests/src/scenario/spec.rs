@@ -564,6 +564,26 @@ fn default_flood_connections() -> u32 {
 }
 fn default_flood_byte_every_ms() -> u64 {
     2000
+    /// Sets the permission bits of one of the lab's key files (`cluster.key`,
+    /// `guest.key`); e.g. `mode = 0o644` opens it to everyone.
+    ChmodKey {
+        /// File name in the lab's directory.
+        file: String,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Starts the agent of `agent` (a host or a guest, whose agent is not running),
+    /// which must refuse to start: exit with a failure within the time limit and print
+    /// `output`.
+    StartRefused {
+        /// The host or guest.
+        agent: String,
+        /// Text expected in what it printed.
+        output: String,
+        /// Time limit.
+        #[serde(default = "default_within")]
+        within_ms: u64,
+    },
 }
 
 fn default_forge_count() -> u32 {
@@ -802,6 +822,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "corrupt-state-files",
         include_str!("../../scenarios/corrupt-state-files.toml"),
+        "key-file-mode",
+        include_str!("../../scenarios/key-file-mode.toml"),
+    ),
+    (
+        "realtime-children",
+        include_str!("../../scenarios/realtime-children.toml"),
     ),
 ];
 

@@ -67,11 +67,10 @@ check_interval_s = 5
 /// A directory with a 32-byte key and an executable `heartbeat/Dummy` under `ocf/`.
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("guest.key"),
+    crate::config::keyfile::write_test_key(
+        &dir.path().join("guest.key"),
         b"0123456789abcdef0123456789abcdef\n",
-    )
-    .unwrap();
+    );
     let agents = dir.path().join("ocf/resource.d/heartbeat");
     std::fs::create_dir_all(&agents).unwrap();
     write_agent(&agents.join("Dummy"), 0o755);
@@ -216,6 +215,23 @@ fn key_file_must_be_readable() {
     assert_eq!(p.line, Some(line(GOOD, "key_file")));
     assert!(
         p.message.contains("cannot read the guest cluster key"),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
+fn key_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = fixture();
+    let key = dir.path().join("guest.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let err = load_in(dir.path(), GOOD).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!((p.key.as_str(), p.line), ("cluster.key_file", Some(4)));
+    assert!(p.message.contains("mode 0604"), "{}", p.message);
+    assert!(
+        p.message.contains(&format!("chmod 600 {}", key.display())),
         "{}",
         p.message
     );

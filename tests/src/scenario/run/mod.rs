@@ -11,6 +11,7 @@ mod fencing;
 mod guests;
 mod hypervisors;
 mod slowloris;
+mod keys;
 
 use super::spec::{Scenario, Step};
 use super::{forge, timeline};
@@ -732,6 +733,15 @@ impl Runner<'_> {
                     );
                 }
             }
+            Step::ChmodKey { file, mode } => {
+                self.fault(format!("key file {file} set to mode {mode:04o}"));
+                self.cluster.chmod_key(file, *mode)?;
+            }
+            Step::StartRefused {
+                agent,
+                output,
+                within_ms,
+            } => self.start_refused(agent, output, Duration::from_millis(*within_ms)),
         }
         Ok(())
     }

@@ -1,0 +1,156 @@
+//! Real-time scheduling stays with the agent (needs root): its threads run SCHED_FIFO,
+//! and what they start (fence agents, resource scripts, the daemons those leave) runs
+//! SCHED_OTHER.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hvcluster_common::application::outcome::{OpKind, OpOutcome, ResourceState};
+use hvcluster_common::config::guest::{ResourceConfig, ResourceKind};
+use hvcluster_common::config::{DeviceKind, FenceDevice, WatchdogSection};
+
+use super::*;
+use crate::resources::OpRequest;
+
+fn policy_of(pid: libc::pid_t) -> libc::c_int {
+    // SAFETY: plain syscall wrapper; an unknown pid only makes it fail with -1.
+    unsafe { libc::sched_getscheduler(pid) }
+}
+
+fn start_request(script: &str) -> OpRequest {
+    OpRequest {
+        app: "app1".into(),
+        node: "h1".into(),
+        resource: ResourceConfig {
+            name: "probe".into(),
+            kind: ResourceKind::Cmdline,
+            start: Some(script.into()),
+            stop: Some("true".into()),
+            check: Some("true".into()),
+            flags: Vec::new(),
+            agent: None,
+            ocf_root: None,
+            params: Default::default(),
+            address: None,
+            interface: None,
+            start_timeout_s: None,
+            stop_timeout_s: None,
+            check_timeout_s: None,
+            check_interval_s: None,
+        },
+        kind: OpKind::Start,
+        reason: None,
+        auto_recover: false,
+        forced: false,
+        env: Vec::new(),
+    }
+}
+
+/// A fence agent that reads its stdin and prints its own scheduling policy.
+fn policy_agent(dir: &Path) -> FenceDevice {
+    let src = dir.join("agent.src");
+    let agent = dir.join("fence_policy");
+    std::fs::write(&src, "#!/bin/sh\ncat > /dev/null\nchrt -p $$\n").unwrap();
+    // Copied by another process, so no descriptor open for writing leaks into a fork.
+    let st = std::process::Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&src)
+        .arg(&agent)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    FenceDevice {
+        name: "policy".into(),
+        kind: DeviceKind::Agent,
+        agent: Some(agent.display().to_string()),
+        params: BTreeMap::new(),
+        password_file: None,
+        timeout_ms: 10_000,
+        retries: 0,
+        wait_ms: 0,
+    }
+}
+
+#[test]
+fn the_agents_threads_are_realtime_and_what_they_start_is_not() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (real-time scheduling)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    // On a thread of its own, as the agent's main thread: the harness's threads keep
+    // their class.
+    let (main, worker, blocking, watchdog_like, start, fence) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let cfg = WatchdogSection {
+                realtime_priority: 10,
+                lock_memory: false,
+                ..WatchdogSection::default()
+            };
+            assert!(prepare(&cfg).realtime);
+            let main = policy_of(0);
+            let watchdog_like = std::thread::spawn(|| {
+                enter_agent_thread();
+                policy_of(0)
+            })
+            .join()
+            .unwrap();
+            let runtime = crate::daemon::runtime("hvt-sched").unwrap();
+            let script = format!(
+                "chrt -p $$ > {d}/script.policy; \
+                 sleep 60 > /dev/null 2>&1 & echo $! > {d}/daemon.pid"
+            );
+            let device = policy_agent(dir.path());
+            let (worker, blocking, start, fence) = runtime.block_on(async move {
+                let worker = tokio::spawn(async { policy_of(0) }).await.unwrap();
+                let blocking = tokio::task::spawn_blocking(|| policy_of(0)).await.unwrap();
+                // Started from a worker thread, as the agent does.
+                let start = tokio::spawn(crate::resources::run(start_request(&script)))
+                    .await
+                    .unwrap();
+                let fence = tokio::spawn(async move {
+                    crate::fence_runner::run_agent(&device, "status", &[]).await
+                })
+                .await
+                .unwrap();
+                (worker, blocking, start, fence)
+            });
+            (main, worker, blocking, watchdog_like, start, fence)
+        })
+        .join()
+        .unwrap()
+    });
+    let daemon: libc::pid_t = std::fs::read_to_string(dir.path().join("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let daemon_policy = policy_of(daemon);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+
+    assert_eq!(main, REALTIME_POLICY, "the agent's main thread");
+    assert_eq!(worker, REALTIME_POLICY, "a worker thread");
+    assert_eq!(blocking, REALTIME_POLICY, "a blocking-pool thread");
+    assert_eq!(watchdog_like, REALTIME_POLICY, "a thread the agent starts");
+    assert_eq!(start, OpOutcome::Done(ResourceState::Online));
+    let script = std::fs::read_to_string(dir.path().join("script.policy")).unwrap();
+    assert!(
+        script.contains("policy: SCHED_OTHER"),
+        "resource script: {script}"
+    );
+    assert_eq!(
+        daemon_policy,
+        libc::SCHED_OTHER,
+        "the daemon the script left"
+    );
+    assert!(fence.ok, "{fence:?}");
+    assert!(
+        fence.stdout_tail.contains("policy: SCHED_OTHER"),
+        "fence agent: {}",
+        fence.stdout_tail
+    );
+}
