@@ -1,0 +1,27 @@
+//! `guest.toml` (`GuestConfig::load_str`): loading never panics, whatever the text;
+//! every problem it reports renders. Texts that name files outside the fuzz directory
+//! are skipped (see `reads_only_own_files`).
+
+#![no_main]
+
+use hvcluster_common::config::guest::GuestConfig;
+use hvcluster_fuzz::{config_dir, reads_only_own_files};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if !reads_only_own_files(text) {
+        return;
+    }
+    match GuestConfig::load_str(&config_dir().join("guest.toml"), text) {
+        Ok(loaded) => {
+            let _ = loaded.config.digest();
+        }
+        Err(errors) => {
+            assert!(!errors.problems.is_empty(), "an error without a problem");
+            let _ = errors.to_string();
+        }
+    }
+});
