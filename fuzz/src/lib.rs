@@ -81,3 +81,21 @@ fn safe_value(value: &toml::Value, read: bool) -> bool {
         _ => true,
     }
 }
+
+/// Checks that a configuration problem says where and what: the file it was given, a
+/// key, a line inside `text` when it names one, and a message.
+pub fn check_problem(path: &Path, text: &str, p: &hvcluster_common::config::ConfigProblem) {
+    assert_eq!(p.file, path, "a problem names another file: {p:?}");
+    assert!(!p.key.trim().is_empty(), "a problem without a key: {p:?}");
+    assert!(
+        !p.message.trim().is_empty(),
+        "a problem without a message: {p:?}"
+    );
+    if let Some(line) = p.line {
+        let lines = text.lines().count().max(1);
+        assert!(
+            (1..=lines + 1).contains(&line),
+            "a problem at line {line} of a text of {lines} lines: {p:?}"
+        );
+    }
+}
