@@ -1,17 +1,21 @@
 //! The application engine of a guest fed what its partners' guest heartbeats can say.
 //! Any guest holding its guest cluster's key can send its partners gossip (placements
 //! with any version, target and reason; reports with any activity), so whatever that
-//! gossip says, together with node views, resource outcomes and time, nothing panics.
+//! gossip says, together with node views, resource outcomes and time, nothing panics,
+//! and the start guard holds (docs/guest-cluster.md, "Never on two nodes"): an
+//! application starts here only when every other node of it is proved dead, or is heard,
+//! does not hold this node down, and last reported the application inactive under the
+//! current placement.
 
 #![no_main]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hvcluster_common::admin::GuestNodeState;
 use hvcluster_common::application::{
-    AppAction, AppReport, AppSpec, Engine, Gossip, NodeView, OpOutcome, Persistent, Placement,
-    ResourceSpec, Version,
+    Activity, AppAction, AppReport, AppSpec, Engine, Gossip, NodeView, OpOutcome, Persistent,
+    Placement, ResourceSpec, Version,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -120,14 +124,97 @@ fn outcome(u: &mut Unstructured<'_>) -> Result<OpOutcome> {
     })
 }
 
+/// What the engine was told, as the start guard needs it.
+#[derive(Default)]
+struct Told {
+    views: Vec<NodeView>,
+    /// Per (application, node): the incarnation and report of its latest gossip.
+    reports: BTreeMap<(usize, u32), (u64, AppReport)>,
+    /// Per node: the incarnation of its latest gossip, and whether it held node 1 down.
+    holds_me_down: BTreeMap<u32, (u64, bool)>,
+}
+
+impl Told {
+    fn set_nodes(&mut self, views: &[NodeView]) {
+        for v in views.iter().filter(|v| !v.heard) {
+            self.reports.retain(|(_, n), _| *n != v.id);
+            self.holds_me_down.remove(&v.id);
+        }
+        self.views = views.to_vec();
+    }
+
+    fn gossip(&mut self, from: u32, incarnation: u64, g: &Gossip, apps: usize) {
+        if g.placements.len() != apps || g.reports.len() != apps {
+            return;
+        }
+        let known = self.holds_me_down.get(&from).map_or(0, |(inc, _)| *inc);
+        if incarnation >= known {
+            let down = g.held_down.contains(&1);
+            self.holds_me_down.insert(from, (incarnation, down));
+        }
+        for (i, r) in g.reports.iter().enumerate() {
+            let known = self.reports.get(&(i, from)).map_or(0, |(inc, _)| *inc);
+            if incarnation >= known {
+                self.reports.insert((i, from), (incarnation, r.clone()));
+            }
+        }
+    }
+
+    /// Why application `i`, under placement version `placement`, may not start here.
+    fn guard(&self, i: usize, placement: Version) -> Option<String> {
+        for n in 2..=NODES {
+            let Some(v) = self.views.iter().find(|v| v.id == n) else {
+                return Some(format!("node {n} not known"));
+            };
+            if v.proved_down {
+                continue;
+            }
+            if !v.heard {
+                return Some(format!("node {n} not heard"));
+            }
+            if self
+                .holds_me_down
+                .get(&n)
+                .is_some_and(|(inc, down)| *down && *inc >= v.incarnation)
+            {
+                return Some(format!("node {n} holds this node down"));
+            }
+            match self
+                .reports
+                .get(&(i, n))
+                .filter(|(inc, _)| *inc >= v.incarnation)
+            {
+                None => return Some(format!("no report from node {n}")),
+                Some((_, r)) if r.seen < placement => {
+                    return Some(format!("node {n} has not applied {placement:?}"))
+                }
+                Some((_, r)) if !r.activity.inactive() => {
+                    return Some(format!("it is {} on node {n}", r.activity))
+                }
+                Some(_) => {}
+            }
+        }
+        None
+    }
+}
+
+/// Each application's activity here, as this node reports it.
+fn activities(engine: &Engine) -> Vec<Activity> {
+    engine.gossip().reports.iter().map(|r| r.activity).collect()
+}
+
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let specs = vec![spec("web", 2), spec("db", 1)];
     let apps = specs.len();
     let mut now = Duration::from_secs(100);
     let mut engine = Engine::new(1, specs, &Persistent::default(), now);
     let mut pending: Vec<u64> = Vec::new();
-    let mut actions = engine.set_nodes(now, views(u)?);
+    let mut told = Told::default();
+    let first = views(u)?;
+    told.set_nodes(&first);
+    let mut actions = engine.set_nodes(now, first);
     while !u.is_empty() {
+        let before = activities(&engine);
         for a in &actions {
             if let AppAction::Run(op) = a {
                 pending.push(op.id);
@@ -138,12 +225,18 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 now += Duration::from_millis(u.int_in_range(0..=5000)?);
                 engine.tick(now)
             }
-            2 => engine.set_nodes(now, views(u)?),
+            2 => {
+                let v = views(u)?;
+                told.set_nodes(&v);
+                engine.set_nodes(now, v)
+            }
             3..=6 => {
                 // Only members other than this node get past the frame intake.
                 let from = u.int_in_range(2..=NODES)?;
                 let g = gossip(u, apps)?;
-                engine.on_gossip(now, from, u.int_in_range(0..=3)?, &g)
+                let incarnation = u.int_in_range(0..=3)?;
+                told.gossip(from, incarnation, &g, apps);
+                engine.on_gossip(now, from, incarnation, &g)
             }
             7 | 8 => {
                 let id = if pending.is_empty() || u.ratio(1, 8)? {
@@ -164,8 +257,26 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 }
             }
         };
+        let after = activities(&engine);
+        let placements = engine.gossip().placements;
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            // A full start begins from a state where the application does not run here
+            // (an in-place restart of an Online application goes Stopping -> Starting).
+            let begins = matches!(
+                b,
+                Activity::Probing
+                    | Activity::Offline
+                    | Activity::Standby
+                    | Activity::Inconsistent
+                    | Activity::Faulted { .. }
+            ) && *a == Activity::Starting;
+            if begins {
+                if let Some(why) = told.guard(i, placements[i].version) {
+                    panic!("application {i} started here while {why}");
+                }
+            }
+        }
         let _ = engine.views();
-        let _ = engine.gossip();
     }
     Ok(())
 }
