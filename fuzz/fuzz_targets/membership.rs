@@ -2,7 +2,8 @@
 //! cluster key is trusted, but a buggy or mismatched one must still not crash its
 //! peers: whatever view, votes, watchdog verdict and incarnations its heartbeats carry,
 //! in whatever order with whatever gaps in time, together with panic notices and
-//! rejoins, nothing panics, and time only moves forward.
+//! rejoins, nothing panics, and no host that was heard within the dead time is declared
+//! Failed for silence (that would fence a healthy host).
 
 #![no_main]
 
@@ -10,7 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hvcluster_common::membership::{
-    Action, Heartbeat, HostState, Membership, MembershipConfig, PeerView, WatchdogVerdict,
+    Action, FailReason, Heartbeat, HostState, Membership, MembershipConfig, MembershipEvent,
+    PeerView, WatchdogVerdict,
 };
 use hvcluster_common::quorum::QuorumRules;
 use hvcluster_common::wire::ReplayWindow;
@@ -55,7 +57,9 @@ fn heartbeat(u: &mut Unstructured<'_>) -> Result<Heartbeat> {
         });
     }
     Ok(Heartbeat {
-        interconnect: u.int_in_range(0..=2)?,
+        // The frame intake drops a heartbeat that names another interconnect than the
+        // one it came in on, so it always names one that exists.
+        interconnect: u.int_in_range(0..=1)?,
         watchdog: small::<WatchdogVerdict>(u)?.unwrap_or_default(),
         quorate: u.arbitrary()?,
         votes: u.int_in_range(0..=8)?,
@@ -68,6 +72,9 @@ fn heartbeat(u: &mut Unstructured<'_>) -> Result<Heartbeat> {
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let hosts = u.int_in_range(2..=5)?;
     let mut now = Duration::from_millis(u.int_in_range(0..=10_000)?);
+    let start = now;
+    let dead_after = config(hosts).dead_after;
+    let mut last_heard: HashMap<u32, Duration> = HashMap::new();
     let mut incarnation = 10;
     let mut m = Membership::new(config(hosts), incarnation, now);
     let mut windows: HashMap<u32, ReplayWindow> = HashMap::new();
@@ -84,6 +91,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 let hb = heartbeat(u)?;
                 if let Ok(accepted) = windows.entry(from).or_default().accept(inc, seq) {
                     actions = m.on_heartbeat(now, from, inc, accepted, &hb);
+                    if hb.config_digest == DIGEST {
+                        last_heard.insert(from, now);
+                    }
                 }
             }
             8 => actions = m.on_panic_notice(now, u.int_in_range(0..=hosts + 1)?),
@@ -92,6 +102,21 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     incarnation += 1;
                     actions = m.rejoin(now, incarnation);
                 }
+            }
+        }
+        for a in &actions {
+            if let Action::Event(MembershipEvent::HostState {
+                node,
+                to: HostState::Failed(FailReason::Silent),
+                ..
+            }) = a
+            {
+                let heard = last_heard.get(node).copied().unwrap_or(start);
+                assert!(
+                    now.saturating_sub(heard) >= dead_after,
+                    "host {node} Failed for silence {:?} after it was heard",
+                    now.saturating_sub(heard)
+                );
             }
         }
         let peers = m.peers(now);
