@@ -81,3 +81,9 @@ if ! command -v cargo >/dev/null; then
   echo "install-deps: cargo is not installed; install a Rust toolchain (1.85 or newer)" >&2
   exit 1
 fi
+
+# The fuzz targets (scripts/fuzz.sh) run under cargo-fuzz, from the crate registry.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --version '^0.13' --quiet
+fi

@@ -325,6 +325,9 @@ fn migrate_during_switch_refused() {
 #[test]
 fn link_slowloris() {
     run("link-slowloris");
+}
+
+#[test]
 fn key_file_mode() {
     run("key-file-mode");
 }

@@ -96,14 +96,45 @@ pub(crate) fn key_at(text: &str, offset: usize) -> Option<String> {
         .unwrap_or(text.len());
     let line = text[start..end].trim();
     if let Some(header) = line.strip_prefix('[') {
-        return Some(
-            header
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string(),
-        );
+        let name = header.trim_matches(|c| c == '[' || c == ']').trim();
+        return (!name.is_empty()).then(|| name.to_string());
     }
     line.split_once('=')
         .map(|(k, _)| k.trim().to_string())
         .filter(|k| !k.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::guest::GuestConfig;
+    use crate::config::ClusterConfig;
+
+    /// A parse error on a table header without a name (found by the `cluster_config`
+    /// fuzz target: the one-byte file `[`) names the syntax, not an empty key.
+    #[test]
+    fn a_header_without_a_name_is_a_syntax_problem() {
+        for text in ["[", "[]", "[[", "[[ ]]\n", "[cluster]\nname = \"a\"\n[ ]\n"] {
+            let cluster = ClusterConfig::load_str(Path::new("/etc/hvcluster/cluster.toml"), text)
+                .unwrap_err();
+            let guest =
+                GuestConfig::load_str(Path::new("/etc/hvcluster/guest.toml"), text).unwrap_err();
+            for p in cluster.problems.iter().chain(&guest.problems) {
+                assert_eq!(p.key, "(syntax)", "{text:?}: {p}");
+                assert!(p.line.is_some(), "{text:?}: {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn key_at_names_the_key_or_header_of_the_line() {
+        let text = "[cluster]\nname = \"a\"\n[[host]]\n= 3\n[  ]\n";
+        assert_eq!(key_at(text, 1).as_deref(), Some("cluster"));
+        assert_eq!(key_at(text, 12).as_deref(), Some("name"));
+        assert_eq!(key_at(text, 25).as_deref(), Some("host"));
+        assert_eq!(key_at(text, 32), None, "no key before the =");
+        assert_eq!(key_at(text, 36), None, "a header without a name");
+    }
 }

@@ -557,13 +557,6 @@ pub enum Step {
         #[serde(default = "default_await_ms")]
         within_ms: u64,
     },
-}
-
-fn default_flood_connections() -> u32 {
-    400
-}
-fn default_flood_byte_every_ms() -> u64 {
-    2000
     /// Sets the permission bits of one of the lab's key files (`cluster.key`,
     /// `guest.key`); e.g. `mode = 0o644` opens it to everyone.
     ChmodKey {
@@ -584,6 +577,13 @@ fn default_flood_byte_every_ms() -> u64 {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+}
+
+fn default_flood_connections() -> u32 {
+    400
+}
+fn default_flood_byte_every_ms() -> u64 {
+    2000
 }
 
 fn default_forge_count() -> u32 {
@@ -816,12 +816,16 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "link-slowloris",
         include_str!("../../scenarios/link-slowloris.toml"),
+    ),
+    (
         "journal-write-fails",
         include_str!("../../scenarios/journal-write-fails.toml"),
     ),
     (
         "corrupt-state-files",
         include_str!("../../scenarios/corrupt-state-files.toml"),
+    ),
+    (
         "key-file-mode",
         include_str!("../../scenarios/key-file-mode.toml"),
     ),

@@ -10,8 +10,8 @@ use hvcluster_common::admin::HostStatus;
 mod fencing;
 mod guests;
 mod hypervisors;
-mod slowloris;
 mod keys;
+mod slowloris;
 
 use super::spec::{Scenario, Step};
 use super::{forge, timeline};
