@@ -337,6 +337,11 @@ fn realtime_children() {
     run("realtime-children");
 }
 
+#[test]
+fn admin_audit() {
+    run("admin-audit");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

@@ -833,6 +833,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "realtime-children",
         include_str!("../../scenarios/realtime-children.toml"),
     ),
+    (
+        "admin-audit",
+        include_str!("../../scenarios/admin-audit.toml"),
+    ),
 ];
 
 impl Scenario {
