@@ -222,6 +222,11 @@ pub(crate) fn refusal_text(
 ) -> String {
     match refusal {
         Refusal::NoQuorum => no_quorum_text(&membership.quorum()),
+        Refusal::AlreadyDown(id) if driver.machine().down(id).is_none() => format!(
+            "{name} is off with proof and its DOWN is being written to the fencing journal \
+             (it is DOWN once written; if the journal cannot be written, hvctl status says \
+             so); nothing to do"
+        ),
         Refusal::AlreadyDown(id) => {
             let proof = driver
                 .machine()

@@ -1,11 +1,25 @@
 //! Results of the fencing journal's writes: a DOWN they complete is acted on now; a
 //! journal that cannot be written is an alarm (event, counter, `hvctl status` line).
+//! State files found unreadable at start are reported here too.
 
 use hvcluster_common::fencing::DownRecord;
 use serde_json::json;
 
 use super::Agent;
 use crate::fence::JournalHealth;
+
+/// Records an event of each kind whose state file was unreadable at start (moved aside).
+pub(super) fn report_state_problems<const N: usize>(
+    events: &crate::events::EventLog,
+    host: &str,
+    problems: [(&str, Option<String>); N],
+) {
+    for (kind, problem) in problems {
+        if let Some(problem) = problem {
+            events.record(Some(host), kind, problem, json!({}));
+        }
+    }
+}
 
 impl Agent {
     pub(super) fn on_journaled(&mut self, down: Option<DownRecord>, result: Result<(), String>) {

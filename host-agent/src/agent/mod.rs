@@ -223,28 +223,13 @@ impl Agent {
         let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
         let (maintenance, maintenance_problem) = maintenance::Maintenance::open(&config_state_dir);
         let events = &member.events;
-        if let Some(problem) = fence.take_opened_problem() {
-            events.record(Some(host), "fence_journal_set_aside", problem, json!({}));
-        }
-        if let Some(problem) = incarnation_problem {
-            events.record(Some(host), "incarnation_unreadable", problem, json!({}));
-        }
-        if let Some(problem) = maintenance_problem {
-            events.record(
-                Some(host),
-                "maintenance_state_unreadable",
-                problem,
-                json!({}),
-            );
-        }
-        if let Some(problem) = migration_problem {
-            events.record(
-                Some(host),
-                "migration_journal_unreadable",
-                problem,
-                json!({}),
-            );
-        }
+        let problems = [
+            ("fence_journal_set_aside", fence.take_opened_problem()),
+            ("incarnation_unreadable", incarnation_problem),
+            ("maintenance_state_unreadable", maintenance_problem),
+            ("migration_journal_unreadable", migration_problem),
+        ];
+        journaled::report_state_problems(events, host, problems);
         events.record(
             Some(host),
             "started",
