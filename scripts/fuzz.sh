@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in fuzz/ (decoders of outside input) for a bounded time each,
 # with cargo-fuzz on the stable toolchain (no sanitizer: `-s none`), debug assertions
-# and overflow checks on. Fails on the first target that crashes, naming the input that
-# did it. See docs/security.md, "Fuzzing".
+# and overflow checks on. Fails if any target crashed (or hung), naming the input that
+# did it and how to reproduce it. See docs/security.md, "Fuzzing".
 #
 #   scripts/fuzz.sh [--seconds N] [--list] [TARGET...]
 #
