@@ -16,6 +16,7 @@ pub async fn listen(socket: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
             Ok((n, from)) => {
                 if tx
                     .send(Input::Kdump {
+                        at: std::time::Instant::now(),
                         from,
                         bytes: buf[..n].to_vec(),
                     })

@@ -322,6 +322,16 @@ fn migrate_during_switch_refused() {
     run("migrate-during-switch-refused");
 }
 
+#[test]
+fn kdump_spoof_alive() {
+    run("kdump-spoof-alive");
+}
+
+#[test]
+fn kdump_spoof_alive_ipmi() {
+    run("kdump-spoof-alive-ipmi");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

@@ -181,6 +181,15 @@ pub struct PeerFacts {
     pub accuses_me: bool,
 }
 
+impl PeerFacts {
+    /// Whether a panic notice proves it down: one was taken (unanswered by its agent)
+    /// and the host is Failed and silent since. A notice is not authenticated, so any
+    /// sign of life (heard again after it failed) outvotes it.
+    pub fn kdump_proof(&self) -> bool {
+        self.panic_noticed && matches!(self.state, HostState::Failed(_)) && !self.must_rejoin
+    }
+}
+
 /// Something for the operator and the event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -79,6 +79,7 @@ fn coordinator_fences_and_only_proof_makes_down() {
     for t in 1..100 {
         assert!(downs(&f.tick(t * 100 * MS, &v)).is_empty());
     }
+    assert!(downs(&f.tick(3000 * MS, &v)).is_empty());
     assert_eq!(f.status()[1].phase, "fencing");
     let a = f.on_level_result(10_000 * MS, 3, 0, true, String::new());
     assert_eq!(
@@ -188,6 +189,26 @@ fn kdump_level_accepts_a_notice_or_gives_way() {
     assert!(runs(&g.tick(2900 * MS, &v)).is_empty());
     let _ = g.tick(3000 * MS, &v);
     assert_eq!(runs(&g.tick(3010 * MS, &v)), vec![(3, 1)]);
+}
+
+#[test]
+fn a_panic_notice_is_no_proof_for_a_host_heard_again() {
+    let kd = LevelKind::Kdump { wait: 3000 * MS };
+    let mut f = Fencing::new(cfg(1, 3, vec![kd, agents("ipmi")]));
+    let mut p3 = peer(3, HostState::Failed(FailReason::Panic));
+    p3.panic_noticed = true;
+    // Failed, but heard again since: alive, whatever a notice says.
+    p3.must_rejoin = true;
+    let v = view(true, vec![peer(2, HostState::Up), p3]);
+    for t in 0..30 {
+        assert!(downs(&f.tick(t * 100 * MS, &v)).is_empty());
+    }
+    assert!(downs(&f.tick(3000 * MS, &v)).is_empty());
+    assert_eq!(
+        runs(&f.tick(3010 * MS, &v)),
+        vec![(3, 1)],
+        "the next level powers it off instead"
+    );
 }
 
 #[test]

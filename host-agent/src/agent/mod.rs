@@ -47,6 +47,8 @@ pub enum Input {
     Frame(Datagram),
     /// A datagram on the kdump port.
     Kdump {
+        /// When it was received.
+        at: Instant,
         /// Source address.
         from: SocketAddr,
         /// The bytes.
@@ -204,11 +206,12 @@ impl Agent {
                     config.cluster.state_dir.display()
                 )
             })?;
-        let membership = Membership::new(
+        let mut membership = Membership::new(
             MembershipConfig::from_cluster(&config, me, digest),
             incarnation,
             member.now(),
         );
+        membership.set_panic_probe(Duration::from_millis(config.kdump.probe_ms));
         let host_apps = apps::HostApps::open(&config, &member, host);
         let config_state_dir = config.cluster.state_dir.clone();
         let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
@@ -327,7 +330,7 @@ impl Agent {
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Frame(datagram) => self.on_frame(&datagram),
-            Input::Kdump { from, bytes } => self.on_kdump(from, &bytes),
+            Input::Kdump { at, from, bytes } => self.on_kdump(at, from, &bytes),
             Input::Watchdog(verdict) => {
                 let before = self.membership.watchdog();
                 self.membership.set_watchdog(verdict);
@@ -454,7 +457,7 @@ impl Agent {
         }
     }
 
-    fn on_kdump(&mut self, from: SocketAddr, bytes: &[u8]) {
+    fn on_kdump(&mut self, at: Instant, from: SocketAddr, bytes: &[u8]) {
         if let Err(e) = kdump::parse_notice(bytes) {
             if self
                 .member
@@ -486,21 +489,10 @@ impl Agent {
             return;
         }
         self.member.counters.bump("kdump_accepted");
-        let name = self.name(node);
-        let first = !self
+        // Unauthenticated: it starts a probe and counts only if the host stays silent.
+        let actions = self
             .membership
-            .peers(self.now())
-            .iter()
-            .any(|p| p.node == node && p.panic_noticed);
-        if first {
-            self.member.events.record(
-                Some(&name),
-                "kdump_notice",
-                format!("{name}: panic notice received from {}", from.ip()),
-                json!({ "from": from.to_string() }),
-            );
-        }
-        let actions = self.membership.on_panic_notice(self.now(), node);
+            .on_kdump_notice(self.member.clock_at(at), node);
         self.perform(actions);
     }
 
@@ -508,6 +500,11 @@ impl Agent {
         for action in actions {
             match action {
                 Action::SendHeartbeats => self.send_heartbeats(),
+                // Forged notices can repeat these at will: logged at most every 10 s.
+                Action::Event(
+                    e @ (MembershipEvent::PanicNotice { .. }
+                    | MembershipEvent::PanicNoticeRefuted { .. }),
+                ) => self.report_limited(e),
                 Action::Event(e) => {
                     // Who counts as live for the double-run check changes with it.
                     let host_changed = matches!(e, MembershipEvent::HostState { .. });
@@ -592,6 +589,26 @@ impl Agent {
         for target in downs {
             self.vm_ha_host_down(target);
         }
+    }
+
+    fn report_limited(&mut self, e: MembershipEvent) {
+        let detail = serde_json::to_value(&e).unwrap_or_default();
+        let (subject, kind, message) =
+            crate::describe::membership_event(&e, |n| self.name(n), |_| String::new(), "");
+        let counter = match e {
+            MembershipEvent::PanicNotice { .. } => "kdump_probes",
+            _ => "kdump_refuted",
+        };
+        self.member.record_limited(
+            counter,
+            subject.as_deref(),
+            kind,
+            |since| match since {
+                1 => message,
+                n => format!("{message} ({n} since the last report)"),
+            },
+            detail,
+        );
     }
 
     fn report(&mut self, e: MembershipEvent) {

@@ -757,6 +757,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "app-maintenance",
         include_str!("../../scenarios/app-maintenance.toml"),
     ),
+    (
+        "kdump-spoof-alive",
+        include_str!("../../scenarios/kdump-spoof-alive.toml"),
+    ),
+    (
+        "kdump-spoof-alive-ipmi",
+        include_str!("../../scenarios/kdump-spoof-alive-ipmi.toml"),
+    ),
 ];
 
 impl Scenario {
