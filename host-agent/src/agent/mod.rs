@@ -36,15 +36,13 @@ use links::{Linked, Links};
 use crate::admin::{self, AdminCall};
 use crate::fence::FenceDriver;
 use crate::member::Member;
-use crate::net::{self, Datagram, Roster};
+use crate::net::{self, Received, Roster};
 use crate::process::Prepared;
 use crate::{incarnation, operator, watchdog};
 
 /// What the driver loop receives from its tasks.
 #[derive(Debug)]
 pub enum Input {
-    /// A datagram on a heartbeat socket.
-    Frame(Datagram),
     /// A datagram on the kdump port.
     Kdump {
         /// When it was received.
@@ -172,18 +170,22 @@ impl Agent {
             .iter()
             .map(|h| (h.node_id, h.name.as_str(), &h.addresses));
         let roster = Roster::new(key, config.cluster_id(), host, &config.interconnects, hosts)?;
-        let mut member = Member::start(roster, "heartbeat", Input::Frame)?;
+        let mut member = Member::start(roster, "heartbeat")?;
         let me = member.me;
-        if config.kdump.enabled {
-            let addr = SocketAddr::new(config.kdump.listen, config.kdump.port);
-            let socket = net::bind_udp(addr, "kdump notice")?;
-            member.spawn(crate::kdump::listen(socket, member.tx.clone()));
-        }
-        let kdump_sources = config
+        let kdump_sources: HashMap<IpAddr, NodeId> = config
             .hosts
             .iter()
             .flat_map(|h| net::host_addresses(h).map(move |a| (a, h.node_id)))
             .collect();
+        if config.kdump.enabled {
+            let addr = SocketAddr::new(config.kdump.listen, config.kdump.port);
+            let socket = net::bind_udp(addr, "kdump notice")?;
+            let sources = kdump_sources.keys().copied().collect();
+            let (counters, events) = (member.counters.clone(), member.events.clone());
+            let listener =
+                crate::kdump::listen(socket, sources, counters, events, member.tx.clone());
+            member.spawn(listener);
+        }
         let dispatch = admin::HostDispatch(member.tx.clone());
         member.serve_admin(&config.admin.socket, dispatch)?;
         watchdog::spawn((&config.load_watchdog).into(), member.tx.clone())
@@ -278,7 +280,11 @@ impl Agent {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut leaving: Option<Instant> = None;
         loop {
+            // Heartbeats first, then the failure detector's tick, then everything else:
+            // no amount of other input delays detection.
+            let (frames, inputs) = self.member.queues();
             tokio::select! {
+                biased;
                 _ = &mut shutdown, if leaving.is_none() => {
                     if self.host_apps.apps.is_empty() {
                         break;
@@ -286,7 +292,7 @@ impl Agent {
                     leaving = Some(Instant::now());
                     self.apps_shutdown();
                 }
-                Some(input) = self.member.next_input() => self.on_input(input),
+                Some(frame) = frames.recv() => self.on_frame(frame),
                 _ = ticker.tick() => {
                     if leaving.is_some_and(|since| {
                         self.host_apps.apps.engine.all_inactive()
@@ -306,6 +312,7 @@ impl Agent {
                     self.migration_tick();
                     self.maintenance_tick();
                 }
+                Some(input) = inputs.recv() => self.on_input(input),
             }
         }
         let member = &mut self.member;
@@ -329,7 +336,6 @@ impl Agent {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Frame(datagram) => self.on_frame(&datagram),
             Input::Kdump { at, from, bytes } => self.on_kdump(at, from, &bytes),
             Input::Watchdog(verdict) => {
                 let before = self.membership.watchdog();
@@ -417,11 +423,9 @@ impl Agent {
         }
     }
 
-    fn on_frame(&mut self, datagram: &Datagram) {
-        let Some(hb) = self.member.receive(datagram) else {
-            return;
-        };
-        let now = self.member.clock_at(datagram.at);
+    fn on_frame(&mut self, frame: Received<Heartbeat>) {
+        let hb = frame.heartbeat;
+        let now = self.member.clock_at(frame.at);
         let actions =
             self.membership
                 .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);

@@ -529,6 +529,21 @@ pub enum Step {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+    /// Fault: from the rogue namespace, a flood at every heartbeat port of every host on
+    /// every interconnect, in the background for `ms`: random bytes and frames bearing
+    /// the cluster id with a bad tag, each from the rogue address and spoofed from
+    /// another host's address.
+    UdpFlood {
+        /// How long, ms (at most 10000).
+        ms: u64,
+        /// Datagrams per second in all (at most 100000).
+        #[serde(default = "default_flood_rate")]
+        per_second: u64,
+    },
+}
+
+fn default_flood_rate() -> u64 {
+    20_000
 }
 
 fn default_forge_count() -> u32 {
@@ -558,6 +573,7 @@ impl Step {
                 | Step::GuestCrash { .. }
                 | Step::GuestHang { .. }
                 | Step::FailResource { .. }
+                | Step::UdpFlood { .. }
         )
     }
 }
@@ -764,6 +780,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "kdump-spoof-alive-ipmi",
         include_str!("../../scenarios/kdump-spoof-alive-ipmi.toml"),
+    ),
+    (
+        "udp-flood-detect",
+        include_str!("../../scenarios/udp-flood-detect.toml"),
     ),
 ];
 

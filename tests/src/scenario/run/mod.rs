@@ -106,6 +106,8 @@ struct Runner<'a> {
     steps: Vec<(u64, String)>,
     /// A `host-exec` running in the background.
     background: Option<hypervisors::Background>,
+    /// Floods under way (`udp-flood`).
+    floods: Vec<super::flood::Flood>,
 }
 
 /// Starts a lab cluster for `scenario`, runs it, and removes the lab.
@@ -178,10 +180,15 @@ pub fn run_on(
         measures: BTreeMap::new(),
         steps: Vec::new(),
         background: None,
+        floods: Vec::new(),
     };
     for step in &scenario.steps {
         r.step(step)
             .with_context(|| format!("scenario {}: step {step:?}", scenario.name))?;
+    }
+    for flood in std::mem::take(&mut r.floods) {
+        let sent = flood.wait().context("udp-flood")?;
+        r.note(format!("the flood ended after {sent} datagrams"));
     }
     let events = r.cluster.events.snapshot();
     let timeline = timeline::render(r.start_us, &r.steps, &events, &r.checks, &r.measures);
@@ -658,6 +665,13 @@ impl Runner<'_> {
                 while_app.as_ref(),
                 *background,
             )?,
+            Step::UdpFlood { ms, per_second } => {
+                self.fault(format!(
+                    "flood at every heartbeat port from the rogue namespace ({per_second}/s for {ms} ms)"
+                ));
+                let flood = super::flood::start(self.cluster, *ms, *per_second)?;
+                self.floods.push(flood);
+            }
             Step::AwaitBackground { within_ms } => {
                 self.await_background(Duration::from_millis(*within_ms))?
             }
