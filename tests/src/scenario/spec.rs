@@ -540,6 +540,12 @@ pub enum Step {
         #[serde(default = "default_flood_rate")]
         per_second: u64,
     },
+    /// Fault: a forged panic notice from the rogue namespace with `host`'s own ic0
+    /// address as its source (a raw socket), to every other host's ic0 address.
+    KdumpNoticeSpoofed {
+        /// The host whose address is spoofed.
+        host: String,
+    },
 }
 
 fn default_flood_rate() -> u64 {
@@ -574,6 +580,7 @@ impl Step {
                 | Step::GuestHang { .. }
                 | Step::FailResource { .. }
                 | Step::UdpFlood { .. }
+                | Step::KdumpNoticeSpoofed { .. }
         )
     }
 }

@@ -672,6 +672,17 @@ impl Runner<'_> {
                 let flood = super::flood::start(self.cluster, *ms, *per_second)?;
                 self.floods.push(flood);
             }
+            Step::KdumpNoticeSpoofed { host } => {
+                self.fault(format!(
+                    "a forged kdump notice with {host}'s address arrives from the rogue namespace"
+                ));
+                let from = std::net::SocketAddr::new(lab_addr(self.cluster, host), KDUMP_PORT);
+                for h in self.cluster.hosts().iter().filter(|h| *h != host) {
+                    let to = std::net::SocketAddr::new(lab_addr(self.cluster, h), KDUMP_PORT);
+                    let notice = hvcluster_common::kdump::notice_bytes().to_vec();
+                    super::flood::send_spoofed(self.cluster, from, to, vec![notice])?;
+                }
+            }
             Step::AwaitBackground { within_ms } => {
                 self.await_background(Duration::from_millis(*within_ms))?
             }
