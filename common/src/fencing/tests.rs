@@ -34,6 +34,7 @@ fn peer(node: NodeId, state: HostState) -> PeerFacts {
         panic_noticed: false,
         must_rejoin: false,
         accuses_me: false,
+        silent_long: true,
     }
 }
 
@@ -209,6 +210,24 @@ fn a_panic_notice_is_no_proof_for_a_host_heard_again() {
         vec![(3, 1)],
         "the next level powers it off instead"
     );
+}
+
+#[test]
+fn a_panic_notice_is_proof_only_once_the_host_is_silent_for_the_suspect_time() {
+    let kd = LevelKind::Kdump { wait: 3000 * MS };
+    let mut f = Fencing::new(cfg(1, 3, vec![kd, agents("ipmi")]));
+    let mut p3 = peer(3, HostState::Failed(FailReason::Panic));
+    p3.panic_noticed = true;
+    p3.silent_long = false;
+    let v = view(true, vec![peer(2, HostState::Up), p3]);
+    assert!(downs(&f.tick(Duration::ZERO, &v)).is_empty());
+    assert!(
+        downs(&f.tick(300 * MS, &v)).is_empty(),
+        "a stalled agent is no crash"
+    );
+    p3.silent_long = true;
+    let v = view(true, vec![peer(2, HostState::Up), p3]);
+    assert_eq!(downs(&f.tick(400 * MS, &v))[0].proof, Proof::KdumpNotice);
 }
 
 #[test]
