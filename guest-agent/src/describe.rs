@@ -14,7 +14,10 @@ pub fn membership_event(
     name: impl Fn(NodeId) -> String,
 ) -> Option<(Option<String>, &'static str, String)> {
     Some(match e {
-        MembershipEvent::HostState { .. } | MembershipEvent::Quorum(_) => return None,
+        MembershipEvent::HostState { .. }
+        | MembershipEvent::Quorum(_)
+        | MembershipEvent::PanicNotice { .. }
+        | MembershipEvent::PanicNoticeRefuted { .. } => return None,
         MembershipEvent::Link {
             node,
             interconnect,

@@ -79,6 +79,20 @@ pub fn membership_event(
             );
             (Some(host.to_string()), "expelled", msg)
         }
+        MembershipEvent::PanicNotice { node, probe_ms } => {
+            let n = name(*node);
+            let msg = format!(
+                "{n}: panic notice received; probing it, the notice counts only if it stays silent for {probe_ms} ms"
+            );
+            (Some(n), "kdump_notice", msg)
+        }
+        MembershipEvent::PanicNoticeRefuted { node } => {
+            let n = name(*node);
+            let msg = format!(
+                "{n}: panic notice disregarded: authenticated heartbeats arrived after it (forged, or a stray notice)"
+            );
+            (Some(n), "kdump_refuted", msg)
+        }
     }
 }
 

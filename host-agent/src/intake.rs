@@ -95,6 +95,11 @@ pub enum DropReason {
     BadPayload,
     /// A heartbeat for one interconnect that arrived on another's socket.
     WrongInterconnect,
+    /// From an address that is no other member's address on that interconnect (checked
+    /// first, before any decoding).
+    UnknownSource,
+    /// Accepted, but the driver loop's queue of heartbeats was full.
+    QueueFull,
 }
 
 impl DropReason {
@@ -111,6 +116,8 @@ impl DropReason {
             DropReason::OldIncarnation => "old_incarnation",
             DropReason::BadPayload => "bad_payload",
             DropReason::WrongInterconnect => "wrong_interconnect",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::QueueFull => "queue_full",
         }
     }
 }
@@ -220,17 +227,35 @@ impl<P: HeartbeatPayload> FrameIntake<P> {
     pub fn receive(
         &mut self,
         datagram: &Datagram,
-        counters: &mut Counters,
+        counters: &Counters,
+        events: &EventLog,
+    ) -> Option<Admitted<P>> {
+        self.check(
+            datagram.ic,
+            datagram.from,
+            &datagram.bytes,
+            counters,
+            events,
+        )
+    }
+
+    /// [`FrameIntake::receive`] on `bytes` received from `from` on interconnect `ic`.
+    pub fn check(
+        &mut self,
+        ic: usize,
+        from: SocketAddr,
+        bytes: &[u8],
+        counters: &Counters,
         events: &EventLog,
     ) -> Option<Admitted<P>> {
         counters.bump("frames_received");
-        match self.admit(datagram.ic, &datagram.bytes) {
+        match self.admit(ic, bytes) {
             Ok(admitted) => {
                 counters.bump("heartbeats_accepted");
                 Some(admitted)
             }
             Err(reason) => {
-                report_drop(counters, events, reason, datagram.from);
+                report_drop(counters, events, reason, from);
                 None
             }
         }
@@ -240,12 +265,7 @@ impl<P: HeartbeatPayload> FrameIntake<P> {
 /// Counts a dropped frame under `frames_dropped_REASON`; at most once per period per
 /// reason (remote input must not flood the log), records a `frame_dropped` event with
 /// the count since the last one and the latest source.
-pub fn report_drop(
-    counters: &mut Counters,
-    events: &EventLog,
-    reason: DropReason,
-    from: SocketAddr,
-) {
+pub fn report_drop(counters: &Counters, events: &EventLog, reason: DropReason, from: SocketAddr) {
     let counter = format!("frames_dropped_{reason}");
     if let Some(since) = counters.bump_logged(&counter, Instant::now()) {
         events.record(

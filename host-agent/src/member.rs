@@ -18,12 +18,15 @@ use crate::admin::{self, Dispatch};
 use crate::counters::Counters;
 use crate::events::EventLog;
 use crate::incarnation;
-use crate::intake::{Admitted, FrameIntake, HeartbeatPayload};
-use crate::net::{Datagram, Roster};
+use crate::intake::HeartbeatPayload;
+use crate::net::{FrameSink, Received, Roster};
 use crate::outbox::Outbox;
 
 /// Room in the input channel before the tasks wait for the driver loop.
 const INPUT_QUEUE: usize = 4096;
+/// Room in the queue of accepted heartbeats; beyond it they are dropped and counted
+/// (only authenticated, fresh frames get there, a few per peer and interval).
+const FRAME_QUEUE: usize = 1024;
 
 /// A member of a cluster exchanging heartbeats `P`, whose driver loop takes input `I`.
 pub struct Member<I, P> {
@@ -32,7 +35,7 @@ pub struct Member<I, P> {
     /// This member's name in the configuration.
     pub own_name: String,
     names: HashMap<NodeId, String>,
-    intake: FrameIntake<P>,
+    frames: mpsc::Receiver<Received<P>>,
     /// Sends this member's heartbeats.
     pub outbox: Outbox<P>,
     /// What arrived, was dropped and was sent, for status.
@@ -60,12 +63,14 @@ impl<I, P> std::fmt::Debug for Member<I, P> {
 impl<I, P> Member<I, P>
 where
     I: Send + 'static,
-    P: HeartbeatPayload,
+    P: HeartbeatPayload + Send + 'static,
 {
     /// Starts the clock, opens the heartbeat link of `roster` (`what` names its sockets
-    /// in errors) and starts receiving on it; a datagram becomes input `wrap(datagram)`.
-    pub fn start(roster: Roster<'_>, what: &str, wrap: fn(Datagram) -> I) -> anyhow::Result<Self> {
+    /// in errors) and starts receiving on it: accepted heartbeats come from
+    /// [`Member::next_frame`].
+    pub fn start(roster: Roster<'_>, what: &str) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let (frames_tx, frames) = mpsc::channel(FRAME_QUEUE);
         let mut tasks = Vec::new();
         let me = roster.me();
         let names: HashMap<NodeId, String> = roster
@@ -73,19 +78,26 @@ where
             .map(|(id, name)| (id, name.to_string()))
             .collect();
         let own_name = names[&me].clone();
-        let (intake, outbox) = roster.open(what, wrap, &tx, &mut tasks)?;
+        let counters = Counters::default();
+        let events = EventLog::new(&own_name);
+        let sink = FrameSink {
+            tx: frames_tx,
+            counters: counters.clone(),
+            events: events.clone(),
+        };
+        let outbox = roster.open(what, sink, &mut tasks)?;
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         Ok(Member {
             me,
-            events: EventLog::new(&own_name),
+            events,
             own_name,
             names,
-            intake,
+            frames,
             outbox,
-            counters: Counters::default(),
+            counters,
             tx,
             rx,
             tasks,
@@ -136,11 +148,10 @@ where
         self.rx.recv().await
     }
 
-    /// Checks a datagram from a heartbeat socket with the intake, counting it and
-    /// reporting a drop: the heartbeat it carries, if it is accepted.
-    pub fn receive(&mut self, datagram: &Datagram) -> Option<Admitted<P>> {
-        self.intake
-            .receive(datagram, &mut self.counters, &self.events)
+    /// The driver loop's two queues: accepted heartbeats (checked by the receiving
+    /// tasks), to be served first, and every other input.
+    pub fn queues(&mut self) -> (&mut mpsc::Receiver<Received<P>>, &mut mpsc::Receiver<I>) {
+        (&mut self.frames, &mut self.rx)
     }
 
     /// Rejoins the cluster under a new incarnation (stored in `state_dir`) with the
@@ -184,17 +195,16 @@ impl<I, P> Member<I, P> {
         subject: Option<&str>,
         kind: &str,
         message: impl FnOnce(u64) -> String,
-        mut detail: serde_json::Value,
+        detail: serde_json::Value,
     ) {
-        if let Some(since) = self
-            .counters
-            .bump_logged(counter, std::time::Instant::now())
-        {
-            if let Some(map) = detail.as_object_mut() {
-                map.insert("count_since_last".into(), since.into());
-            }
-            self.events.record(subject, kind, message(since), detail);
-        }
+        record_limited(
+            &self.counters,
+            &self.events,
+            counter,
+            (subject, kind),
+            message,
+            detail,
+        );
     }
 
     /// Time on this member's clock, which starts with [`Member::start`].
@@ -221,5 +231,24 @@ impl<I, P> Member<I, P> {
     pub fn name(&self, id: NodeId) -> String {
         self.configured_name(id)
             .map_or_else(|| format!("node{id}"), str::to_string)
+    }
+}
+
+/// [`Member::record_limited`] for a task that holds clones of the member's counters and
+/// event log: counts one in `counter` and, at most once every 10 s, records an event
+/// (`subject`, `kind`) whose message says how many happened since the last one.
+pub fn record_limited(
+    counters: &Counters,
+    events: &EventLog,
+    counter: &str,
+    (subject, kind): (Option<&str>, &str),
+    message: impl FnOnce(u64) -> String,
+    mut detail: serde_json::Value,
+) {
+    if let Some(since) = counters.bump_logged(counter, Instant::now()) {
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("count_since_last".into(), since.into());
+        }
+        events.record(subject, kind, message(since), detail);
     }
 }

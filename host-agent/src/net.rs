@@ -1,9 +1,16 @@
 //! Heartbeat sockets: one UDP socket per interconnect, bound to this node's address on
 //! it, built with socket2 and handed to tokio; shared by the host and the guest agent.
+//!
+//! Each socket's receiving task checks what arrives before anything is queued: a
+//! datagram whose source is no member's address on that interconnect is dropped at
+//! once, the rest goes through the intake (authentication, replay window), and only
+//! accepted heartbeats reach the driver loop, on a bounded queue of their own. A flood
+//! at the heartbeat port therefore costs the receiving task, never the driver loop's
+//! other work, and cannot push a real heartbeat out of a shared queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,8 +20,44 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::intake::{ClusterKey, FrameIntake, HeartbeatPayload};
+use crate::counters::Counters;
+use crate::events::EventLog;
+use crate::intake::{report_drop, Admitted, ClusterKey, DropReason, FrameIntake, HeartbeatPayload};
 use crate::outbox::{Outbox, PeerRoute};
+
+/// An accepted heartbeat, as a receiving task hands it to the driver loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received<P> {
+    /// Interconnect index.
+    pub ic: usize,
+    /// Source address.
+    pub from: SocketAddr,
+    /// When it was received.
+    pub at: Instant,
+    /// The heartbeat and what the intake learnt about its sender.
+    pub heartbeat: Admitted<P>,
+}
+
+/// Where the receiving tasks put accepted heartbeats, and what they count drops with.
+#[derive(Debug)]
+pub struct FrameSink<P> {
+    /// The driver loop's queue of accepted heartbeats.
+    pub tx: mpsc::Sender<Received<P>>,
+    /// The member's counters.
+    pub counters: Counters,
+    /// The member's event log.
+    pub events: EventLog,
+}
+
+impl<P> Clone for FrameSink<P> {
+    fn clone(&self) -> Self {
+        FrameSink {
+            tx: self.tx.clone(),
+            counters: self.counters.clone(),
+            events: self.events.clone(),
+        }
+    }
+}
 
 /// A datagram received on a heartbeat socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,18 +123,16 @@ impl<'a> Roster<'a> {
     }
 
     /// Binds this node's socket on every interconnect (`what` names them in errors),
-    /// starts a task per socket forwarding what arrives to `tx` as `wrap(datagram)`,
-    /// and returns the intake and the outbox of heartbeats `P` over them.
-    pub fn open<P, I>(
+    /// starts a task per socket that checks what arrives and puts accepted heartbeats
+    /// `P` into `sink`, and returns the outbox of heartbeats over the same sockets.
+    pub fn open<P>(
         self,
         what: &str,
-        wrap: fn(Datagram) -> I,
-        tx: &mpsc::Sender<I>,
+        sink: FrameSink<P>,
         tasks: &mut Vec<JoinHandle<()>>,
-    ) -> anyhow::Result<(FrameIntake<P>, Outbox<P>)>
+    ) -> anyhow::Result<Outbox<P>>
     where
-        P: HeartbeatPayload,
-        I: Send + 'static,
+        P: HeartbeatPayload + Send + 'static,
     {
         let address = |(_, name, addresses): &RosterEntry<'_>, ic: &Interconnect| {
             addresses
@@ -104,14 +145,25 @@ impl<'a> Roster<'a> {
             .iter()
             .find(|(id, _, _)| *id == self.me)
             .expect("the roster holds this node");
+        let members = self.members.iter().map(|(id, _, _)| *id);
+        let intake = FrameIntake::new(self.key.clone(), self.cluster_id, self.me, members);
+        let intake = Arc::new(Mutex::new(intake));
         let mut sockets = Vec::new();
         for (ic, icfg) in self.interconnects.iter().enumerate() {
             let socket = bind_udp(address(mine, icfg)?, &format!("{what} ({})", icfg.name))?;
+            // Heartbeats come only from the other members' addresses on this interconnect.
+            let sources: HashSet<IpAddr> = self
+                .members
+                .iter()
+                .filter(|(id, _, _)| *id != self.me)
+                .filter_map(|(_, _, addrs)| addrs.get(&icfg.name).copied())
+                .collect();
             tasks.push(tokio::spawn(receive_frames(
                 socket.clone(),
                 ic,
-                tx.clone(),
-                wrap,
+                sources,
+                intake.clone(),
+                sink.clone(),
             )));
             sockets.push(socket);
         }
@@ -123,10 +175,13 @@ impl<'a> Roster<'a> {
                 addrs: addrs.collect::<anyhow::Result<_>>()?,
             });
         }
-        let members = self.members.iter().map(|(id, _, _)| *id);
-        let intake = FrameIntake::new(self.key.clone(), self.cluster_id, self.me, members);
-        let outbox = Outbox::new(self.key, self.cluster_id, self.me, sockets, routes);
-        Ok((intake, outbox))
+        Ok(Outbox::new(
+            self.key,
+            self.cluster_id,
+            self.me,
+            sockets,
+            routes,
+        ))
     }
 }
 
@@ -153,26 +208,53 @@ pub fn bind_udp(addr: SocketAddr, what: &str) -> anyhow::Result<Arc<UdpSocket>> 
     Ok(Arc::new(UdpSocket::from_std(std)?))
 }
 
-/// Receives datagrams on `socket` and forwards them to the agent, as input
-/// `wrap(datagram)`, as heartbeat input for interconnect `ic`, until the agent is gone.
-pub async fn receive_frames<I>(
+/// Receives datagrams on `socket` (interconnect `ic`) until the agent is gone: drops
+/// those from an address not in `sources` and those `intake` refuses, counting each,
+/// and queues accepted heartbeats in `sink` (dropped and counted when the queue is full).
+pub async fn receive_frames<P: HeartbeatPayload>(
     socket: Arc<UdpSocket>,
     ic: usize,
-    tx: mpsc::Sender<I>,
-    wrap: fn(Datagram) -> I,
+    sources: HashSet<IpAddr>,
+    intake: Arc<Mutex<FrameIntake<P>>>,
+    sink: FrameSink<P>,
 ) {
     let mut buf = vec![0u8; 65_536];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) => {
-                let datagram = Datagram {
+                let at = Instant::now();
+                if !sources.contains(&from.ip()) {
+                    sink.counters.bump("frames_received");
+                    report_drop(
+                        &sink.counters,
+                        &sink.events,
+                        DropReason::UnknownSource,
+                        from,
+                    );
+                    continue;
+                }
+                let admitted = intake.lock().unwrap_or_else(|p| p.into_inner()).check(
                     ic,
                     from,
-                    at: Instant::now(),
-                    bytes: buf[..n].to_vec(),
+                    &buf[..n],
+                    &sink.counters,
+                    &sink.events,
+                );
+                let Some(heartbeat) = admitted else {
+                    continue;
                 };
-                if tx.send(wrap(datagram)).await.is_err() {
-                    return;
+                let received = Received {
+                    ic,
+                    from,
+                    at,
+                    heartbeat,
+                };
+                match sink.tx.try_send(received) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        report_drop(&sink.counters, &sink.events, DropReason::QueueFull, from);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
             Err(e) => {
@@ -192,3 +274,6 @@ pub fn host_addresses(
         .copied()
         .chain(host.kdump_addresses.iter().copied())
 }
+
+#[cfg(test)]
+mod tests;

@@ -342,6 +342,21 @@ fn admin_audit() {
     run("admin-audit");
 }
 
+#[test]
+fn kdump_spoof_alive() {
+    run("kdump-spoof-alive");
+}
+
+#[test]
+fn kdump_spoof_alive_ipmi() {
+    run("kdump-spoof-alive-ipmi");
+}
+
+#[test]
+fn udp_flood_detect() {
+    run("udp-flood-detect");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

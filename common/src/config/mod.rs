@@ -276,6 +276,10 @@ pub struct KdumpSection {
     /// Address to listen on.
     #[serde(default = "default_any")]
     pub listen: IpAddr,
+    /// How long a host named by a panic notice has to answer with an authenticated
+    /// heartbeat before the notice counts, ms.
+    #[serde(default = "default_kdump_probe")]
+    pub probe_ms: u64,
 }
 
 /// `[load_watchdog]`
@@ -341,6 +345,9 @@ fn default_weight() -> u32 {
 fn default_true() -> bool {
     true
 }
+fn default_kdump_probe() -> u64 {
+    crate::membership::DEFAULT_PANIC_PROBE.as_millis() as u64
+}
 fn default_kdump_port() -> u16 {
     DEFAULT_KDUMP_PORT
 }
@@ -388,6 +395,7 @@ impl Default for KdumpSection {
             enabled: true,
             port: DEFAULT_KDUMP_PORT,
             listen: default_any(),
+            probe_ms: default_kdump_probe(),
         }
     }
 }

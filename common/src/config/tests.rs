@@ -113,6 +113,18 @@ fn thresholds_out_of_order() {
 }
 
 #[test]
+fn kdump_probe_must_end_before_the_dead_time() {
+    let ok = load(GOOD).unwrap();
+    assert_eq!(ok.config.kdump.probe_ms, 150);
+    let text = format!("{GOOD}\n[kdump]\nprobe_ms = 1000\n");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.problems[0].key, "kdump.probe_ms");
+    assert!(err.problems[0]
+        .message
+        .contains("less than heartbeat.dead_after_ms (1000 ms)"));
+}
+
+#[test]
 fn unreadable_key_file() {
     let dir = tempfile::tempdir().unwrap();
     let err = ClusterConfig::load_str(&dir.path().join("c.toml"), GOOD).unwrap_err();

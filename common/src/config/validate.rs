@@ -162,6 +162,20 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
 
 fn check_interconnects(c: &mut Problems<'_>, config: &ClusterConfig) {
     let kdump = config.kdump;
+    // The probe must end before silence alone would fail the host (checked once the
+    // heartbeat thresholds themselves are in order).
+    let probe = kdump.probe_ms;
+    let hb = &config.heartbeat;
+    let dead_after_valid = hb.dead_after_ms > hb.suspect_after_ms;
+    if kdump.enabled && (probe < 10 || (dead_after_valid && probe >= hb.dead_after_ms)) {
+        c.push(
+            &[Seg::Key("kdump"), Seg::Key("probe_ms")],
+            format!(
+                "{probe} ms is out of range; use at least 10 ms and less than heartbeat.dead_after_ms ({} ms)",
+                config.heartbeat.dead_after_ms
+            ),
+        );
+    }
     rules::check_interconnects(c, KIND, &config.interconnects, |c, i, ic| {
         if kdump.enabled && ic.port == kdump.port {
             c.push(

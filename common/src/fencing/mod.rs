@@ -165,6 +165,9 @@ impl View {
                     panic_noticed: p.panic_noticed,
                     must_rejoin: p.must_rejoin,
                     accuses_me: accusers.contains(&p.node),
+                    silent_long: p.silent_for_ms.is_none_or(|ms| {
+                        Duration::from_millis(ms) >= membership.config().suspect_after
+                    }),
                 })
                 .collect(),
         }
@@ -186,6 +189,21 @@ pub struct PeerFacts {
     pub must_rejoin: bool,
     /// Heard, and its heartbeats declare this host Failed: a one-way partition.
     pub accuses_me: bool,
+    /// Nothing heard from it on any interconnect for at least the suspect time (or never).
+    pub silent_long: bool,
+}
+
+impl PeerFacts {
+    /// Whether a panic notice proves it down: one was taken (unanswered by its agent),
+    /// the host is Failed, not heard since, and silent for at least the suspect time. A
+    /// notice is not authenticated, so any sign of life outvotes it, and a live agent
+    /// that merely stalled past the probe bound is not taken for a crashed one.
+    pub fn kdump_proof(&self) -> bool {
+        self.panic_noticed
+            && matches!(self.state, HostState::Failed(_))
+            && !self.must_rejoin
+            && self.silent_long
+    }
 }
 
 /// Something for the operator and the event log.

@@ -199,7 +199,7 @@ impl Target {
                 }
             }
             FenceState::WaitingKdump { level, until } => {
-                if p.panic_noticed {
+                if p.kdump_proof() {
                     self.down(p.node, ctx.me, Proof::KdumpNotice, out);
                 } else if ctx.now >= until {
                     let detail = "no panic notice arrived in time".to_string();

@@ -34,6 +34,7 @@ fn peer(node: NodeId, state: HostState) -> PeerFacts {
         panic_noticed: false,
         must_rejoin: false,
         accuses_me: false,
+        silent_long: true,
     }
 }
 
@@ -101,6 +102,7 @@ fn coordinator_fences_and_only_proof_makes_down() {
     for t in 1..100 {
         assert!(downs(&f.tick(t * 100 * MS, &v)).is_empty());
     }
+    assert!(downs(&f.tick(3000 * MS, &v)).is_empty());
     assert_eq!(f.status()[1].phase, "fencing");
     let a = f.on_level_result(10_000 * MS, 3, 0, true, String::new());
     let a = settle(&mut f, 10_000 * MS, a);
@@ -212,6 +214,44 @@ fn kdump_level_accepts_a_notice_or_gives_way() {
     assert!(runs(&g.tick(2900 * MS, &v)).is_empty());
     let _ = g.tick(3000 * MS, &v);
     assert_eq!(runs(&g.tick(3010 * MS, &v)), vec![(3, 1)]);
+}
+
+#[test]
+fn a_panic_notice_is_no_proof_for_a_host_heard_again() {
+    let kd = LevelKind::Kdump { wait: 3000 * MS };
+    let mut f = Fencing::new(cfg(1, 3, vec![kd, agents("ipmi")]));
+    let mut p3 = peer(3, HostState::Failed(FailReason::Panic));
+    p3.panic_noticed = true;
+    // Failed, but heard again since: alive, whatever a notice says.
+    p3.must_rejoin = true;
+    let v = view(true, vec![peer(2, HostState::Up), p3]);
+    for t in 0..30 {
+        assert!(downs(&f.tick(t * 100 * MS, &v)).is_empty());
+    }
+    assert!(downs(&f.tick(3000 * MS, &v)).is_empty());
+    assert_eq!(
+        runs(&f.tick(3010 * MS, &v)),
+        vec![(3, 1)],
+        "the next level powers it off instead"
+    );
+}
+
+#[test]
+fn a_panic_notice_is_proof_only_once_the_host_is_silent_for_the_suspect_time() {
+    let kd = LevelKind::Kdump { wait: 3000 * MS };
+    let mut f = Fencing::new(cfg(1, 3, vec![kd, agents("ipmi")]));
+    let mut p3 = peer(3, HostState::Failed(FailReason::Panic));
+    p3.panic_noticed = true;
+    p3.silent_long = false;
+    let v = view(true, vec![peer(2, HostState::Up), p3]);
+    assert!(downs(&f.tick(Duration::ZERO, &v)).is_empty());
+    assert!(
+        downs(&f.tick(300 * MS, &v)).is_empty(),
+        "a stalled agent is no crash"
+    );
+    p3.silent_long = true;
+    let v = view(true, vec![peer(2, HostState::Up), p3]);
+    assert_eq!(downs(&f.tick(400 * MS, &v))[0].proof, Proof::KdumpNotice);
 }
 
 #[test]

@@ -8,8 +8,8 @@
 //!  Unknown --heard--> Joining --n heartbeats--> Up --silent suspect_after--> Suspect
 //!                        ^                      ^ \__________heard__________/   |
 //!                        |                      |                                | silent dead_after,
-//!                        +--- new incarnation --+-- Failed(silent|panic|hung) <--+ panic notice,
-//!                                                                                  reported hung
+//!                        +--- new incarnation --+-- Failed(silent|panic|hung) <--+ panic notice left
+//!                                                                                  unanswered, hung
 //! ```
 //!
 //! A Failed host that is heard again with the same incarnation (a frozen host thawed, an
@@ -17,6 +17,7 @@
 //! heartbeats of the quorate side tell it that it was declared failed. The host then
 //! starts a new incarnation ([`Action::Rejoin`]), which its peers accept through Joining.
 
+mod notice;
 mod peer;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use crate::config::{ClusterConfig, NodeId};
 use crate::quorum::{QuorumRules, QuorumState};
 use crate::wire::Accepted;
 
+pub use notice::DEFAULT_PANIC_PROBE;
 use peer::Peer;
 pub use peer::{LinkState, PeerStatus};
 
@@ -38,7 +40,8 @@ pub use peer::{LinkState, PeerStatus};
 pub enum FailReason {
     /// No heartbeat on any interconnect for the dead time.
     Silent,
-    /// A kdump panic notice arrived from one of its addresses.
+    /// A kdump panic notice arrived from one of its addresses and nothing authenticated
+    /// came from it within the probe bound after.
     Panic,
     /// It reported itself hung for longer than the limit.
     Hung,
@@ -146,6 +149,9 @@ pub struct Heartbeat {
     /// Domains the sender wants back after its maintenance (failback): the host that
     /// runs one moves it there.
     pub failback: Vec<String>,
+    /// Hosts the sender asks to answer at once with heartbeats of their own: a panic
+    /// notice named them, and it counts only if they stay silent.
+    pub probe: Vec<NodeId>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -201,6 +207,20 @@ pub enum MembershipEvent {
     Expelled {
         /// The host whose heartbeat said so.
         by: NodeId,
+    },
+    /// A panic notice named a host: it is probed, and the notice counts only if nothing
+    /// authenticated arrives from it within `probe_ms`.
+    PanicNotice {
+        /// The host.
+        node: NodeId,
+        /// The bound, ms.
+        probe_ms: u64,
+    },
+    /// An authenticated heartbeat arrived from a host after a panic notice named it: the
+    /// notice is disregarded.
+    PanicNoticeRefuted {
+        /// The host.
+        node: NodeId,
     },
 }
 
@@ -286,6 +306,7 @@ pub struct Membership {
     last_tick: Option<Duration>,
     stalled_at: Option<Duration>,
     domains_version: u64,
+    panic_probe: Duration,
 }
 
 impl Membership {
@@ -308,6 +329,7 @@ impl Membership {
             last_tick: None,
             stalled_at: None,
             domains_version: 0,
+            panic_probe: DEFAULT_PANIC_PROBE,
         }
     }
 
@@ -394,6 +416,7 @@ impl Membership {
                     state: p.state,
                 })
                 .collect(),
+            probe: self.probed(),
             // The agent fills in what it shares beyond membership.
             ..Heartbeat::default()
         }
@@ -425,6 +448,10 @@ impl Membership {
         }
         peer.config_mismatch = false;
         peer.heard(now, incarnation, accepted, hb, cfg, &mut out);
+        if hb.probe.contains(&cfg.me) {
+            // A panic notice named this host: show at once that it lives.
+            out.push(Action::SendHeartbeats);
+        }
         peer.says_i_failed = hb.view.iter().any(|v| {
             v.node == cfg.me
                 && v.incarnation == self.incarnation
@@ -460,19 +487,6 @@ impl Membership {
         out
     }
 
-    /// Handles a kdump panic notice from one of `node`'s addresses.
-    pub fn on_panic_notice(&mut self, now: Duration, node: NodeId) -> Vec<Action> {
-        let mut out = Vec::new();
-        if let Some(peer) = self.peers.iter_mut().find(|p| p.id == node) {
-            peer.panic_noticed = true;
-            if !matches!(peer.state, HostState::Failed(_)) {
-                peer.set_state(now, HostState::Failed(FailReason::Panic), &mut out);
-            }
-        }
-        self.update_quorum(&mut out);
-        out
-    }
-
     /// Advances time: detects silence, and says when heartbeats are due.
     pub fn tick(&mut self, now: Duration) -> Vec<Action> {
         let mut out = Vec::new();
@@ -496,6 +510,7 @@ impl Membership {
         for peer in &mut self.peers {
             peer.check_silence(now, &self.cfg, &mut out);
         }
+        self.judge_notices(now, &mut out);
         self.update_quorum(&mut out);
         if now >= self.next_heartbeat {
             out.push(Action::SendHeartbeats);

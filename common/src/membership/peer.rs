@@ -73,6 +73,10 @@ pub(super) struct Peer {
     quorate: bool,
     /// Not failed for silence before this time (a migration's pause).
     pub(super) relaxed_until: Option<Duration>,
+    /// When the panic notice being judged (or accepted) arrived.
+    pub(super) notice_at: Option<Duration>,
+    /// When this host last probed it because of a panic notice.
+    pub(super) probed_at: Option<Duration>,
 }
 
 impl Peer {
@@ -99,6 +103,8 @@ impl Peer {
             watchdog: WatchdogVerdict::Ok,
             quorate: false,
             relaxed_until: None,
+            notice_at: None,
+            probed_at: None,
         }
     }
 
@@ -116,6 +122,7 @@ impl Peer {
         if to == HostState::Up {
             self.must_rejoin = false;
             self.panic_noticed = false;
+            self.notice_at = None;
         }
     }
 
@@ -143,6 +150,14 @@ impl Peer {
         self.incarnation = Some(incarnation);
         self.ever_heard = true;
         self.watchdog = hb.watchdog;
+        // Authenticated evidence of life outvotes an unauthenticated panic notice.
+        if self.notice_at.is_some_and(|t| now >= t) {
+            self.notice_at = None;
+            self.panic_noticed = false;
+            out.push(Action::Event(MembershipEvent::PanicNoticeRefuted {
+                node: self.id,
+            }));
+        }
         self.quorate = hb.quorate;
 
         let gap = self.last_heard.map(|t| now.saturating_sub(t));

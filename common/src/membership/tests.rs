@@ -7,6 +7,8 @@ use super::*;
 use crate::quorum::QuorumRules;
 use crate::wire::ReplayWindow;
 
+mod notice;
+
 const MS: Duration = Duration::from_millis(1);
 
 fn cfg(me: NodeId, n: u32, interconnects: usize) -> MembershipConfig {

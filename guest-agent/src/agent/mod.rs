@@ -17,7 +17,7 @@ use hvcluster_host_agent::admin::{self, AdminCall, Dispatch};
 use hvcluster_host_agent::counters::Counters;
 use hvcluster_host_agent::incarnation;
 use hvcluster_host_agent::member::Member;
-use hvcluster_host_agent::net::{Datagram, Roster};
+use hvcluster_host_agent::net::{Received, Roster};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -35,8 +35,6 @@ const TICK: Duration = Duration::from_millis(20);
 /// What the driver loop receives from its tasks.
 #[derive(Debug)]
 pub enum Input {
-    /// A datagram on a heartbeat socket.
-    Frame(Datagram),
     /// An admin client wants the status, or gives an operator command.
     Admin(AdminCall<GuestStatus>),
     /// Something happened on the host link.
@@ -123,7 +121,7 @@ impl Agent {
             &config.interconnects,
             members,
         )?;
-        let mut member = Member::start(roster, "guest heartbeat", Input::Frame)?;
+        let mut member = Member::start(roster, "guest heartbeat")?;
         let me = member.me;
         let dispatch = GuestDispatch(member.tx.clone());
         let state_dir = &config.cluster.state_dir;
@@ -209,8 +207,11 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut leaving: Option<Instant> = None;
         loop {
+            // Heartbeats first, then the tick, then everything else.
+            let (frames, inputs) = self.member.queues();
             tokio::select! {
-                Some(input) = self.member.next_input() => self.on_input(input),
+                biased;
+                Some(frame) = frames.recv() => self.on_frame(frame),
                 _ = ticker.tick() => {
                     self.tick();
                     if let Some(since) = leaving {
@@ -226,6 +227,7 @@ impl Agent {
                     let actions = self.apps.engine.shutdown(self.now());
                     self.perform_apps(actions);
                 }
+                Some(input) = inputs.recv() => self.on_input(input),
             }
             self.flush_announce();
         }
@@ -238,7 +240,6 @@ impl Agent {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Frame(datagram) => self.on_frame(&datagram),
             Input::Admin(AdminCall::Status(reply)) => {
                 let _ = reply.send(self.status());
             }
@@ -314,11 +315,9 @@ impl Agent {
         }
     }
 
-    fn on_frame(&mut self, datagram: &Datagram) {
-        let Some(hb) = self.member.receive(datagram) else {
-            return;
-        };
-        let now = self.member.clock_at(datagram.at);
+    fn on_frame(&mut self, frame: Received<GuestHeartbeat>) {
+        let hb = frame.heartbeat;
+        let now = self.member.clock_at(frame.at);
         let (sender, incarnation) = (hb.sender, hb.incarnation);
         let membership = &hb.payload.membership;
         let actions =

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hvcluster_common::admin::HostStatus;
 use hvcluster_common::config::{ClusterConfig, LoadedConfig, NodeId};
-use hvcluster_common::kdump;
 use hvcluster_common::membership::{
     Action, Heartbeat, Membership, MembershipConfig, MembershipEvent, WatchdogVerdict,
 };
@@ -23,6 +22,7 @@ mod kills;
 mod links;
 mod maintenance;
 mod migrate;
+mod panic;
 
 /// How long a guest waits before asking again to kill a guest of a slow host, ms.
 const KILL_DEFER_MS: u64 = 1000;
@@ -37,17 +37,17 @@ use links::{Linked, Links};
 use crate::admin::{self, AdminCall};
 use crate::fence::FenceDriver;
 use crate::member::Member;
-use crate::net::{self, Datagram, Roster};
+use crate::net::{self, Received, Roster};
 use crate::process::Prepared;
 use crate::{incarnation, operator, watchdog};
 
 /// What the driver loop receives from its tasks.
 #[derive(Debug)]
 pub enum Input {
-    /// A datagram on a heartbeat socket.
-    Frame(Datagram),
     /// A datagram on the kdump port.
     Kdump {
+        /// When it was received.
+        at: Instant,
         /// Source address.
         from: SocketAddr,
         /// The bytes.
@@ -178,18 +178,22 @@ impl Agent {
             .iter()
             .map(|h| (h.node_id, h.name.as_str(), &h.addresses));
         let roster = Roster::new(key, config.cluster_id(), host, &config.interconnects, hosts)?;
-        let mut member = Member::start(roster, "heartbeat", Input::Frame)?;
+        let mut member = Member::start(roster, "heartbeat")?;
         let me = member.me;
-        if config.kdump.enabled {
-            let addr = SocketAddr::new(config.kdump.listen, config.kdump.port);
-            let socket = net::bind_udp(addr, "kdump notice")?;
-            member.spawn(crate::kdump::listen(socket, member.tx.clone()));
-        }
-        let kdump_sources = config
+        let kdump_sources: HashMap<IpAddr, NodeId> = config
             .hosts
             .iter()
             .flat_map(|h| net::host_addresses(h).map(move |a| (a, h.node_id)))
             .collect();
+        if config.kdump.enabled {
+            let addr = SocketAddr::new(config.kdump.listen, config.kdump.port);
+            let socket = net::bind_udp(addr, "kdump notice")?;
+            let sources = kdump_sources.keys().copied().collect();
+            let (counters, events) = (member.counters.clone(), member.events.clone());
+            let listener =
+                crate::kdump::listen(socket, sources, counters, events, member.tx.clone());
+            member.spawn(listener);
+        }
         let dispatch = admin::HostDispatch(member.tx.clone());
         member.serve_admin(&config.admin.socket, &config.cluster.state_dir, dispatch)?;
         watchdog::spawn((&config.load_watchdog).into(), member.tx.clone())
@@ -213,11 +217,12 @@ impl Agent {
                     config.cluster.state_dir.display()
                 )
             })?;
-        let membership = Membership::new(
+        let mut membership = Membership::new(
             MembershipConfig::from_cluster(&config, me, digest),
             incarnation,
             member.now(),
         );
+        membership.set_panic_probe(Duration::from_millis(config.kdump.probe_ms));
         let host_apps = apps::HostApps::open(&config, &member, host);
         let config_state_dir = config.cluster.state_dir.clone();
         let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
@@ -284,7 +289,11 @@ impl Agent {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut leaving: Option<Instant> = None;
         loop {
+            // Heartbeats first, then the failure detector's tick, then everything else:
+            // no amount of other input delays detection.
+            let (frames, inputs) = self.member.queues();
             tokio::select! {
+                biased;
                 _ = &mut shutdown, if leaving.is_none() => {
                     if self.host_apps.apps.is_empty() {
                         break;
@@ -292,7 +301,7 @@ impl Agent {
                     leaving = Some(Instant::now());
                     self.apps_shutdown();
                 }
-                Some(input) = self.member.next_input() => self.on_input(input),
+                Some(frame) = frames.recv() => self.on_frame(frame),
                 _ = ticker.tick() => {
                     if leaving.is_some_and(|since| {
                         self.host_apps.apps.engine.all_inactive()
@@ -312,6 +321,7 @@ impl Agent {
                     self.migration_tick();
                     self.maintenance_tick();
                 }
+                Some(input) = inputs.recv() => self.on_input(input),
             }
         }
         let member = &mut self.member;
@@ -335,8 +345,7 @@ impl Agent {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Frame(datagram) => self.on_frame(&datagram),
-            Input::Kdump { from, bytes } => self.on_kdump(from, &bytes),
+            Input::Kdump { at, from, bytes } => self.on_kdump(at, from, &bytes),
             Input::Watchdog(verdict) => {
                 let before = self.membership.watchdog();
                 self.membership.set_watchdog(verdict);
@@ -424,11 +433,9 @@ impl Agent {
         }
     }
 
-    fn on_frame(&mut self, datagram: &Datagram) {
-        let Some(hb) = self.member.receive(datagram) else {
-            return;
-        };
-        let now = self.member.clock_at(datagram.at);
+    fn on_frame(&mut self, frame: Received<Heartbeat>) {
+        let hb = frame.heartbeat;
+        let now = self.member.clock_at(frame.at);
         let actions =
             self.membership
                 .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
@@ -464,60 +471,15 @@ impl Agent {
         }
     }
 
-    fn on_kdump(&mut self, from: SocketAddr, bytes: &[u8]) {
-        if let Err(e) = kdump::parse_notice(bytes) {
-            if self
-                .member
-                .counters
-                .bump_logged("kdump_malformed", Instant::now())
-                .is_some()
-            {
-                tracing::warn!(from = %from, cause = %e, "malformed datagram on the kdump port");
-            }
-            return;
-        }
-        let Some(&node) = self.kdump_sources.get(&from.ip()) else {
-            self.member.record_limited(
-                "kdump_refused",
-                None,
-                "kdump_refused",
-                |since| {
-                    format!(
-                        "ignored {since} panic notice(s) from {} which is no host's address",
-                        from.ip()
-                    )
-                },
-                json!({ "from": from.to_string() }),
-            );
-            return;
-        };
-        if node == self.member.me {
-            self.member.counters.bump("kdump_own");
-            return;
-        }
-        self.member.counters.bump("kdump_accepted");
-        let name = self.name(node);
-        let first = !self
-            .membership
-            .peers(self.now())
-            .iter()
-            .any(|p| p.node == node && p.panic_noticed);
-        if first {
-            self.member.events.record(
-                Some(&name),
-                "kdump_notice",
-                format!("{name}: panic notice received from {}", from.ip()),
-                json!({ "from": from.to_string() }),
-            );
-        }
-        let actions = self.membership.on_panic_notice(self.now(), node);
-        self.perform(actions);
-    }
-
     fn perform(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::SendHeartbeats => self.send_heartbeats(),
+                // Forged notices can repeat these at will: logged at most every 10 s.
+                Action::Event(
+                    e @ (MembershipEvent::PanicNotice { .. }
+                    | MembershipEvent::PanicNoticeRefuted { .. }),
+                ) => self.report_limited(e),
                 Action::Event(e) => {
                     // Who counts as live for the double-run check changes with it.
                     let host_changed = matches!(e, MembershipEvent::HostState { .. });

@@ -228,7 +228,7 @@ fn a_guest_intake_takes_guest_heartbeats_only() {
 #[test]
 fn receive_counts_and_reports_drops_once_per_period() {
     let mut intake = host_intake();
-    let mut counters = Counters::default();
+    let counters = Counters::default();
     let events = EventLog::new("h1");
     let from: SocketAddr = "10.10.0.9:5405".parse().unwrap();
     let datagram = |bytes: Vec<u8>| Datagram {
@@ -238,11 +238,11 @@ fn receive_counts_and_reports_drops_once_per_period() {
         bytes,
     };
     assert!(intake
-        .receive(&datagram(Sealed::good().bytes()), &mut counters, &events)
+        .receive(&datagram(Sealed::good().bytes()), &counters, &events)
         .is_some());
     for _ in 0..3 {
         assert!(intake
-            .receive(&datagram(vec![0; 10]), &mut counters, &events)
+            .receive(&datagram(vec![0; 10]), &counters, &events)
             .is_none());
     }
     let counts = counters.snapshot();

@@ -91,7 +91,7 @@ pub async fn serve(
     let mut tally = RefusalTally::default();
     let mut report = tokio::time::interval(REPORT_EVERY);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut log = crate::counters::Counters::default();
+    let log = crate::counters::Counters::default();
     let mut next_conn = 0u64;
     loop {
         let accepted = tokio::select! {

@@ -60,6 +60,7 @@ fn view(quorate: bool, h2: HostState, h3: HostState) -> View {
         panic_noticed: false,
         must_rejoin: false,
         accuses_me: false,
+        silent_long: false,
     };
     View {
         quorate,

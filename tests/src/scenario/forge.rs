@@ -1,7 +1,7 @@
-//! Forged frames, sent from the lab's rogue namespace (an address of no host) to check
-//! that agents drop and count them and stay healthy.
+//! Forged frames, sent from the lab's rogue namespace with the source address of the host
+//! they impersonate, to check that agents drop and count them and stay healthy.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 
 use anyhow::Context;
 use hvcluster_common::config::cluster_id_of;
@@ -9,7 +9,6 @@ use hvcluster_common::wire::{self, Header, Kind};
 
 use super::spec::ForgeKind;
 use crate::cluster::{heartbeat_port, LabCluster};
-use crate::lab::NsTarget;
 
 /// Sends `count` frames of `kind` to `to`'s first interconnect.
 pub fn send(cluster: &LabCluster, to: &str, kind: ForgeKind, count: u32) -> anyhow::Result<()> {
@@ -52,14 +51,8 @@ pub fn send(cluster: &LabCluster, to: &str, kind: ForgeKind, count: u32) -> anyh
             .expect("small payloads always encode")
         })
         .collect();
-    cluster
-        .lab
-        .run_in_netns(NsTarget::Rogue, move || -> std::io::Result<()> {
-            let socket = UdpSocket::bind("0.0.0.0:0")?;
-            for f in &frames {
-                socket.send_to(f, target)?;
-            }
-            Ok(())
-        })?
-        .context("cannot send forged frames from the rogue namespace")
+    // From the impersonated host's own address: a forger on the interconnect can spoof
+    // it, and the agents drop anything from an address of no host before looking further.
+    let from = SocketAddr::new(cluster.address(&victim, 0), heartbeat_port(0));
+    super::flood::send_spoofed(cluster, from, target, frames)
 }

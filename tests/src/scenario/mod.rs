@@ -1,5 +1,6 @@
 //! Scenarios: files that describe a cluster, a timeline of faults and expectations.
 
+pub mod flood;
 mod forge;
 mod run;
 mod slowloris;

@@ -577,6 +577,23 @@ pub enum Step {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+    /// Fault: from the rogue namespace, a flood at every heartbeat port of every host on
+    /// every interconnect, in the background for `ms`: random bytes and frames bearing
+    /// the cluster id with a bad tag, each from the rogue address and spoofed from
+    /// another host's address.
+    UdpFlood {
+        /// How long, ms (at most 10000).
+        ms: u64,
+        /// Datagrams per second in all (at most 100000).
+        #[serde(default = "default_flood_rate")]
+        per_second: u64,
+    },
+    /// Fault: a forged panic notice from the rogue namespace with `host`'s own ic0
+    /// address as its source (a raw socket), to every other host's ic0 address.
+    KdumpNoticeSpoofed {
+        /// The host whose address is spoofed.
+        host: String,
+    },
 }
 
 fn default_flood_connections() -> u32 {
@@ -584,6 +601,10 @@ fn default_flood_connections() -> u32 {
 }
 fn default_flood_byte_every_ms() -> u64 {
     2000
+}
+
+fn default_flood_rate() -> u64 {
+    20_000
 }
 
 fn default_forge_count() -> u32 {
@@ -614,6 +635,8 @@ impl Step {
                 | Step::GuestHang { .. }
                 | Step::FailResource { .. }
                 | Step::LinkFlood { .. }
+                | Step::UdpFlood { .. }
+                | Step::KdumpNoticeSpoofed { .. }
         )
     }
 }
@@ -836,6 +859,18 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "admin-audit",
         include_str!("../../scenarios/admin-audit.toml"),
+    ),
+    (
+        "kdump-spoof-alive",
+        include_str!("../../scenarios/kdump-spoof-alive.toml"),
+    ),
+    (
+        "kdump-spoof-alive-ipmi",
+        include_str!("../../scenarios/kdump-spoof-alive-ipmi.toml"),
+    ),
+    (
+        "udp-flood-detect",
+        include_str!("../../scenarios/udp-flood-detect.toml"),
     ),
 ];
 

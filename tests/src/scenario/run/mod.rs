@@ -110,6 +110,8 @@ struct Runner<'a> {
     background: Option<hypervisors::Background>,
     /// A `link-flood` running.
     link_flood: Option<super::slowloris::Flood>,
+    /// Floods under way (`udp-flood`).
+    floods: Vec<super::flood::Flood>,
 }
 
 /// Starts a lab cluster for `scenario`, runs it, and removes the lab.
@@ -183,10 +185,15 @@ pub fn run_on(
         steps: Vec::new(),
         background: None,
         link_flood: None,
+        floods: Vec::new(),
     };
     for step in &scenario.steps {
         r.step(step)
             .with_context(|| format!("scenario {}: step {step:?}", scenario.name))?;
+    }
+    for flood in std::mem::take(&mut r.floods) {
+        let sent = flood.wait().context("udp-flood")?;
+        r.note(format!("the flood ended after {sent} datagrams"));
     }
     let events = r.cluster.events.snapshot();
     let timeline = timeline::render(r.start_us, &r.steps, &events, &r.checks, &r.measures);
@@ -663,6 +670,24 @@ impl Runner<'_> {
                 while_app.as_ref(),
                 *background,
             )?,
+            Step::UdpFlood { ms, per_second } => {
+                self.fault(format!(
+                    "flood at every heartbeat port from the rogue namespace ({per_second}/s for {ms} ms)"
+                ));
+                let flood = super::flood::start(self.cluster, *ms, *per_second)?;
+                self.floods.push(flood);
+            }
+            Step::KdumpNoticeSpoofed { host } => {
+                self.fault(format!(
+                    "a forged kdump notice with {host}'s address arrives from the rogue namespace"
+                ));
+                let from = std::net::SocketAddr::new(lab_addr(self.cluster, host), KDUMP_PORT);
+                for h in self.cluster.hosts().iter().filter(|h| *h != host) {
+                    let to = std::net::SocketAddr::new(lab_addr(self.cluster, h), KDUMP_PORT);
+                    let notice = hvcluster_common::kdump::notice_bytes().to_vec();
+                    super::flood::send_spoofed(self.cluster, from, to, vec![notice])?;
+                }
+            }
             Step::AwaitBackground { within_ms } => {
                 self.await_background(Duration::from_millis(*within_ms))?
             }

@@ -1,0 +1,143 @@
+//! Panic notices on virtual time: probed, outvoted by life, taken only from silence.
+
+use super::*;
+
+fn failed_panic(sim: &Sim, observer: usize, node: NodeId) -> bool {
+    sim.events.iter().any(|(i, _, e)| {
+        *i == observer
+            && matches!(
+                e,
+                MembershipEvent::HostState {
+                    node: n,
+                    to: HostState::Failed(_),
+                    ..
+                } if *n == node
+            )
+    })
+}
+
+fn noticed(m: &Membership, now: Duration, node: NodeId) -> bool {
+    m.peers(now)
+        .iter()
+        .any(|p| p.node == node && p.panic_noticed)
+}
+
+#[test]
+fn a_forged_notice_about_a_live_host_is_outvoted_by_its_heartbeats() {
+    let mut sim = Sim::new(3, 2);
+    sim.run_for(1000 * MS);
+    for _ in 0..5 {
+        let actions = sim.nodes[0].on_kdump_notice(sim.now, 3);
+        sim.perform(0, actions);
+        sim.run_for(300 * MS);
+    }
+    sim.run_for(2000 * MS);
+    assert!(
+        !failed_panic(&sim, 0, 3),
+        "never Failed for a notice it answered"
+    );
+    assert_eq!(sim.state(0, 2), HostState::Up);
+    assert!(!noticed(&sim.nodes[0], sim.now, 3));
+    assert!(sim
+        .events
+        .iter()
+        .any(|(i, _, e)| *i == 0 && matches!(e, MembershipEvent::PanicNoticeRefuted { node: 3 })));
+}
+
+#[test]
+fn a_notice_from_a_dead_host_counts_once_the_probe_goes_unanswered() {
+    let mut sim = Sim::new(3, 2);
+    sim.run_for(1000 * MS);
+    sim.powered[2] = false;
+    let t0 = sim.now;
+    let actions = sim.nodes[0].on_kdump_notice(t0, 3);
+    assert!(actions.contains(&Action::SendHeartbeats), "probed at once");
+    sim.perform(0, actions);
+    sim.run_for(DEFAULT_PANIC_PROBE - 10 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Up, "not before the bound");
+    sim.run_for(20 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Panic));
+    assert!(noticed(&sim.nodes[0], sim.now, 3));
+    assert!(sim.now - t0 <= DEFAULT_PANIC_PROBE + 10 * MS);
+    // Long before the dead time, and it stays so.
+    sim.run_for(2000 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Panic));
+    assert!(noticed(&sim.nodes[0], sim.now, 3));
+}
+
+#[test]
+fn a_notice_about_a_silent_failed_host_counts_after_the_bound_and_keeps_the_reason() {
+    let mut sim = Sim::new(3, 1);
+    sim.run_for(1000 * MS);
+    sim.powered[2] = false;
+    sim.run_for(1500 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Silent));
+    let actions = sim.nodes[0].on_kdump_notice(sim.now, 3);
+    sim.perform(0, actions);
+    assert!(!noticed(&sim.nodes[0], sim.now, 3));
+    sim.run_for(DEFAULT_PANIC_PROBE + 10 * MS);
+    assert!(noticed(&sim.nodes[0], sim.now, 3));
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Silent));
+}
+
+#[test]
+fn a_host_heard_after_its_notice_counted_is_no_longer_noticed() {
+    let mut sim = Sim::new(3, 1);
+    sim.run_for(1000 * MS);
+    sim.frozen[2] = true;
+    let actions = sim.nodes[0].on_kdump_notice(sim.now, 3);
+    sim.perform(0, actions);
+    sim.run_for(300 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Panic));
+    assert!(noticed(&sim.nodes[0], sim.now, 3));
+    sim.frozen[2] = false;
+    sim.run_for(300 * MS);
+    assert!(
+        !noticed(&sim.nodes[0], sim.now, 3),
+        "life outvotes the notice"
+    );
+}
+
+#[test]
+fn forged_notices_probe_at_most_once_per_bound() {
+    let mut m = Membership::new(cfg(1, 3, 1), 7, Duration::ZERO);
+    let mut probes = 0;
+    let hb = Heartbeat {
+        config_digest: [7; 16],
+        ..Heartbeat::default()
+    };
+    let mut seq = 0;
+    let mut window = ReplayWindow::default();
+    for ms in 0..1500u32 {
+        let now = ms * MS;
+        let mut actions = m.on_kdump_notice(now, 3);
+        // The live host answers every probe a millisecond later.
+        seq += 1;
+        let accepted = window.accept(99, seq).unwrap();
+        actions.extend(m.on_heartbeat(now + MS, 3, 99, accepted, &hb));
+        if ms % 10 == 0 {
+            actions.extend(m.tick(now));
+        }
+        probes += actions
+            .iter()
+            .filter(|a| **a == Action::SendHeartbeats)
+            .count();
+    }
+    // Regular heartbeats: 1500 ms / 200 ms; probes: at most one per 150 ms.
+    assert!(probes <= 8 + 10 + 2, "{probes} heartbeat rounds");
+    assert!(!noticed(&m, 1500 * MS, 3));
+}
+
+#[test]
+fn a_probed_host_answers_at_once_and_others_carry_the_probe() {
+    let mut m = Membership::new(cfg(1, 3, 1), 7, Duration::ZERO);
+    let _ = m.on_kdump_notice(10 * MS, 3);
+    assert_eq!(m.heartbeat(0).probe, vec![3]);
+    let mut probed = Membership::new(cfg(3, 3, 1), 9, Duration::ZERO);
+    let hb = m.heartbeat(0);
+    let actions = probed.on_heartbeat(11 * MS, 1, 7, Accepted::First, &hb);
+    assert!(actions.contains(&Action::SendHeartbeats));
+    let mut other = Membership::new(cfg(2, 3, 1), 8, Duration::ZERO);
+    let actions = other.on_heartbeat(11 * MS, 1, 7, Accepted::First, &hb);
+    assert!(!actions.contains(&Action::SendHeartbeats));
+}
