@@ -8,6 +8,7 @@ pub mod config;
 pub mod fencing;
 pub mod hostlink;
 pub mod kdump;
+pub mod link_identity;
 pub mod membership;
 pub mod migration;
 pub mod quorum;

@@ -8,5 +8,6 @@ pub mod guests;
 pub mod hypervisors;
 pub mod interrupt;
 pub mod lab;
+pub mod rogue;
 pub mod scenario;
 pub mod vms;

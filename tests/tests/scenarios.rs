@@ -322,6 +322,11 @@ fn migrate_during_switch_refused() {
     run("migrate-during-switch-refused");
 }
 
+#[test]
+fn guest_claims_foreign_domain() {
+    run("guest-claims-foreign-domain");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

@@ -16,6 +16,7 @@ use hvcluster_common::membership::{
 use serde_json::json;
 
 mod apps;
+mod destroy;
 mod domains;
 mod guests;
 mod kills;

@@ -529,6 +529,28 @@ pub enum Step {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+    /// From inside guest `via`, a hostile guest links to `via`'s host with the key of
+    /// the stranger guest cluster (the lab's own with `own_cluster`) and registers as
+    /// `node` (`node_id`) claiming `domain`; expects the host to refuse it. With
+    /// `then_kill`, the stranger's node 1 (`stranger`) then asks for node `then_kill`
+    /// of its guest cluster to be killed; expects that refused too.
+    ForeignClaim {
+        /// Guest whose network (and host) the hostile guest uses.
+        via: String,
+        /// Node name it claims.
+        node: String,
+        /// Node id it claims.
+        node_id: u32,
+        /// Domain it claims.
+        #[serde(default)]
+        domain: Option<String>,
+        /// Speak for the lab's own guest cluster instead of the stranger one.
+        #[serde(default)]
+        own_cluster: bool,
+        /// Node id of the stranger guest cluster to ask to kill afterwards.
+        #[serde(default)]
+        then_kill: Option<u32>,
+    },
 }
 
 fn default_forge_count() -> u32 {
@@ -558,6 +580,7 @@ impl Step {
                 | Step::GuestCrash { .. }
                 | Step::GuestHang { .. }
                 | Step::FailResource { .. }
+                | Step::ForeignClaim { .. }
         )
     }
 }
@@ -756,6 +779,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "app-maintenance",
         include_str!("../../scenarios/app-maintenance.toml"),
+    ),
+    (
+        "guest-claims-foreign-domain",
+        include_str!("../../scenarios/guest-claims-foreign-domain.toml"),
     ),
 ];
 

@@ -10,6 +10,7 @@ use hvcluster_common::admin::HostStatus;
 mod fencing;
 mod guests;
 mod hypervisors;
+mod rogue;
 
 use super::spec::{Scenario, Step};
 use super::{forge, timeline};
@@ -706,6 +707,22 @@ impl Runner<'_> {
                 state,
                 within_ms,
             } => self.expect_node(observers, node, *state, Duration::from_millis(*within_ms)),
+            Step::ForeignClaim {
+                via,
+                node,
+                node_id,
+                domain,
+                own_cluster,
+                then_kill,
+            } => {
+                let claim = crate::rogue::Claim {
+                    stranger: !own_cluster,
+                    node: node.clone(),
+                    node_id: *node_id,
+                    domain: domain.clone(),
+                };
+                self.foreign_claim(via, &claim, *then_kill)?
+            }
             Step::ExpectAlive { hosts } => {
                 for h in hosts {
                     let running = self.cluster.agent_running(h);
