@@ -212,3 +212,86 @@ impl LabCluster {
         })
     }
 }
+
+/// What a kill flood did.
+#[derive(Debug, Clone, Default)]
+pub struct FloodStats {
+    /// Kill requests sent.
+    pub sent: u64,
+    /// Kill results received.
+    pub results: u64,
+    /// Of which successes.
+    pub ok: u64,
+    /// Times the link was opened again after it broke.
+    pub reconnects: u64,
+}
+
+impl LabCluster {
+    /// From inside guest `via`, speaks as that guest (with the lab's own key) and asks
+    /// its host to kill guest node `target` as fast as it can for `length`.
+    pub fn kill_flood(
+        &self,
+        via: &str,
+        target: u32,
+        length: Duration,
+    ) -> anyhow::Result<FloodStats> {
+        let addr = self.rogue_target(via)?;
+        let key = self.rogue_key(false)?;
+        let claim = Claim {
+            stranger: false,
+            node: via.to_string(),
+            node_id: via.trim_start_matches('g').parse()?,
+            domain: None,
+        };
+        self.run_rogue(via, async move {
+            let mut stats = FloodStats::default();
+            let end = tokio::time::Instant::now() + length;
+            let mut request = 0u64;
+            while tokio::time::Instant::now() < end {
+                let link = match RogueLink::open(addr, key.clone(), &claim).await {
+                    Ok(l) if l.refused.is_none() => l,
+                    Ok(l) => bail!("the flooding guest was refused: {:?}", l.refused),
+                    Err(_) => {
+                        stats.reconnects += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (key, reader, mut writer) = link.into_parts();
+                let (task, mut incoming) =
+                    hvcluster_host_agent::link::spawn_reader(reader, key.clone());
+                let counter = tokio::spawn(async move {
+                    let (mut results, mut ok) = (0u64, 0u64);
+                    while let Some(Ok((_, m))) = incoming.recv().await {
+                        if let LinkMessage::KillResult { ok: good, .. } = m {
+                            results += 1;
+                            ok += u64::from(good);
+                        }
+                    }
+                    (results, ok)
+                });
+                while tokio::time::Instant::now() < end {
+                    request += 1;
+                    let ask = LinkMessage::KillRequest {
+                        request,
+                        cluster: key.cluster.clone(),
+                        node_id: target,
+                    };
+                    if writer.send(&ask).await.is_err() {
+                        stats.reconnects += 1;
+                        break;
+                    }
+                    stats.sent += 1;
+                }
+                drop(writer);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                task.abort();
+                if let Ok((results, ok)) = counter.await {
+                    stats.results += results;
+                    stats.ok += ok;
+                }
+            }
+            Ok(stats)
+        })
+    }
+}

@@ -327,6 +327,11 @@ fn guest_claims_foreign_domain() {
     run("guest-claims-foreign-domain");
 }
 
+#[test]
+fn kill_request_flood() {
+    run("kill-request-flood");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

@@ -133,15 +133,24 @@ impl Agent {
         let Some(asker) = self.links.guest(conn).cloned() else {
             return;
         };
+        // A guest may send refused requests as fast as it likes: they are counted,
+        // and recorded at most once every 10 s.
         let refuse = |this: &mut Self, why: String| {
-            this.member.counters.bump("kill_requests_refused");
-            this.member.events.record(
+            this.member.record_limited(
+                "kill_requests_refused",
                 Some(&asker.node),
                 "kill_refused",
-                format!(
-                    "{} of {}: kill request refused: {why}",
-                    asker.node, asker.cluster
-                ),
+                |since| {
+                    let more = if since > 1 {
+                        format!(" ({since} refused since the last report)")
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "{} of {}: kill request refused: {why}{more}",
+                        asker.node, asker.cluster
+                    )
+                },
                 json!({ "cluster": cluster, "node_id": node_id, "why": why }),
             );
             this.send_kill_result(conn, request, false, why, 0);
@@ -171,6 +180,9 @@ impl Agent {
             });
         if let Err(why) = allowed {
             return refuse(self, why);
+        }
+        if !self.admit_kill(conn, request, &asker, &cluster, node_id) {
+            return;
         }
         let Some(target_host) = self.links.locate(&cluster, node_id) else {
             return refuse(
@@ -231,9 +243,12 @@ impl Agent {
             }
         }
         self.member.counters.bump("kill_requests");
+        let target = (cluster.clone(), node_id);
         let order = self
             .kills
             .give(self.now(), conn, request, target_host, cluster, node_id);
+        let incarnation = self.links.incarnation_of(&target.0, node_id);
+        self.kills.gate.ordered(&target, order.id, incarnation);
         let host = self.name(target_host);
         self.member.events.record(
             Some(&asker.node),
@@ -384,6 +399,12 @@ impl Agent {
 
     /// Tells the guest that asked what became of its request.
     pub(super) fn kill_result(&mut self, given: &kills::Given, ok: bool, detail: String) {
+        let now = self.now();
+        for (conn, request) in self.kills.gate.settled(now, given.order.id, ok, &detail) {
+            if (conn, request) != (given.conn, given.request) {
+                self.send_kill_result(conn, request, ok, detail.clone(), 0);
+            }
+        }
         self.send_kill_result(given.conn, given.request, ok, detail, 0);
     }
 

@@ -551,6 +551,25 @@ pub enum Step {
         #[serde(default)]
         then_kill: Option<u32>,
     },
+    /// From inside guest `via`, a hostile guest speaking as `via` (the lab's own key)
+    /// asks `via`'s host to kill guest `target` as fast as it can for `for_ms`.
+    KillFlood {
+        /// The guest that floods.
+        via: String,
+        /// The guest it asks to kill.
+        target: String,
+        /// How long.
+        for_ms: u64,
+    },
+    /// Each observer recorded at most `at_most` events of `kind` since the last fault.
+    ExpectEventCount {
+        /// Hosts whose events are checked.
+        observers: Vec<String>,
+        /// Event kind.
+        kind: String,
+        /// Largest accepted number.
+        at_most: usize,
+    },
 }
 
 fn default_forge_count() -> u32 {
@@ -581,6 +600,7 @@ impl Step {
                 | Step::GuestHang { .. }
                 | Step::FailResource { .. }
                 | Step::ForeignClaim { .. }
+                | Step::KillFlood { .. }
         )
     }
 }
@@ -783,6 +803,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "guest-claims-foreign-domain",
         include_str!("../../scenarios/guest-claims-foreign-domain.toml"),
+    ),
+    (
+        "kill-request-flood",
+        include_str!("../../scenarios/kill-request-flood.toml"),
     ),
 ];
 

@@ -723,6 +723,16 @@ impl Runner<'_> {
                 };
                 self.foreign_claim(via, &claim, *then_kill)?
             }
+            Step::KillFlood {
+                via,
+                target,
+                for_ms,
+            } => self.kill_flood(via, target, Duration::from_millis(*for_ms))?,
+            Step::ExpectEventCount {
+                observers,
+                kind,
+                at_most,
+            } => self.expect_event_count(observers, kind, *at_most),
             Step::ExpectAlive { hosts } => {
                 for h in hosts {
                     let running = self.cluster.agent_running(h);
