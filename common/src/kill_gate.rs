@@ -1,6 +1,6 @@
 //! Which kill requests of linked guests become orders: at most one order in flight per
-//! target, no second destroy of a guest already proved dead (until it links again
-//! under a new incarnation), and a rate limit per asking guest. Whatever a guest sends,
+//! target, no second destroy of a guest killed in the last [`DEAD_KEPT`] (unless it
+//! links again under a new incarnation), and a rate limit per asking guest. Whatever a guest sends,
 //! the host gives a bounded number of orders, so its heartbeats stay small and its
 //! hypervisor is asked for one destroy per real decision.
 
@@ -18,8 +18,9 @@ pub const BURST: u32 = 4;
 pub const REFILL: Duration = Duration::from_secs(1);
 /// Guests waiting on one order, answered when it settles (one entry per link).
 pub const MAX_WAITERS: usize = 16;
-/// How long a proved death is remembered when its guest does not link again.
-pub const DEAD_KEPT: Duration = Duration::from_secs(60);
+/// How long a kill is remembered, when its guest does not link again: no new order
+/// for it meanwhile.
+pub const DEAD_KEPT: Duration = Duration::from_secs(120);
 /// Orders in flight at once (the heartbeat carries each until it is answered).
 pub const MAX_ORDERS: usize = 64;
 
@@ -33,10 +34,14 @@ pub enum Admission {
         /// The order.
         order: u64,
     },
-    /// The guest was proved dead already (and has not linked again since).
+    /// The guest was killed already (and has not linked again since): no second
+    /// order before `retry_after_ms`. Not a proof for this asker: the guest may have
+    /// been started again since, unknown to this host.
     AlreadyDead {
-        /// What proved it.
+        /// What the kill did.
         detail: String,
+        /// When a new order may be given.
+        retry_after_ms: u64,
     },
     /// Too many requests: ask again after this many ms.
     Limited {
@@ -90,8 +95,10 @@ impl KillGate {
             .retain(|_, b| now.saturating_sub(b.at) < REFILL * BURST);
         if let Some(d) = self.dead.get(target) {
             if incarnation.is_none() || incarnation == d.incarnation {
+                let left = (d.at + DEAD_KEPT).saturating_sub(now);
                 return Admission::AlreadyDead {
                     detail: d.detail.clone(),
+                    retry_after_ms: left.as_millis().max(1) as u64,
                 };
             }
             self.dead.remove(target);
@@ -225,6 +232,27 @@ mod tests {
             gate.admit(MS(30_000), &g(3), &g(2), Some(8)),
             Admission::Order,
             "it linked again under a new incarnation: a new decision"
+        );
+    }
+
+    /// A kill is remembered for DEAD_KEPT: the askers are told when to ask again, and
+    /// then a new order is given.
+    #[test]
+    fn a_kill_holds_new_orders_back_for_a_while_only() {
+        let mut gate = KillGate::default();
+        assert_eq!(gate.admit(MS(0), &g(1), &g(2), None), Admission::Order);
+        gate.ordered(&g(2), 1, None);
+        gate.settled(MS(100), 1, true, "g2 destroyed");
+        assert_eq!(
+            gate.admit(MS(100) + DEAD_KEPT - MS(5), &g(1), &g(2), None),
+            Admission::AlreadyDead {
+                detail: "g2 destroyed".into(),
+                retry_after_ms: 5
+            }
+        );
+        assert_eq!(
+            gate.admit(MS(100) + DEAD_KEPT, &g(1), &g(2), None),
+            Admission::Order
         );
     }
 

@@ -34,10 +34,18 @@ impl Agent {
                 }
                 false
             }
-            Admission::AlreadyDead { detail } => {
+            Admission::AlreadyDead {
+                detail,
+                retry_after_ms,
+            } => {
+                // No proof for this asker (the guest may have been started again
+                // since): it asks again after the window, when a new order is given.
                 self.member.counters.bump("kill_requests_joined");
-                let detail = format!("already killed, not killed again: {detail}");
-                self.send_kill_result(conn, request, true, detail, 0);
+                let detail = format!(
+                    "killed already, not again for {} s: {detail}",
+                    retry_after_ms.div_ceil(1000)
+                );
+                self.send_kill_result(conn, request, false, detail, retry_after_ms);
                 false
             }
             Admission::Limited { retry_after_ms } => {
