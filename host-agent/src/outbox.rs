@@ -39,6 +39,8 @@ pub struct SendReport {
     pub sent: u64,
     /// Frames that could not be.
     pub failed: Vec<SendFailure>,
+    /// Why the heartbeat could not be made into a frame at all (nothing was sent).
+    pub unsendable: Option<String>,
 }
 
 /// Sends heartbeats `P` of node `me`: owns the cluster key and id, one socket per
@@ -87,12 +89,25 @@ impl<P: HeartbeatPayload> Outbox<P> {
     }
 
     /// Sends `heartbeat` of incarnation `incarnation` to every peer on interconnect
-    /// `ic`, each frame with that peer's next sequence number. A heartbeat too large for
-    /// a frame is not sent at all.
+    /// `ic`, each frame with that peer's next sequence number. A heartbeat that cannot
+    /// be made into a frame (too large) is not sent at all: the report says why, for
+    /// the caller's alarm.
     pub fn send(&mut self, ic: usize, incarnation: u64, heartbeat: &P) -> SendReport {
         let mut report = SendReport::default();
-        let Ok(payload) = postcard::to_allocvec(heartbeat) else {
-            return report;
+        let payload = match postcard::to_allocvec(heartbeat) {
+            Ok(p) if p.len() > wire::MAX_PAYLOAD => {
+                report.unsendable = Some(format!(
+                    "the heartbeat is {} bytes, more than the {} a frame holds",
+                    p.len(),
+                    wire::MAX_PAYLOAD
+                ));
+                return report;
+            }
+            Ok(p) => p,
+            Err(e) => {
+                report.unsendable = Some(format!("the heartbeat does not encode: {e}"));
+                return report;
+            }
         };
         for route in &self.routes {
             let sequence = self.sequences.entry(route.id).or_insert(0);
@@ -104,8 +119,12 @@ impl<P: HeartbeatPayload> Outbox<P> {
                 incarnation,
                 sequence: *sequence,
             };
-            let Ok(frame) = wire::encode(&header, &payload, self.key.as_bytes()) else {
-                continue;
+            let frame = match wire::encode(&header, &payload, self.key.as_bytes()) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    report.unsendable = Some(format!("the heartbeat frame is refused: {e:?}"));
+                    return report;
+                }
             };
             let to = route.addrs[ic];
             match self.sockets[ic].try_send_to(&frame, to) {
@@ -118,5 +137,58 @@ impl<P: HeartbeatPayload> Outbox<P> {
             }
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hvcluster_common::heartbeat_budget::{fit, BUDGET};
+    use hvcluster_common::hostlink::KillOrder;
+    use hvcluster_common::membership::Heartbeat;
+
+    async fn outbox() -> (Outbox<Heartbeat>, UdpSocket) {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let me = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        me.writable().await.unwrap();
+        let routes = vec![PeerRoute {
+            id: 2,
+            addrs: vec![peer.local_addr().unwrap()],
+        }];
+        let key = ClusterKey::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        (Outbox::new(key, 7, 1, vec![Arc::new(me)], routes), peer)
+    }
+
+    /// Kill orders a flood of guest requests would pile up: more than a frame holds.
+    fn flooded() -> Heartbeat {
+        Heartbeat {
+            kill_orders: (0..5000)
+                .map(|id| KillOrder {
+                    id,
+                    target_host: 2,
+                    cluster: "guests-of-a-long-name".into(),
+                    node_id: 2,
+                })
+                .collect(),
+            ..Heartbeat::default()
+        }
+    }
+
+    /// A heartbeat too large for a frame is reported, not dropped in silence; fitted to
+    /// its budget first, it goes out.
+    #[tokio::test]
+    async fn an_oversized_heartbeat_is_reported_and_a_fitted_one_is_sent() {
+        let (mut out, peer) = outbox().await;
+        let mut hb = flooded();
+        let report = out.send(0, 1, &hb);
+        assert_eq!(report.sent, 0);
+        let why = report.unsendable.expect("the failure is reported");
+        assert!(why.contains("more than the"), "{why}");
+        fit(&mut hb, BUDGET);
+        let report = out.send(0, 1, &hb);
+        assert_eq!((report.sent, report.unsendable), (1, None));
+        let mut buf = vec![0u8; 70_000];
+        let n = peer.recv(&mut buf).await.unwrap();
+        assert!(n <= wire::MAX_FRAME);
     }
 }

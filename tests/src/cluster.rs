@@ -592,10 +592,27 @@ fn render_config(lab: &Lab, spec: &ClusterSpec) -> anyhow::Result<String> {
             crate::guests::guest_cluster_name(lab),
             crate::guests::GUEST_KEY_FILE
         ));
+        // Each guest runs in the domain of its name; one linking over TCP comes from
+        // its own address on the guest LAN.
+        for g in &spec.guests {
+            let address = if g.vm {
+                String::new()
+            } else {
+                format!("address = \"{}\"\n", lab.guest_address(&g.name)?)
+            };
+            out.push_str(&format!(
+                "[[guest_cluster.member]]\nnode = \"{0}\"\nnode_id = {1}\ndomain = \"{0}\"\n{address}\n",
+                g.name,
+                g.name.trim_start_matches('g')
+            ));
+        }
         // Another guest cluster these hosts serve, with no guest of its own in the lab:
-        // the credentials of a stranger to the lab's guest cluster.
+        // the credentials of a stranger to the lab's guest cluster. Its members may
+        // link from anywhere on the guest LAN.
         out.push_str(&format!(
-            "[[guest_cluster]]\nname = \"{}\"\nkey_file = \"{}\"\n\n",
+            "[[guest_cluster]]\nname = \"{}\"\nkey_file = \"{}\"\n\n\
+             [[guest_cluster.member]]\nnode = \"stranger\"\nnode_id = 1\ndomain = \"stranger-1\"\n\n\
+             [[guest_cluster.member]]\nnode = \"s2\"\nnode_id = 2\ndomain = \"stranger-2\"\n\n",
             crate::guests::stranger_cluster_name(lab),
             crate::guests::STRANGER_KEY_FILE
         ));

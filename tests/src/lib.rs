@@ -9,5 +9,6 @@ pub mod hypervisors;
 pub mod interrupt;
 pub mod keys;
 pub mod lab;
+pub mod rogue;
 pub mod scenario;
 pub mod vms;

@@ -357,6 +357,16 @@ fn udp_flood_detect() {
     run("udp-flood-detect");
 }
 
+#[test]
+fn guest_claims_foreign_domain() {
+    run("guest-claims-foreign-domain");
+}
+
+#[test]
+fn kill_request_flood() {
+    run("kill-request-flood");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

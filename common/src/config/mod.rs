@@ -9,6 +9,7 @@ mod fencing;
 pub mod guest;
 mod hypervisor;
 mod keyfile;
+mod link_members;
 mod load;
 mod locate;
 mod rules;
@@ -26,6 +27,7 @@ pub use hypervisor::{
     VmHaSection,
 };
 pub use keyfile::{key_mode_is_private, read_key_file, KeyFileError, KEY_MODE_OPEN_BITS};
+pub use link_members::valid_link_name;
 pub use load::Loaded;
 pub use locate::{display_path, line_of, Seg};
 use rules::Problems;
@@ -184,6 +186,26 @@ pub struct GuestClusterEntry {
     pub name: String,
     /// Its key file (the guest.toml `key_file`): host-link frames are signed with it.
     pub key_file: PathBuf,
+    /// `[[guest_cluster.member]]`: its guests, each with the domain it runs in. Only
+    /// these may register, and only as themselves.
+    #[serde(rename = "member", default)]
+    pub members: Vec<GuestMember>,
+}
+
+/// `[[guest_cluster.member]]`: one guest of a guest cluster as the hosts know it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuestMember {
+    /// Node name, as `[[node]] name` of its guest.toml.
+    pub node: String,
+    /// Node id, as `[[node]] node_id` of its guest.toml.
+    pub node_id: NodeId,
+    /// The libvirt name of the domain it runs in (on virtio-serial, its channel socket
+    /// is `DOMAIN.sock`): what a kill of this guest destroys.
+    pub domain: String,
+    /// Over TCP, the address its host links come from; none: any address.
+    #[serde(default)]
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// `[cluster]`

@@ -325,7 +325,8 @@ fn host_link_and_guest_clusters_load_and_are_checked() {
     let text = GOOD.replace(
         "weight = 2\n",
         "weight = 2\nlink_address = \"198.18.32.112\"\n",
-    ) + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n";
+    ) + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n"
+        + "[[guest_cluster.member]]\nnode = \"db1\"\nnode_id = 1\ndomain = \"vm-db1\"\naddress = \"198.18.32.11\"\n";
     let loaded = ClusterConfig::load_str(&dir.path().join("cluster.toml"), &text).unwrap();
     let c = &loaded.config;
     assert_eq!(c.host_link.port, DEFAULT_HOST_LINK_PORT);
@@ -338,6 +339,7 @@ fn host_link_and_guest_clusters_load_and_are_checked() {
         read_key_file(&c.guest_clusters[0].key_file).unwrap().len(),
         32
     );
+    assert_eq!(c.guest_clusters[0].members[0].domain, "vm-db1");
 
     let bad = GOOD.replace("weight = 2\n", "weight = 2\nlink_address = \"0.0.0.0\"\n")
         + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"missing.key\"\n\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n";
@@ -511,5 +513,68 @@ fn host_link_caps_have_defaults_and_are_checked() {
         keys,
         ["host_link.max_connections", "host_link.max_per_source"],
         "{err}"
+    );
+}
+
+#[test]
+fn guest_cluster_members_are_required_and_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path());
+    std::fs::write(
+        dir.path().join("guests.key"),
+        b"fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
+    let member = |node: &str, id: u32, domain: &str| {
+        format!(
+            "[[guest_cluster.member]]\nnode = \"{node}\"\nnode_id = {id}\ndomain = \"{domain}\"\n"
+        )
+    };
+    let text = format!(
+        "{GOOD}\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n{}{}{}\
+         \n[[guest_cluster]]\nname = \"crm\"\nkey_file = \"guests.key\"\n{}\
+         \n[[guest_cluster]]\nname = \"web\"\nkey_file = \"guests.key\"\n",
+        member("db1", 1, "vm1"),
+        member("db1", 1, "vm2"),
+        member("x y", 0, "vm3"),
+        member("crm1", 1, "vm1"),
+    );
+    let errs = ClusterConfig::load_str(&dir.path().join("cluster.toml"), &text).unwrap_err();
+    let found: Vec<(String, String)> = errs
+        .problems
+        .iter()
+        .map(|p| (p.key.clone(), p.message.clone()))
+        .collect();
+    let has = |key: &str, words: &str| found.iter().any(|(k, m)| k == key && m.contains(words));
+    assert!(
+        has("guest_cluster[0].member[1].node", "already member[0]"),
+        "{errs}"
+    );
+    assert!(
+        has(
+            "guest_cluster[0].member[1].node_id",
+            "already that of member[0]"
+        ),
+        "{errs}"
+    );
+    assert!(
+        has("guest_cluster[0].member[2].node", "not a valid node name"),
+        "{errs}"
+    );
+    assert!(
+        has("guest_cluster[0].member[2].node_id", "at least 1"),
+        "{errs}"
+    );
+    assert!(
+        has(
+            "guest_cluster[1].member[0].domain",
+            "already that of guest_cluster[0].member[0]"
+        ),
+        "{errs}"
+    );
+    assert!(has("guest_cluster[2].name", "lists no member"), "{errs}");
+    assert!(
+        errs.problems.iter().all(|p| p.line.is_some()),
+        "every problem has its line: {errs}"
     );
 }

@@ -158,6 +158,7 @@ fn check_host_link(c: &mut Problems<'_>, config: &ClusterConfig) {
             &g.key_file,
         );
     }
+    super::link_members::check(c, config);
 }
 
 fn check_interconnects(c: &mut Problems<'_>, config: &ClusterConfig) {

@@ -431,6 +431,21 @@ impl Agent {
             self.member
                 .counters
                 .add("send_errors", report.failed.len() as u64);
+            if let Some(why) = report.unsendable {
+                let node = self.member.own_name.clone();
+                self.member.record_limited(
+                    "heartbeats_unsendable",
+                    Some(&node),
+                    "heartbeat_unsendable",
+                    |since| {
+                        tracing::error!(cause = %why, since, "heartbeat not sent");
+                        format!(
+                            "{since} heartbeat(s) could not be sent since the last report: {why}"
+                        )
+                    },
+                    serde_json::json!({ "why": why }),
+                );
+            }
         }
     }
 

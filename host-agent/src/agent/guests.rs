@@ -11,6 +11,7 @@ use hvcluster_common::config::{ClusterConfig, NodeId};
 use hvcluster_common::membership::Heartbeat;
 use serde_json::json;
 
+use super::destroy::{by_command, by_libvirt, shell_quote, Destroy};
 use super::{kills, Agent, Input, Linked, KILL_DEFER_MS};
 use crate::member::Member;
 
@@ -73,6 +74,24 @@ impl Agent {
                 }
                 other => tracing::debug!(conn, message = ?other, "unexpected host-link message"),
             },
+            LinkInput::ClaimRefused {
+                conn,
+                cluster,
+                node,
+                reason,
+            } => {
+                self.member.record_limited(
+                    "guest_claims_refused",
+                    None,
+                    "guest_claim_refused",
+                    |since| {
+                        format!(
+                            "refused {since} host-link registration(s) since the last report: {reason}"
+                        )
+                    },
+                    json!({ "conn": conn, "cluster": cluster, "node": node, "why": reason }),
+                );
+            }
             LinkInput::Closed { conn, guest, why } => {
                 self.link_tx.remove(&conn);
                 if let Some(g) = self.links.closed(conn, self.now()) {
@@ -131,30 +150,56 @@ impl Agent {
         let Some(asker) = self.links.guest(conn).cloned() else {
             return;
         };
+        // A guest may send refused requests as fast as it likes: they are counted,
+        // and recorded at most once every 10 s.
         let refuse = |this: &mut Self, why: String| {
-            this.member.counters.bump("kill_requests_refused");
-            this.member.events.record(
+            this.member.record_limited(
+                "kill_requests_refused",
                 Some(&asker.node),
                 "kill_refused",
-                format!(
-                    "{} of {}: kill request refused: {why}",
-                    asker.node, asker.cluster
-                ),
+                |since| {
+                    let more = if since > 1 {
+                        format!(" ({since} refused since the last report)")
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "{} of {}: kill request refused: {why}{more}",
+                        asker.node, asker.cluster
+                    )
+                },
                 json!({ "cluster": cluster, "node_id": node_id, "why": why }),
             );
             this.send_kill_result(conn, request, false, why, 0);
         };
-        if cluster != asker.cluster {
-            return refuse(
-                self,
-                format!(
-                    "a guest of {} may only ask to kill guests of its own guest cluster, not of {cluster}",
+        // Only a member of the asker's own guest cluster, as the hosts know it.
+        let identity = hvcluster_common::link_identity::Identity {
+            cluster: asker.cluster.clone(),
+            node: asker.node.clone(),
+            node_id: asker.node_id,
+            domain: asker.domain.clone().unwrap_or_default(),
+        };
+        let allowed = self
+            .config
+            .guest_clusters
+            .iter()
+            .find(|g| g.name == asker.cluster)
+            .map(|g| {
+                hvcluster_common::link_identity::kill_target(g, &identity, &cluster, node_id)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|| {
+                Err(format!(
+                    "guest cluster {} is not served here",
                     asker.cluster
-                ),
-            );
+                ))
+            });
+        if let Err(why) = allowed {
+            return refuse(self, why);
         }
-        if node_id == asker.node_id {
-            return refuse(self, "a guest cannot ask to kill itself".into());
+        if !self.admit_kill(conn, request, &asker, &cluster, node_id) {
+            return;
         }
         let Some(target_host) = self.links.locate(&cluster, node_id) else {
             return refuse(
@@ -215,9 +260,12 @@ impl Agent {
             }
         }
         self.member.counters.bump("kill_requests");
+        let target = (cluster.clone(), node_id);
         let order = self
             .kills
             .give(self.now(), conn, request, target_host, cluster, node_id);
+        let incarnation = self.links.incarnation_of(&target.0, node_id);
+        self.kills.gate.ordered(&target, order.id, incarnation);
         let host = self.name(target_host);
         self.member.events.record(
             Some(&asker.node),
@@ -333,7 +381,11 @@ impl Agent {
                 .all()
                 .iter()
                 .any(|l| !l.ended && (&l.name == d || &l.uuid == d));
-            !elsewhere && !moving
+            let linked_now = self
+                .links
+                .local()
+                .any(|(_, g)| g.domain.as_deref() == Some(d.as_str()));
+            hvcluster_common::link_identity::not_running_proves_dead(elsewhere, moving, linked_now)
         });
         let (ok, detail) = match nowhere {
             Some(d) => (
@@ -364,6 +416,12 @@ impl Agent {
 
     /// Tells the guest that asked what became of its request.
     pub(super) fn kill_result(&mut self, given: &kills::Given, ok: bool, detail: String) {
+        let now = self.now();
+        for (conn, request) in self.kills.gate.settled(now, given.order.id, ok, &detail) {
+            if (conn, request) != (given.conn, given.request) {
+                self.send_kill_result(conn, request, ok, detail.clone(), 0);
+            }
+        }
         self.send_kill_result(given.conn, given.request, ok, detail, 0);
     }
 
@@ -455,80 +513,6 @@ impl Agent {
 }
 
 /// Listens for host links on this host's `link_address`, when it has one, with the keys
-/// A destroy under way: whether the guest is off, and what happened.
-/// How a destroy ended: off, and what happened; `Some(domain)` when the domain was not
-/// running here (no proof by itself: it may run elsewhere).
-type Destroy =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (bool, String, Option<String>)> + Send>>;
-
-/// Runs the destroy command of guest `node`.
-async fn by_command(
-    command: String,
-    node: String,
-    timeout: Duration,
-) -> (bool, String, Option<String>) {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(&command);
-    let (ok, detail) = match crate::child::run_bounded(cmd, None, timeout).await {
-        Ok(run) if run.exit == Some(0) => (true, format!("{node} destroyed")),
-        Ok(run) if run.timed_out => (
-            false,
-            format!("destroy command timed out after {timeout:?}"),
-        ),
-        Ok(run) => (
-            false,
-            format!(
-                "destroy command failed ({}): {}",
-                run.exit
-                    .map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}")),
-                crate::child::last_line(&run.stderr_tail).unwrap_or("")
-            ),
-        ),
-        Err(e) => (false, format!("cannot run the destroy command: {e}")),
-    };
-    (ok, detail, None)
-}
-
-/// Destroys `domain` (guest `node`) through libvirt, off the async threads. With `nmi`,
-/// first injects an NMI (a guest set up for it panics into its crash kernel and writes a
-/// dump) and waits that long; a guest that cannot take one is destroyed at once.
-async fn by_libvirt(
-    libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
-    domain: String,
-    node: String,
-    nmi: Option<Duration>,
-    timeout: Duration,
-) -> (bool, String, Option<String>) {
-    if let Some(wait) = nmi {
-        let (hv, name) = (libvirt.clone(), domain.clone());
-        let call = tokio::task::spawn_blocking(move || hv.inject_nmi(&name));
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(Ok(()))) => tokio::time::sleep(wait).await,
-            Ok(Ok(Err(e))) => tracing::warn!(%domain, "no NMI, destroying at once: {e}"),
-            _ => tracing::warn!(%domain, "the NMI call did not return, destroying at once"),
-        }
-    }
-    let name = domain.clone();
-    let call = tokio::task::spawn_blocking(move || libvirt.destroy(&name));
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(Ok(crate::hypervisor::Destroyed::Now))) => {
-            (true, format!("{node} destroyed (domain {domain})"), None)
-        }
-        Ok(Ok(Ok(crate::hypervisor::Destroyed::WasNotRunning))) => (
-            false,
-            format!("domain {domain} is not running on this host: nothing proved"),
-            Some(domain),
-        ),
-        Ok(Ok(Err(e))) => (false, e, None),
-        Ok(Err(e)) => (false, format!("libvirt call failed: {e}"), None),
-        Err(_) => (
-            false,
-            format!("libvirt did not answer within {timeout:?}"),
-            None,
-        ),
-    }
-}
-
 /// of the configured guest clusters.
 pub(super) fn start_host_link(
     config: &ClusterConfig,
@@ -564,6 +548,7 @@ pub(super) fn start_host_link(
         incarnation,
         incoming,
         limits: crate::link::limits::LinkLimits::from_config(&config.host_link),
+        guest_clusters: std::sync::Arc::new(config.guest_clusters.clone()),
     };
     if address.is_some() {
         crate::daemon::check_fd_limit(u64::from(config.host_link.max_connections));
@@ -597,31 +582,4 @@ pub(super) fn start_host_link(
         }
     });
     Ok(())
-}
-
-/// `text` as one single-quoted shell word.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
-}
-
-#[cfg(test)]
-mod quote_tests {
-    /// Whatever a guest registers, it stays one word of the destroy command.
-    #[test]
-    pub(super) fn registered_values_stay_one_shell_word() {
-        for hostile in [
-            "vm1",
-            "a b",
-            "x'; touch /tmp/owned; echo '",
-            "$(reboot)",
-            "`id`",
-        ] {
-            let out = std::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", super::shell_quote(hostile)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
-        }
-    }
 }

@@ -32,6 +32,8 @@ pub struct Kills {
     given: BTreeMap<u64, Given>,
     /// Orders of other hosts for this one: answered ones with the time of the answer.
     received: BTreeMap<(NodeId, u64), Option<(KillAnswer, Duration)>>,
+    /// Which requests of linked guests become orders (dedup and rate limit).
+    pub gate: hvcluster_common::kill_gate::KillGate,
 }
 
 impl Default for Kills {
@@ -42,6 +44,7 @@ impl Default for Kills {
             next_id: rand::random::<u64>() >> 16,
             given: BTreeMap::new(),
             received: BTreeMap::new(),
+            gate: Default::default(),
         }
     }
 }

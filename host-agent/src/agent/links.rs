@@ -112,6 +112,24 @@ impl Links {
         self.located.get(&(cluster.to_string(), node_id)).copied()
     }
 
+    /// The incarnation node `node_id` of `cluster` is linked with, here or where a host
+    /// last reported it.
+    pub fn incarnation_of(&self, cluster: &str, node_id: NodeId) -> Option<u64> {
+        let is = |c: &str, n: NodeId| c == cluster && n == node_id;
+        self.local
+            .values()
+            .find(|g| is(&g.cluster, g.node_id))
+            .map(|g| g.incarnation)
+            .or_else(|| {
+                let host = self.locate(cluster, node_id)?;
+                self.remote
+                    .get(&host)?
+                    .iter()
+                    .find(|g| is(&g.cluster, g.node_id))
+                    .map(|g| g.incarnation)
+            })
+    }
+
     /// A guest that linked here, even if its link has closed since.
     pub fn known_here(&self, cluster: &str, node_id: NodeId) -> Option<&Linked> {
         self.known_here.get(&(cluster.to_string(), node_id))

@@ -15,9 +15,12 @@ use hvcluster_common::membership::{
 use serde_json::json;
 
 mod apps;
+mod budget;
+mod destroy;
 mod domains;
 mod guests;
 mod journaled;
+mod kill_gate;
 mod kills;
 mod links;
 mod maintenance;
@@ -520,10 +523,12 @@ impl Agent {
             hb.migrations = self.migrations.published();
             hb.maintenance = self.maintenance.on();
             hb.failback = self.maintenance.failback();
+            self.fit_heartbeat(&mut hb);
             let report = self
                 .member
                 .outbox
                 .send(ic, self.membership.incarnation(), &hb);
+            self.check_sent(&report);
             self.member.counters.add("heartbeats_sent", report.sent);
             for failure in report.failed {
                 let name = format!("send_errors_{}", self.config.interconnects[ic].name);

@@ -101,8 +101,19 @@ async fn a_registration_that_never_completes_is_cut_off_at_its_deadline() {
         ..ServerIdentity::default()
     };
     let start = tokio::time::Instant::now();
-    let (guest, why) =
-        serve_connection(sr, sw, 1, std::slice::from_ref(&k), &me, &inputs, None).await;
+    let (guest, why) = serve_connection(
+        sr,
+        sw,
+        1,
+        std::slice::from_ref(&k),
+        &me,
+        &inputs,
+        None,
+        hvcluster_common::link_identity::Arrival::Tcp {
+            source: std::net::Ipv4Addr::LOCALHOST.into(),
+        },
+    )
+    .await;
     assert!(guest.is_none(), "{guest:?}");
     assert!(why.contains("register_timeout_ms"), "{why}");
     assert!(

@@ -358,6 +358,7 @@ mod tests {
             host: "h1".into(),
             node_id: 1,
             incarnation: 5,
+            guest_clusters: std::sync::Arc::new(vec![server::tests::members("erp")]),
             ..ServerIdentity::default()
         };
         tokio::spawn(serve(

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use hvcluster_common::hostlink::LinkMessage;
+use hvcluster_common::link_identity::{self, Arrival, Claim};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use hvcluster_common::link_admission::{AcceptBackoff, Admission};
@@ -27,7 +28,7 @@ pub enum LinkInput {
         node_id: u32,
         /// The guest agent's incarnation.
         incarnation: u64,
-        /// Its domain, if it said.
+        /// Its domain, as the host established it (never only what the guest said).
         domain: Option<String>,
         /// Where messages for it go.
         tx: tokio::sync::mpsc::Sender<LinkMessage>,
@@ -51,6 +52,18 @@ pub enum LinkInput {
     /// Connections closed at once because a cap was reached, since the last report (at
     /// most one a second).
     Refused(RefusalTally),
+    /// A guest claimed to be someone the host does not know it to be: refused (the
+    /// connection then ends).
+    ClaimRefused {
+        /// Connection id.
+        conn: u64,
+        /// Guest cluster (its key signed the registration).
+        cluster: String,
+        /// Node name claimed.
+        node: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// This host as the link's server: its name, node id and incarnation.
@@ -67,6 +80,8 @@ pub struct ServerIdentity {
     pub incoming: IncomingGuests,
     /// Caps and deadlines before a guest is authenticated.
     pub limits: LinkLimits,
+    /// The guest clusters served, with their members: who a guest may register as.
+    pub guest_clusters: std::sync::Arc<Vec<hvcluster_common::config::GuestClusterEntry>>,
 }
 
 /// Domain name → guest cluster of the domains migrating to this host.
@@ -145,7 +160,9 @@ pub async fn serve(
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             let (r, w) = stream.into_split();
-            let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs, None).await;
+            let arrival = Arrival::Tcp { source: from.ip() };
+            let (guest, why) =
+                serve_connection(r, w, conn, &keys, &me, &inputs, None, arrival).await;
             if guest.is_some() {
                 tracing::info!(conn, %from, guest = ?guest, %why, "host link closed");
             } else {
@@ -159,6 +176,7 @@ pub async fn serve(
 
 /// Serves one connection: identify and register the guest, then pass messages both
 /// ways until it ends. Returns who it was and why it ended.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn serve_connection<R, W>(
     r: R,
     w: W,
@@ -167,6 +185,7 @@ pub(super) async fn serve_connection<R, W>(
     me: &ServerIdentity,
     inputs: &tokio::sync::mpsc::Sender<LinkInput>,
     greet: Option<&LinkKey>,
+    arrival: Arrival,
 ) -> (Option<String>, String)
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -256,6 +275,37 @@ where
             .await;
         return (None, reason);
     }
+    // The host establishes who the guest is: a member of its guest cluster, in the
+    // domain the host has for it, on that domain's channel or from its address.
+    let claim = Claim {
+        node: &node,
+        node_id,
+        domain: domain.as_deref(),
+    };
+    let established = me
+        .guest_clusters
+        .iter()
+        .find(|g| g.name == cluster)
+        .ok_or_else(|| format!("guest cluster {cluster} is not served here"))
+        .and_then(|g| link_identity::establish(g, &arrival, claim).map_err(|e| e.to_string()));
+    let domain = match established {
+        Ok(identity) => Some(identity.domain),
+        Err(reason) => {
+            let _ = writer
+                .send(&LinkMessage::Refused {
+                    reason: reason.clone(),
+                })
+                .await;
+            let refused = LinkInput::ClaimRefused {
+                conn,
+                cluster: cluster.clone(),
+                node: node.clone(),
+                reason: reason.clone(),
+            };
+            let _ = inputs.send(refused).await;
+            return (Some(format!("{node} of {cluster}")), reason);
+        }
+    };
     let who = format!("{node} of {cluster}");
     // A registration recorded elsewhere and replayed here cannot sign the answer to a
     // nonce of this connection.
@@ -378,15 +428,20 @@ pub async fn serve_channels(
             let (keys, me, inputs, connected) =
                 (keys.clone(), me.clone(), inputs.clone(), connected.clone());
             // The channel is `DOMAIN.sock`: a domain migrating in is greeted.
-            let domain = path.file_stem().map(|s| s.to_string_lossy().to_string());
-            let cluster = domain.and_then(|d| {
+            let domain = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let cluster = {
                 let incoming = me.incoming.lock().unwrap_or_else(|p| p.into_inner());
-                incoming.get(&d).cloned()
-            });
+                incoming.get(&domain).cloned()
+            };
+            let arrival = Arrival::Channel { domain };
             tokio::spawn(async move {
                 let (r, w) = stream.into_split();
                 let greet = cluster.and_then(|c| keys.iter().find(|k| k.cluster == c));
-                let (guest, why) = serve_connection(r, w, conn, &keys, &me, &inputs, greet).await;
+                let (guest, why) =
+                    serve_connection(r, w, conn, &keys, &me, &inputs, greet, arrival).await;
                 tracing::info!(conn, channel = %path.display(), guest = ?guest, %why, "host link closed");
                 let _ = inputs.send(LinkInput::Closed { conn, guest, why }).await;
                 // A pause before connecting again: a guest that is not up yet.
@@ -399,3 +454,6 @@ pub async fn serve_channels(
         }
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests;

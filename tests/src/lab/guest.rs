@@ -176,10 +176,11 @@ impl Lab {
     }
 
     /// The shell command a host agent of this lab runs to destroy one of its guests
-    /// (`[hypervisor] destroy_command`, with `{host}` and `{node}` filled in by the agent):
-    /// kill every process of the guest's cgroup, thaw it, and wait until it is empty.
+    /// (`[hypervisor] destroy_command`, with `{host}` and `{domain}` filled in by the
+    /// agent; a lab guest's domain is its name): kill every process of the guest's
+    /// cgroup, thaw it, and wait until it is empty.
     pub fn guest_destroy_command(&self) -> String {
-        let dir = format!("{}/{{host}}/{{node}}", self.cgroup.display());
+        let dir = format!("{}/{{host}}/{{domain}}", self.cgroup.display());
         format!(
             "echo 1 > {dir}/cgroup.kill && echo 0 > {dir}/cgroup.freeze && \
              for i in $(seq 100); do grep -q 'populated 0' {dir}/cgroup.events && exit 0; sleep 0.05; done; \

@@ -594,6 +594,47 @@ pub enum Step {
         /// The host whose address is spoofed.
         host: String,
     },
+    /// From inside guest `via`, a hostile guest links to `via`'s host with the key of
+    /// the stranger guest cluster (the lab's own with `own_cluster`) and registers as
+    /// `node` (`node_id`) claiming `domain`; expects the host to refuse it. With
+    /// `then_kill`, the stranger's node 1 (`stranger`) then asks for node `then_kill`
+    /// of its guest cluster to be killed; expects that refused too.
+    ForeignClaim {
+        /// Guest whose network (and host) the hostile guest uses.
+        via: String,
+        /// Node name it claims.
+        node: String,
+        /// Node id it claims.
+        node_id: u32,
+        /// Domain it claims.
+        #[serde(default)]
+        domain: Option<String>,
+        /// Speak for the lab's own guest cluster instead of the stranger one.
+        #[serde(default)]
+        own_cluster: bool,
+        /// Node id of the stranger guest cluster to ask to kill afterwards.
+        #[serde(default)]
+        then_kill: Option<u32>,
+    },
+    /// From inside guest `via`, a hostile guest speaking as `via` (the lab's own key)
+    /// asks `via`'s host to kill guest `target` as fast as it can for `for_ms`.
+    KillFlood {
+        /// The guest that floods.
+        via: String,
+        /// The guest it asks to kill.
+        target: String,
+        /// How long.
+        for_ms: u64,
+    },
+    /// Each observer recorded at most `at_most` events of `kind` since the last fault.
+    ExpectEventCount {
+        /// Hosts whose events are checked.
+        observers: Vec<String>,
+        /// Event kind.
+        kind: String,
+        /// Largest accepted number.
+        at_most: usize,
+    },
 }
 
 fn default_flood_connections() -> u32 {
@@ -637,6 +678,8 @@ impl Step {
                 | Step::LinkFlood { .. }
                 | Step::UdpFlood { .. }
                 | Step::KdumpNoticeSpoofed { .. }
+                | Step::ForeignClaim { .. }
+                | Step::KillFlood { .. }
         )
     }
 }
@@ -871,6 +914,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "udp-flood-detect",
         include_str!("../../scenarios/udp-flood-detect.toml"),
+    ),
+    (
+        "guest-claims-foreign-domain",
+        include_str!("../../scenarios/guest-claims-foreign-domain.toml"),
+    ),
+    (
+        "kill-request-flood",
+        include_str!("../../scenarios/kill-request-flood.toml"),
     ),
 ];
 

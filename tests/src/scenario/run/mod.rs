@@ -11,6 +11,7 @@ mod fencing;
 mod guests;
 mod hypervisors;
 mod keys;
+mod rogue;
 mod slowloris;
 
 use super::spec::{Scenario, Step};
@@ -747,6 +748,32 @@ impl Runner<'_> {
                 max_held,
                 within_ms,
             } => self.await_link_flood(*min_refused, *max_held, *within_ms)?,
+            Step::ForeignClaim {
+                via,
+                node,
+                node_id,
+                domain,
+                own_cluster,
+                then_kill,
+            } => {
+                let claim = crate::rogue::Claim {
+                    stranger: !own_cluster,
+                    node: node.clone(),
+                    node_id: *node_id,
+                    domain: domain.clone(),
+                };
+                self.foreign_claim(via, &claim, *then_kill)?
+            }
+            Step::KillFlood {
+                via,
+                target,
+                for_ms,
+            } => self.kill_flood(via, target, Duration::from_millis(*for_ms))?,
+            Step::ExpectEventCount {
+                observers,
+                kind,
+                at_most,
+            } => self.expect_event_count(observers, kind, *at_most),
             Step::ExpectAlive { hosts } => {
                 for h in hosts {
                     let running = self.cluster.agent_running(h);
