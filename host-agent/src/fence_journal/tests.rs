@@ -36,6 +36,7 @@ fn view() -> View {
         panic_noticed: false,
         must_rejoin: false,
         accuses_me: false,
+        silent_long: true,
     };
     View {
         quorate: true,
