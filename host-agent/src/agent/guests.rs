@@ -519,6 +519,7 @@ pub(super) fn start_host_link(
     host: &str,
     incarnation: u64,
     incoming: crate::link::IncomingGuests,
+    signing: hvcluster_common::hostseal::HostSigningKey,
 ) -> anyhow::Result<()> {
     let address = config.host(host).and_then(|h| h.link_address);
     let channels = config.host_link.channel_dir.clone();
@@ -546,6 +547,7 @@ pub(super) fn start_host_link(
         node_id: member.me,
         incarnation,
         incoming,
+        signing: Some(signing),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     if let Some(address) = address {

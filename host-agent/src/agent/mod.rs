@@ -169,6 +169,7 @@ impl Agent {
             .hosts
             .iter()
             .map(|h| (h.node_id, h.name.as_str(), &h.addresses));
+        let signing = hvcluster_common::hostseal::HostSigningKey::derive(&key);
         let roster = Roster::new(key, config.cluster_id(), host, &config.interconnects, hosts)?;
         let mut member = Member::start(roster, "heartbeat", Input::Frame)?;
         let me = member.me;
@@ -189,7 +190,14 @@ impl Agent {
 
         let incarnation = incarnation::next(&config.cluster.state_dir);
         let incoming = crate::link::IncomingGuests::default();
-        start_host_link(&config, &mut member, host, incarnation, incoming.clone())?;
+        start_host_link(
+            &config,
+            &mut member,
+            host,
+            incarnation,
+            incoming.clone(),
+            signing,
+        )?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
         let libvirt = config.hypervisor.uri.as_ref().map(|u| {
             std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u.replace("{host}", host)))

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use hvcluster_common::hostlink::{FrameSplitter, LinkMessage};
+use hvcluster_common::hostseal::{Opener, Sealer};
 use hvcluster_common::wire::{self, Header, ReplayWindow};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -59,6 +60,7 @@ pub struct LinkReader<R> {
     splitter: FrameSplitter,
     window: ReplayWindow,
     buf: Box<[u8; 8192]>,
+    opener: Option<Opener>,
 }
 
 impl<R: AsyncRead + Unpin> LinkReader<R> {
@@ -69,7 +71,14 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             splitter: FrameSplitter::default(),
             window: ReplayWindow::default(),
             buf: Box::new([0; 8192]),
+            opener: None,
         }
+    }
+
+    /// From now on, takes only messages a host sealed for this session (the guest's end
+    /// of a sealed session): anything else ends the link.
+    pub fn require_sealed(&mut self, opener: Opener) {
+        self.opener = Some(opener);
     }
 
     /// The next whole frame's bytes, not yet authenticated; fails after
@@ -108,6 +117,12 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             .map_err(|e| LinkError::Protocol(format!("frame refused: {e:?}")))?;
         let message = LinkMessage::from_payload(frame.payload)
             .map_err(|e| LinkError::Protocol(format!("unreadable message: {e}")))?;
+        let message = match &mut self.opener {
+            Some(opener) => opener
+                .open(message)
+                .map_err(|e| LinkError::Protocol(format!("refused {e}")))?,
+            None => message,
+        };
         Ok((frame.header, message))
     }
 
@@ -126,6 +141,7 @@ pub struct LinkWriter<W> {
     sender: u32,
     incarnation: u64,
     sequence: u64,
+    sealer: Option<Sealer>,
 }
 
 impl<W: AsyncWrite + Unpin> LinkWriter<W> {
@@ -137,7 +153,14 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
             sender,
             incarnation,
             sequence: 0,
+            sealer: None,
         }
+    }
+
+    /// From now on, seals every message for the session (the host's end of a sealed
+    /// session).
+    pub fn seal_with(&mut self, sealer: Sealer) {
+        self.sealer = Some(sealer);
     }
 
     /// The guest cluster whose key signs the frames.
@@ -153,6 +176,14 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
     /// Signs and sends one message.
     pub async fn send(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
         self.sequence += 1;
+        let sealed;
+        let message = match &mut self.sealer {
+            Some(sealer) => {
+                sealed = sealer.seal(message);
+                &sealed
+            }
+            None => message,
+        };
         let frame = message.to_frame(
             self.key.key.as_bytes(),
             self.key.cluster_id,
