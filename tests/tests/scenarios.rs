@@ -322,6 +322,11 @@ fn migrate_during_switch_refused() {
     run("migrate-during-switch-refused");
 }
 
+#[test]
+fn replay_after_restart() {
+    run("replay-after-restart");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

@@ -427,10 +427,16 @@ impl Agent {
             return;
         };
         let now = self.member.clock_at(datagram.at);
+        let fresh = self.membership.is_fresh(&hb.payload);
         let actions =
             self.membership
                 .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
         self.perform(actions);
+        if !fresh {
+            // Possibly recorded before this agent started: nothing in it is news.
+            self.member.counters.bump("heartbeats_unconfirmed");
+            return;
+        }
         self.links.on_heartbeat(hb.sender, &hb.payload.guests);
         if self.remote_domains.get(&hb.sender) != Some(&hb.payload.domains) {
             self.remote_domains

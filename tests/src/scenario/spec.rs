@@ -109,6 +109,9 @@ pub enum ForgeKind {
     ForeignCluster,
     /// Random bytes.
     Garbage,
+    /// The heartbeats of the last `record-heartbeats` step, `count` of them, one every
+    /// 100 ms in the background (the next steps run while they arrive).
+    Recorded,
 }
 
 fn default_within() -> u64 {
@@ -529,6 +532,14 @@ pub enum Step {
         #[serde(default = "default_within")]
         within_ms: u64,
     },
+    /// Makes, with the cluster key, the heartbeats `host` sends now (its incarnation,
+    /// its view of the others with the incarnations it heard, the configuration
+    /// digest), as an attacker on the interconnect would record them; `forge` with
+    /// `kind = "recorded"` plays them later.
+    RecordHeartbeats {
+        /// The host recorded.
+        host: String,
+    },
 }
 
 fn default_forge_count() -> u32 {
@@ -756,6 +767,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "app-maintenance",
         include_str!("../../scenarios/app-maintenance.toml"),
+    ),
+    (
+        "replay-after-restart",
+        include_str!("../../scenarios/replay-after-restart.toml"),
     ),
 ];
 

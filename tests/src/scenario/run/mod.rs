@@ -11,7 +11,7 @@ mod fencing;
 mod guests;
 mod hypervisors;
 
-use super::spec::{Scenario, Step};
+use super::spec::{ForgeKind, Scenario, Step};
 use super::{forge, timeline};
 use crate::cluster::{LabCluster, KDUMP_PORT};
 
@@ -106,6 +106,8 @@ struct Runner<'a> {
     steps: Vec<(u64, String)>,
     /// A `host-exec` running in the background.
     background: Option<hypervisors::Background>,
+    /// Heartbeats made by the last `record-heartbeats` step.
+    recording: Option<forge::Recording>,
 }
 
 /// Starts a lab cluster for `scenario`, runs it, and removes the lab.
@@ -178,6 +180,7 @@ pub fn run_on(
         measures: BTreeMap::new(),
         steps: Vec::new(),
         background: None,
+        recording: None,
     };
     for step in &scenario.steps {
         r.step(step)
@@ -328,6 +331,25 @@ impl Runner<'_> {
                 self.cluster
                     .lab
                     .kdump_notice_from_rogue(&targets, KDUMP_PORT)?;
+            }
+            Step::RecordHeartbeats { host } => {
+                self.recording = Some(forge::record(self.cluster, host)?);
+                self.note(format!("{host}'s heartbeats recorded"));
+            }
+            Step::Forge {
+                to,
+                kind: ForgeKind::Recorded,
+                count,
+            } => {
+                let recording = self
+                    .recording
+                    .clone()
+                    .context("kind = \"recorded\" needs a record-heartbeats step before it")?;
+                self.fault(format!(
+                    "{count} recorded heartbeats of {} replayed to {to}, one every 100 ms",
+                    recording.host
+                ));
+                forge::replay(self.cluster, to, &recording, *count)?;
             }
             Step::Forge { to, kind, count } => {
                 self.fault(format!("{count} forged frames ({kind:?}) sent to {to}"));
