@@ -118,6 +118,9 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
         let message = LinkMessage::from_payload(frame.payload)
             .map_err(|e| LinkError::Protocol(format!("unreadable message: {e}")))?;
         let message = match &mut self.opener {
+            // A greeting only makes the guest register again (the VM moved to another
+            // host, whose agent cannot seal for a session it does not have).
+            Some(_) if matches!(message, LinkMessage::Hello { .. }) => message,
             Some(opener) => opener
                 .open(message)
                 .map_err(|e| LinkError::Protocol(format!("refused {e}")))?,
@@ -425,6 +428,41 @@ mod tests {
             }
             other => panic!("the replay was registered: {other:?}"),
         }
+    }
+
+    /// On a sealed session only what a host sealed passes, and a greeting (the VM
+    /// moved: the new host has no session to seal for, and it only makes the guest
+    /// register again).
+    #[tokio::test]
+    async fn a_sealed_session_takes_sealed_messages_and_greetings_only() {
+        use hvcluster_common::hostseal::{HostSigningKey, Opener, Sealer, SessionBinding};
+        let binding = SessionBinding {
+            cluster_id: key("erp").cluster_id,
+            node_id: 2,
+            host_nonce: 1,
+            guest_nonce: 2,
+        };
+        let signing = HostSigningKey::derive(b"host cluster key");
+        let (a, b) = tokio::io::duplex(8192);
+        let (_ra, wa) = tokio::io::split(a);
+        let (rb, _wb) = tokio::io::split(b);
+        let mut host = LinkWriter::new(wa, key("erp"), 3, 9);
+        let mut r = LinkReader::new(rb);
+        r.require_sealed(Opener::new(signing.public(), binding));
+        let down = LinkMessage::HostDownAck { epoch: 1 };
+        let hello = LinkMessage::Hello { host: "h3".into() };
+        host.send(&hello).await.unwrap();
+        host.seal_with(Sealer::new(signing, binding));
+        host.send(&down).await.unwrap();
+        assert_eq!(r.next(&key("erp")).await.unwrap().1, hello);
+        assert_eq!(r.next(&key("erp")).await.unwrap().1, down);
+        // The same message unsealed, as a guest holding the key could frame it.
+        let k = key("erp");
+        let forged = down.to_frame(k.key.as_bytes(), k.cluster_id, 3, 9, 3);
+        assert!(matches!(
+            r.open(&forged, &k),
+            Err(LinkError::Protocol(e)) if e.contains("unsigned HostDownAck")
+        ));
     }
 
     #[test]
