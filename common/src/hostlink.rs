@@ -15,6 +15,12 @@
 //!   with a partner on it a [`LinkMessage::HostDown`] naming the partners that died with
 //!   it; the guest answers [`LinkMessage::HostDownAck`] with the same epoch. The host
 //!   repeats unacknowledged notices; the guest applies a notice once per epoch.
+//!
+//! A guest that answers with [`LinkMessage::ConfirmSession`] instead of `Confirm` gets a
+//! sealed session: every host → guest message after it is [`LinkMessage::Sealed`],
+//! signed by the hosts and bound to the session, so that a guest of the same guest
+//! cluster cannot speak as a host and a recorded message cannot be replayed
+//! ([`crate::hostseal`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -128,6 +134,27 @@ pub enum LinkMessage {
         /// The host's name.
         host: String,
     },
+    /// Guest → host: the answer to [`LinkMessage::Registered`] that also asks for a
+    /// sealed session: from then on every host → guest message is
+    /// [`LinkMessage::Sealed`] for this session ([`crate::hostseal`]), the first being
+    /// [`LinkMessage::Registered`] again. The guest picks `guest_nonce` afresh for every
+    /// connection.
+    ConfirmSession {
+        /// The nonce the host sent.
+        nonce: u64,
+        /// The guest's own nonce of this connection.
+        guest_nonce: u64,
+    },
+    /// Host → guest, on a sealed session: `message` (an encoded [`LinkMessage`]),
+    /// number `sequence` of the session, signed by the hosts ([`crate::hostseal`]).
+    Sealed {
+        /// From 1, one more for each message of the session.
+        sequence: u64,
+        /// The message, encoded.
+        message: Vec<u8>,
+        /// Ed25519 signature over the session, the sequence and the message.
+        signature: Vec<u8>,
+    },
 }
 
 /// A domain running (or paused) on a host, as host agents tell each other in their
@@ -224,6 +251,27 @@ pub struct KillAnswer {
 }
 
 impl LinkMessage {
+    /// The message's kind, in words (for logs and refusals).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkMessage::Register { .. } => "Register",
+            LinkMessage::Registered { .. } => "Registered",
+            LinkMessage::Confirm { .. } => "Confirm",
+            LinkMessage::Refused { .. } => "Refused",
+            LinkMessage::HostDown { .. } => "HostDown",
+            LinkMessage::HostDownAck { .. } => "HostDownAck",
+            LinkMessage::KillRequest { .. } => "KillRequest",
+            LinkMessage::KillResult { .. } => "KillResult",
+            LinkMessage::MigrationPrepare { .. } => "MigrationPrepare",
+            LinkMessage::MigrationAnswer { .. } => "MigrationAnswer",
+            LinkMessage::MigrationEnd { .. } => "MigrationEnd",
+            LinkMessage::Keepalive => "Keepalive",
+            LinkMessage::Hello { .. } => "Hello",
+            LinkMessage::ConfirmSession { .. } => "ConfirmSession",
+            LinkMessage::Sealed { .. } => "Sealed",
+        }
+    }
+
     /// Encodes the message as the payload of a host-link frame.
     pub fn to_payload(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("host-link messages always serialize")

@@ -8,6 +8,7 @@ pub mod config;
 pub mod fencing;
 pub mod heartbeat_budget;
 pub mod hostlink;
+pub mod hostseal;
 pub mod kdump;
 pub mod kill_gate;
 pub mod link_admission;

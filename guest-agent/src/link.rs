@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hvcluster_common::hostlink::LinkMessage;
+use hvcluster_common::hostseal::{HostPublicKey, Opener, SessionBinding};
 use hvcluster_host_agent::link::{pump, spawn_reader, LinkKey, LinkReader, LinkWriter};
 use tokio::sync::mpsc;
 
@@ -51,6 +52,8 @@ pub struct LinkIdentity {
     pub incarnation: tokio::sync::watch::Receiver<u64>,
     /// The guest's domain, if configured.
     pub domain: Option<String>,
+    /// The hosts' public key: what the host says is taken only when sealed with it.
+    pub host_key: HostPublicKey,
 }
 
 /// What the link tells the agent.
@@ -124,6 +127,57 @@ async fn session(
     }
 }
 
+/// Confirms the registration asking for a sealed session, with a nonce of this
+/// connection; the link holds once the host proves it is one, by sealing its
+/// registration again for this session. Returns the host's name.
+async fn seal_session<R, W>(
+    me: &LinkIdentity,
+    reader: &mut LinkReader<R>,
+    writer: &mut LinkWriter<W>,
+    nonce: u64,
+    deadline: tokio::time::Instant,
+) -> Result<String, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let guest_nonce: u64 = rand::random();
+    writer
+        .send(&LinkMessage::ConfirmSession { nonce, guest_nonce })
+        .await
+        .map_err(|e| e.to_string())?;
+    reader.require_sealed(Opener::new(
+        me.host_key,
+        SessionBinding {
+            cluster_id: me.key.cluster_id,
+            node_id: me.node_id,
+            host_nonce: nonce,
+            guest_nonce,
+        },
+    ));
+    let proof = tokio::time::timeout_at(deadline, reader.next(&me.key))
+        .await
+        .map_err(|_| {
+            format!(
+                "the host agent on {} did not sign its answer within {CONNECT_TIMEOUT:?}",
+                me.endpoint
+            )
+        })?
+        .map_err(|e| {
+            format!(
+                "{e}: is [host_link] host_public_key the one `hvctl config host-link-key` \
+                 prints on the hosts?"
+            )
+        })?;
+    match proof.1 {
+        LinkMessage::Registered { host, nonce: n } if n == nonce => Ok(host),
+        other => Err(format!(
+            "unexpected signed answer to the registration: {}",
+            other.name()
+        )),
+    }
+}
+
 /// Registers over an open stream and passes messages until it breaks.
 async fn linked<R, W>(
     me: &mut LinkIdentity,
@@ -166,17 +220,14 @@ where
             break got;
         }
     };
-    match answer {
-        (_, LinkMessage::Registered { host, nonce }) => {
-            writer
-                .send(&LinkMessage::Confirm { nonce })
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = events.send(LinkEvent::Linked { host }).await;
+    let host = match answer {
+        (_, LinkMessage::Registered { nonce, .. }) => {
+            seal_session(me, &mut reader, &mut writer, nonce, deadline).await?
         }
         (_, LinkMessage::Refused { reason }) => return Err(format!("refused: {reason}")),
         (_, other) => return Err(format!("unexpected answer to the registration: {other:?}")),
-    }
+    };
+    let _ = events.send(LinkEvent::Linked { host }).await;
     // Messages queued while the link was down are stale (acks of notices the host
     // repeats anyway): start afresh.
     while outgoing.try_recv().is_ok() {}
@@ -192,3 +243,6 @@ where
     read_task.abort();
     Ok(why)
 }
+
+#[cfg(test)]
+mod tests;

@@ -482,6 +482,21 @@ enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the hosts' public key for the host link, for guest.toml.
+    ///
+    /// Every host agent signs what it tells guests over the host link with a key derived
+    /// from the host cluster key (the same on every host). Guests check it with this
+    /// public key: put the printed line in [host_link] of each guest cluster's
+    /// guest.toml. It changes only when the host cluster key changes. Needs to read the
+    /// key file of cluster.toml (root).
+    ///
+    /// Example:
+    ///   hvctl config host-link-key /etc/hvcluster/cluster.toml
+    #[command(verbatim_doc_comment)]
+    HostLinkKey {
+        /// The host cluster's cluster.toml.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -713,6 +728,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(not_confirmed());
             }
             operator(&socket()?, &Request::NodeDown { node })
+        }
+        Command::Config {
+            command: ConfigCommand::HostLinkKey { file },
+        } => {
+            let loaded = ClusterConfig::load(&file).map_err(|e| {
+                anyhow::anyhow!("{e}\n{}: fix the problems above first", file.display())
+            })?;
+            let public = hvcluster_common::hostseal::HostSigningKey::derive(&loaded.key).public();
+            println!("host_public_key = \"{public}\"");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             command: ConfigCommand::Check { file, json },

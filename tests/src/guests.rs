@@ -196,12 +196,17 @@ impl LabCluster {
             id = self.lab.id()
         );
         let vms = spec.has_vms();
+        // What `hvctl config host-link-key` prints on the hosts.
+        let host_key = hvcluster_common::hostseal::HostSigningKey::derive(&self.key).public();
         if vms {
-            out.push_str(&crate::vms::vm_guest_config_sections(spec.host_link));
+            out.push_str(&crate::vms::vm_guest_config_sections(
+                spec.host_link,
+                &host_key.to_string(),
+            ));
         } else if spec.host_link {
             // Each guest is told its own host's address on the command line.
             out.push_str(&format!(
-                "[host_link]\ntransport = \"tcp\"\nport = {}\n\n",
+                "[host_link]\ntransport = \"tcp\"\nport = {}\nhost_public_key = \"{host_key}\"\n\n",
                 hvcluster_common::config::DEFAULT_HOST_LINK_PORT
             ));
         }

@@ -19,11 +19,12 @@ pub const LINK_PORT: &str = "/dev/virtio-ports/org.hvcluster.link";
 pub const ADMIN_PORT: &str = "/dev/virtio-ports/org.hvcluster.admin";
 
 /// The guest.toml sections that differ for VM guests.
-pub fn vm_guest_config_sections(host_link: bool) -> String {
+pub fn vm_guest_config_sections(host_link: bool, host_public_key: &str) -> String {
     let mut out = format!("[admin]\nport = \"{ADMIN_PORT}\"\n\n");
     if host_link {
         out.push_str(&format!(
-            "[host_link]\ntransport = \"virtio-serial\"\ndevice = \"{LINK_PORT}\"\n\n"
+            "[host_link]\ntransport = \"virtio-serial\"\ndevice = \"{LINK_PORT}\"\n\
+             host_public_key = \"{host_public_key}\"\n\n"
         ));
     }
     out

@@ -367,6 +367,11 @@ fn kill_request_flood() {
     run("kill-request-flood");
 }
 
+#[test]
+fn replay_after_restart() {
+    run("replay-after-restart");
+}
+
 /// A scenario shipped without its test here would never run in CI.
 #[test]
 fn every_shipped_scenario_has_its_test() {

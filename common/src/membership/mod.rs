@@ -16,7 +16,20 @@
 //! isolated one reconnected) is not taken back: it is flagged `must_rejoin`, and the
 //! heartbeats of the quorate side tell it that it was declared failed. The host then
 //! starts a new incarnation ([`Action::Rejoin`]), which its peers accept through Joining.
+//!
+//! **Freshness.** A heartbeat is evidence of its sender's life only when it was made
+//! after this host's current incarnation began: every heartbeat names, for each host,
+//! the incarnation its sender last heard from it, and one that does not name this host's
+//! current incarnation is *unconfirmed* ([`Membership::is_fresh`]). It only tells its
+//! incarnation, which this host's own heartbeats then name back: a live peer confirms
+//! itself one heartbeat later, while a recording made before this host started (or
+//! rejoined), replayed to it, never does. The replay window cannot tell: a restarted
+//! receiver has no memory of the frames it saw before. A peer heard only unconfirmed is
+//! not taken for silent either (it may be alive and not hear this host): it stays
+//! Unknown, neither counted nor fenced by this host, until it confirms or falls silent.
 
+#[cfg(test)]
+mod freshness_tests;
 mod notice;
 mod peer;
 #[cfg(test)]
@@ -412,7 +425,7 @@ impl Membership {
                 .iter()
                 .map(|p| PeerView {
                     node: p.id,
-                    incarnation: p.incarnation.unwrap_or(0),
+                    incarnation: p.echoed(),
                     state: p.state,
                 })
                 .collect(),
@@ -422,8 +435,18 @@ impl Membership {
         }
     }
 
+    /// Whether `hb` shows that its sender heard this host's current incarnation: made
+    /// since then, it is evidence of the sender's life. Otherwise it may be a recording
+    /// replayed to this host after it (re)started: the driver takes nothing from it.
+    pub fn is_fresh(&self, hb: &Heartbeat) -> bool {
+        hb.view
+            .iter()
+            .any(|v| v.node == self.cfg.me && v.incarnation == self.incarnation)
+    }
+
     /// Handles an authenticated heartbeat from `from`, received on `interconnect`.
-    /// `accepted` is the replay window's verdict on the frame's incarnation.
+    /// `accepted` is the replay window's verdict on the frame's incarnation. An
+    /// unconfirmed one ([`Membership::is_fresh`]) only notes the sender's incarnation.
     pub fn on_heartbeat(
         &mut self,
         now: Duration,
@@ -434,9 +457,15 @@ impl Membership {
     ) -> Vec<Action> {
         let mut out = Vec::new();
         let cfg = &self.cfg;
+        let fresh = self.is_fresh(hb);
         let Some(peer) = self.peers.iter_mut().find(|p| p.id == from) else {
             return out;
         };
+        peer.echo = Some(incarnation);
+        if !fresh {
+            peer.unconfirmed_at = Some(now);
+            return out;
+        }
         if hb.config_digest != cfg.digest {
             if !peer.config_mismatch {
                 peer.config_mismatch = true;
@@ -527,9 +556,11 @@ impl Membership {
         for peer in &mut self.peers {
             // wait_for_all is a start-up rule: once every host was seen, a rejoin does
             // not arm it again (a two-node survivor must still be able to act).
-            let seen = peer.ever_heard;
+            let (seen, echo) = (peer.ever_heard, peer.echo);
             *peer = Peer::new(peer.id, self.cfg.interconnects, now);
             peer.ever_heard = seen;
+            // Still what it was heard as: peers confirm the new incarnation sooner.
+            peer.echo = echo;
         }
         let mut out = Vec::new();
         self.update_quorum(&mut out);

@@ -59,6 +59,11 @@ pub(super) struct Link {
 pub(super) struct Peer {
     pub(super) id: NodeId,
     pub(super) incarnation: Option<u64>,
+    /// The incarnation of its last authentic heartbeat, confirmed or not: what this
+    /// host's heartbeats echo back, so that the peer can confirm them in turn.
+    pub(super) echo: Option<u64>,
+    /// When it was last heard unconfirmed (see [`super::Membership::is_fresh`]).
+    pub(super) unconfirmed_at: Option<Duration>,
     pub(super) state: HostState,
     pub(super) since: Duration,
     pub(super) ever_heard: bool,
@@ -84,6 +89,8 @@ impl Peer {
         Peer {
             id,
             incarnation: None,
+            echo: None,
+            unconfirmed_at: None,
             state: HostState::Unknown,
             since: now,
             ever_heard: false,
@@ -148,6 +155,7 @@ impl Peer {
             }));
         }
         self.incarnation = Some(incarnation);
+        self.echo = Some(incarnation);
         self.ever_heard = true;
         self.watchdog = hb.watchdog;
         // Authenticated evidence of life outvotes an unauthenticated panic notice.
@@ -211,6 +219,17 @@ impl Peer {
         }
     }
 
+    /// The incarnation this host's heartbeats name for it. A Failed peer keeps the one
+    /// it failed with, if any (so that a peer that rejoined under a new one is not told
+    /// again that it failed); any other, the last one heard, confirmed or not.
+    pub(super) fn echoed(&self) -> u64 {
+        match self.state {
+            HostState::Failed(_) => self.incarnation.or(self.echo),
+            _ => self.echo.or(self.incarnation),
+        }
+        .unwrap_or(0)
+    }
+
     /// Whether a heartbeat of it arrived after `t`.
     pub(super) fn heard_after(&self, t: Duration) -> bool {
         self.last_heard.is_some_and(|h| h > t)
@@ -252,7 +271,14 @@ impl Peer {
             // Never heard since this host started (or rejoined): after the dead time it
             // counts as failed, so a quorate partition can fence it before recovering
             // what it may still run (startup fencing).
-            if self.state == HostState::Unknown && now.saturating_sub(self.since) >= cfg.dead_after
+            // Heard, though not confirmed (it may not hear this host: a one-way cut), it
+            // is not taken for silent: it stays Unknown, neither counted nor fenced.
+            let heard = self
+                .unconfirmed_at
+                .is_some_and(|t| now.saturating_sub(t) < cfg.dead_after);
+            if self.state == HostState::Unknown
+                && now.saturating_sub(self.since) >= cfg.dead_after
+                && !heard
             {
                 self.set_state(now, HostState::Failed(FailReason::Silent), out);
             }

@@ -9,9 +9,9 @@ use crate::wire::ReplayWindow;
 
 mod notice;
 
-const MS: Duration = Duration::from_millis(1);
+pub(super) const MS: Duration = Duration::from_millis(1);
 
-fn cfg(me: NodeId, n: u32, interconnects: usize) -> MembershipConfig {
+pub(super) fn cfg(me: NodeId, n: u32, interconnects: usize) -> MembershipConfig {
     MembershipConfig {
         me,
         hosts: (1..=n).map(|i| (i, format!("h{i}"), 1)).collect(),
@@ -31,22 +31,23 @@ fn cfg(me: NodeId, n: u32, interconnects: usize) -> MembershipConfig {
 }
 
 /// Index i holds node id i+1.
-struct Sim {
-    now: Duration,
-    nodes: Vec<Membership>,
-    powered: Vec<bool>,
+pub(super) struct Sim {
+    pub(super) now: Duration,
+    pub(super) nodes: Vec<Membership>,
+    pub(super) powered: Vec<bool>,
     frozen: Vec<bool>,
     /// (from index, to index, interconnect) pairs that do not deliver.
     cut: HashSet<(usize, usize, usize)>,
-    windows: HashMap<(usize, usize), ReplayWindow>,
-    seq: Vec<u64>,
-    events: Vec<(usize, Duration, MembershipEvent)>,
+    /// (receiver, sender) → the receiver's replay window for the sender.
+    pub(super) windows: HashMap<(usize, usize), ReplayWindow>,
+    pub(super) seq: Vec<u64>,
+    pub(super) events: Vec<(usize, Duration, MembershipEvent)>,
     hung: Vec<Option<u32>>,
     interconnects: usize,
 }
 
 impl Sim {
-    fn new(n: u32, interconnects: usize) -> Sim {
+    pub(super) fn new(n: u32, interconnects: usize) -> Sim {
         let nodes = (1..=n)
             .map(|i| Membership::new(cfg(i, n, interconnects), 1000 + i as u64, Duration::ZERO))
             .collect();
@@ -68,7 +69,7 @@ impl Sim {
         self.powered[i] && !self.frozen[i]
     }
 
-    fn perform(&mut self, i: usize, actions: Vec<Action>) {
+    pub(super) fn perform(&mut self, i: usize, actions: Vec<Action>) {
         for a in actions {
             match a {
                 Action::Event(e) => self.events.push((i, self.now, e)),
@@ -108,7 +109,7 @@ impl Sim {
         }
     }
 
-    fn run_for(&mut self, d: Duration) {
+    pub(super) fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
             self.now += 10 * MS;
@@ -121,7 +122,7 @@ impl Sim {
         }
     }
 
-    fn state(&self, observer: usize, node: usize) -> HostState {
+    pub(super) fn state(&self, observer: usize, node: usize) -> HostState {
         self.nodes[observer].state_of(node as u32 + 1).unwrap()
     }
 
@@ -136,7 +137,7 @@ impl Sim {
             .map(|(_, t, _)| *t)
     }
 
-    fn all_up(&self) -> bool {
+    pub(super) fn all_up(&self) -> bool {
         (0..self.nodes.len())
             .all(|i| (0..self.nodes.len()).all(|j| i == j || self.state(i, j) == HostState::Up))
     }
@@ -388,7 +389,10 @@ fn reported_hung_host_fails() {
 #[test]
 fn config_mismatch_is_refused() {
     let mut m = Membership::new(cfg(1, 3, 1), 1, Duration::ZERO);
-    let mut other = Membership::new(cfg(2, 3, 1), 2, Duration::ZERO).heartbeat(0);
+    let mut peer = Membership::new(cfg(2, 3, 1), 2, Duration::ZERO);
+    // It heard this host first: its heartbeats are fresh.
+    peer.on_heartbeat(5 * MS, 1, 1, Accepted::First, &m.heartbeat(0));
+    let mut other = peer.heartbeat(0);
     other.config_digest = [9; 16];
     let a = m.on_heartbeat(10 * MS, 2, 2, Accepted::First, &other);
     assert_eq!(

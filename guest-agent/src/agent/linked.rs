@@ -266,6 +266,10 @@ pub(super) fn start_host_link(
         node_id: me,
         incarnation,
         domain: config.node(node).and_then(|n| n.domain.clone()),
+        host_key: link.host_public_key().context(
+            "[host_link] needs a valid host_public_key (printed by `hvctl config \
+             host-link-key` on a host)",
+        )?,
     };
     let (tx, mut rx) = mpsc::channel(64);
     let outgoing = crate::link::spawn(identity, tx);

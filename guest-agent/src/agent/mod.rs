@@ -320,10 +320,16 @@ impl Agent {
         let now = self.member.clock_at(frame.at);
         let (sender, incarnation) = (hb.sender, hb.incarnation);
         let membership = &hb.payload.membership;
+        let fresh = self.membership.is_fresh(membership);
         let actions =
             self.membership
                 .on_heartbeat(now, sender, incarnation, hb.accepted, membership);
         self.perform(actions);
+        if !fresh {
+            // Possibly recorded before this agent started: nothing in it is news.
+            self.member.counters.bump("heartbeats_unconfirmed");
+            return;
+        }
         self.update_nodes();
         self.migration_heard(now, sender, hb.payload.migrating_ms);
         let actions = self

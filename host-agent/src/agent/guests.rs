@@ -520,6 +520,7 @@ pub(super) fn start_host_link(
     host: &str,
     incarnation: u64,
     incoming: crate::link::IncomingGuests,
+    signing: hvcluster_common::hostseal::HostSigningKey,
 ) -> anyhow::Result<()> {
     let address = config.host(host).and_then(|h| h.link_address);
     let channels = config.host_link.channel_dir.clone();
@@ -549,6 +550,7 @@ pub(super) fn start_host_link(
         incoming,
         limits: crate::link::limits::LinkLimits::from_config(&config.host_link),
         guest_clusters: std::sync::Arc::new(config.guest_clusters.clone()),
+        signing: Some(signing),
     };
     if address.is_some() {
         crate::daemon::check_fd_limit(u64::from(config.host_link.max_connections));

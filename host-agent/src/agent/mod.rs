@@ -180,6 +180,7 @@ impl Agent {
             .hosts
             .iter()
             .map(|h| (h.node_id, h.name.as_str(), &h.addresses));
+        let signing = hvcluster_common::hostseal::HostSigningKey::derive(&key);
         let roster = Roster::new(key, config.cluster_id(), host, &config.interconnects, hosts)?;
         let mut member = Member::start(roster, "heartbeat")?;
         let me = member.me;
@@ -205,7 +206,14 @@ impl Agent {
         let (incarnation, incarnation_problem) =
             incarnation::next_checked(&config.cluster.state_dir);
         let incoming = crate::link::IncomingGuests::default();
-        start_host_link(&config, &mut member, host, incarnation, incoming.clone())?;
+        start_host_link(
+            &config,
+            &mut member,
+            host,
+            incarnation,
+            incoming.clone(),
+            signing,
+        )?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
         let libvirt = config.hypervisor.uri.as_ref().map(|u| {
             std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u.replace("{host}", host)))
@@ -439,10 +447,16 @@ impl Agent {
     fn on_frame(&mut self, frame: Received<Heartbeat>) {
         let hb = frame.heartbeat;
         let now = self.member.clock_at(frame.at);
+        let fresh = self.membership.is_fresh(&hb.payload);
         let actions =
             self.membership
                 .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
         self.perform(actions);
+        if !fresh {
+            // Possibly recorded before this agent started: nothing in it is news.
+            self.member.counters.bump("heartbeats_unconfirmed");
+            return;
+        }
         self.links.on_heartbeat(hb.sender, &hb.payload.guests);
         if self.remote_domains.get(&hb.sender) != Some(&hb.payload.domains) {
             self.remote_domains

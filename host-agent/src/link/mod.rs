@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use hvcluster_common::hostlink::{FrameSplitter, LinkMessage};
+use hvcluster_common::hostseal::{Opener, Sealer};
 use hvcluster_common::wire::{self, Header, ReplayWindow};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -66,6 +67,7 @@ pub struct LinkReader<R> {
     window: ReplayWindow,
     buf: Box<[u8; 8192]>,
     deadline: Option<(tokio::time::Instant, Duration)>,
+    opener: Option<Opener>,
 }
 
 impl<R: AsyncRead + Unpin> LinkReader<R> {
@@ -77,6 +79,7 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             window: ReplayWindow::default(),
             buf: Box::new([0; 8192]),
             deadline: None,
+            opener: None,
         }
     }
 
@@ -84,6 +87,12 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
     /// passed (the registration's deadline); `None` lifts it.
     pub fn set_deadline(&mut self, limit: Option<Duration>) {
         self.deadline = limit.map(|l| (tokio::time::Instant::now() + l, l));
+    }
+
+    /// From now on, takes only messages a host sealed for this session (the guest's end
+    /// of a sealed session): anything else ends the link.
+    pub fn require_sealed(&mut self, opener: Opener) {
+        self.opener = Some(opener);
     }
 
     /// The next whole frame's bytes, not yet authenticated. The whole frame must arrive
@@ -128,6 +137,15 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             .map_err(|e| LinkError::Protocol(format!("frame refused: {e:?}")))?;
         let message = LinkMessage::from_payload(frame.payload)
             .map_err(|e| LinkError::Protocol(format!("unreadable message: {e}")))?;
+        let message = match &mut self.opener {
+            // A greeting only makes the guest register again (the VM moved to another
+            // host, whose agent cannot seal for a session it does not have).
+            Some(_) if matches!(message, LinkMessage::Hello { .. }) => message,
+            Some(opener) => opener
+                .open(message)
+                .map_err(|e| LinkError::Protocol(format!("refused {e}")))?,
+            None => message,
+        };
         Ok((frame.header, message))
     }
 
@@ -146,6 +164,7 @@ pub struct LinkWriter<W> {
     sender: u32,
     incarnation: u64,
     sequence: u64,
+    sealer: Option<Sealer>,
 }
 
 impl<W: AsyncWrite + Unpin> LinkWriter<W> {
@@ -157,7 +176,14 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
             sender,
             incarnation,
             sequence: 0,
+            sealer: None,
         }
+    }
+
+    /// From now on, seals every message for the session (the host's end of a sealed
+    /// session).
+    pub fn seal_with(&mut self, sealer: Sealer) {
+        self.sealer = Some(sealer);
     }
 
     /// The guest cluster whose key signs the frames.
@@ -173,6 +199,14 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
     /// Signs and sends one message.
     pub async fn send(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
         self.sequence += 1;
+        let sealed;
+        let message = match &mut self.sealer {
+            Some(sealer) => {
+                sealed = sealer.seal(message);
+                &sealed
+            }
+            None => message,
+        };
         let frame = message.to_frame(
             self.key.key.as_bytes(),
             self.key.cluster_id,
@@ -415,6 +449,41 @@ mod tests {
             }
             other => panic!("the replay was registered: {other:?}"),
         }
+    }
+
+    /// On a sealed session only what a host sealed passes, and a greeting (the VM
+    /// moved: the new host has no session to seal for, and it only makes the guest
+    /// register again).
+    #[tokio::test]
+    async fn a_sealed_session_takes_sealed_messages_and_greetings_only() {
+        use hvcluster_common::hostseal::{HostSigningKey, Opener, Sealer, SessionBinding};
+        let binding = SessionBinding {
+            cluster_id: key("erp").cluster_id,
+            node_id: 2,
+            host_nonce: 1,
+            guest_nonce: 2,
+        };
+        let signing = HostSigningKey::derive(b"host cluster key");
+        let (a, b) = tokio::io::duplex(8192);
+        let (_ra, wa) = tokio::io::split(a);
+        let (rb, _wb) = tokio::io::split(b);
+        let mut host = LinkWriter::new(wa, key("erp"), 3, 9);
+        let mut r = LinkReader::new(rb);
+        r.require_sealed(Opener::new(signing.public(), binding));
+        let down = LinkMessage::HostDownAck { epoch: 1 };
+        let hello = LinkMessage::Hello { host: "h3".into() };
+        host.send(&hello).await.unwrap();
+        host.seal_with(Sealer::new(signing, binding));
+        host.send(&down).await.unwrap();
+        assert_eq!(r.next(&key("erp")).await.unwrap().1, hello);
+        assert_eq!(r.next(&key("erp")).await.unwrap().1, down);
+        // The same message unsealed, as a guest holding the key could frame it.
+        let k = key("erp");
+        let forged = down.to_frame(k.key.as_bytes(), k.cluster_id, 3, 9, 3);
+        assert!(matches!(
+            r.open(&forged, &k),
+            Err(LinkError::Protocol(e)) if e.contains("unsigned HostDownAck")
+        ));
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct ServerIdentity {
     pub limits: LinkLimits,
     /// The guest clusters served, with their members: who a guest may register as.
     pub guest_clusters: std::sync::Arc<Vec<hvcluster_common::config::GuestClusterEntry>>,
+    /// The hosts' key that seals what this host tells guests asking for a sealed
+    /// session; none: such guests are refused.
+    pub signing: Option<hvcluster_common::hostseal::HostSigningKey>,
 }
 
 /// Domain name → guest cluster of the domains migrating to this host.
@@ -325,6 +328,20 @@ where
         let next = tokio::time::timeout(LINK_TIMEOUT, reader.next(&key)).await;
         match next {
             Ok(Ok((_, LinkMessage::Confirm { nonce: n }))) if n == nonce => break,
+            Ok(Ok((
+                _,
+                LinkMessage::ConfirmSession {
+                    nonce: n,
+                    guest_nonce,
+                },
+            ))) if n == nonce => {
+                if let Err(why) =
+                    seal_session(&mut writer, me, &key, node_id, nonce, guest_nonce).await
+                {
+                    return (None, format!("registration of {who}: {why}"));
+                }
+                break;
+            }
             Ok(Ok((_, LinkMessage::Register { .. }))) => continue,
             Ok(Ok((_, other))) => {
                 return (
@@ -365,6 +382,42 @@ where
     .await;
     read_task.abort();
     (Some(who), why)
+}
+
+/// Seals everything sent on from now on for this session and proves it to the guest:
+/// [`LinkMessage::Registered`] again, sealed.
+async fn seal_session<W: AsyncWrite + Unpin>(
+    writer: &mut LinkWriter<W>,
+    me: &ServerIdentity,
+    key: &LinkKey,
+    node_id: u32,
+    nonce: u64,
+    guest_nonce: u64,
+) -> Result<(), String> {
+    use hvcluster_common::hostseal::{Sealer, SessionBinding};
+    let Some(signing) = &me.signing else {
+        let reason = "this host has no key to sign host-link messages with".to_string();
+        let _ = writer
+            .send(&LinkMessage::Refused {
+                reason: reason.clone(),
+            })
+            .await;
+        return Err(reason);
+    };
+    let binding = SessionBinding {
+        cluster_id: key.cluster_id,
+        node_id,
+        host_nonce: nonce,
+        guest_nonce,
+    };
+    writer.seal_with(Sealer::new(signing.clone(), binding));
+    writer
+        .send(&LinkMessage::Registered {
+            host: me.host.clone(),
+            nonce,
+        })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Connection ids of virtio-serial channels start here (those of TCP links from 1).

@@ -63,7 +63,7 @@ fn udp_packet(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     p
 }
 
-fn v4(addr: SocketAddr) -> anyhow::Result<SocketAddrV4> {
+pub(super) fn v4(addr: SocketAddr) -> anyhow::Result<SocketAddrV4> {
     match addr {
         SocketAddr::V4(a) => Ok(a),
         SocketAddr::V6(a) => anyhow::bail!("{a}: the lab spoofs IPv4 only"),

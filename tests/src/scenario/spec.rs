@@ -109,6 +109,9 @@ pub enum ForgeKind {
     ForeignCluster,
     /// Random bytes.
     Garbage,
+    /// The heartbeats of the last `record-heartbeats` step, `count` of them, one every
+    /// 100 ms in the background (the next steps run while they arrive).
+    Recorded,
 }
 
 fn default_within() -> u64 {
@@ -635,6 +638,14 @@ pub enum Step {
         /// Largest accepted number.
         at_most: usize,
     },
+    /// Makes, with the cluster key, the heartbeats `host` sends now (its incarnation,
+    /// its view of the others with the incarnations it heard, the configuration
+    /// digest), as an attacker on the interconnect would record them; `forge` with
+    /// `kind = "recorded"` plays them later.
+    RecordHeartbeats {
+        /// The host recorded.
+        host: String,
+    },
 }
 
 fn default_flood_connections() -> u32 {
@@ -922,6 +933,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "kill-request-flood",
         include_str!("../../scenarios/kill-request-flood.toml"),
+    ),
+    (
+        "replay-after-restart",
+        include_str!("../../scenarios/replay-after-restart.toml"),
     ),
 ];
 

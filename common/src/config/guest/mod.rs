@@ -119,6 +119,18 @@ pub struct HostLinkSection {
     /// Character device for `virtio-serial`.
     #[serde(default)]
     pub device: Option<PathBuf>,
+    /// The hosts' public key (`ed25519:` and 64 hex digits, printed by `hvctl config
+    /// host-link-key`): what the host says is taken only when signed with it. Required
+    /// with any transport but `none`.
+    #[serde(default)]
+    pub host_public_key: Option<String>,
+}
+
+impl HostLinkSection {
+    /// The hosts' public key, when configured and valid (validation refuses a bad one).
+    pub fn host_public_key(&self) -> Option<crate::hostseal::HostPublicKey> {
+        self.host_public_key.as_deref().and_then(|k| k.parse().ok())
+    }
 }
 
 /// `[admin]` of the guest agent.

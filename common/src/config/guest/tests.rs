@@ -34,6 +34,7 @@ addresses = { gic0 = "198.18.32.2", gic1 = "198.19.32.2" }
 transport = "tcp"
 address = "198.18.0.1"
 port = 5410
+host_public_key = "ed25519:06d5ad3a458350ac9c7145d375cdb69ca1a176530c07bca8ad9c802bb68e919b"
 
 [[application]]
 name = "web"
@@ -427,16 +428,50 @@ fn host_link_needs_its_transport_fields() {
 }
 
 #[test]
+fn host_link_needs_the_hosts_public_key() {
+    let key = "host_public_key = \"ed25519:06d5ad3a458350ac9c7145d375cdb69ca1a176530c07bca8ad9c802bb68e919b\"\n";
+    let p = problem(&edit(key, ""), "host_link.host_public_key");
+    assert!(
+        p.message.contains("needs host_public_key")
+            && p.message.contains("hvctl config host-link-key"),
+        "{}",
+        p.message
+    );
+    assert_problem(
+        &edit("\"ed25519:06d5", "\"ed25519:6d5"),
+        "host_link.host_public_key",
+        "host_public_key =",
+        "expected \"ed25519:\" and 64 hexadecimal digits",
+    );
+    let loaded = load(GOOD).unwrap();
+    assert_eq!(
+        loaded
+            .config
+            .host_link
+            .host_public_key()
+            .map(|k| k.to_string()),
+        Some(
+            "ed25519:06d5ad3a458350ac9c7145d375cdb69ca1a176530c07bca8ad9c802bb68e919b".to_string()
+        )
+    );
+}
+
+#[test]
 fn host_link_none_needs_nothing() {
     let none = edit(
-        "[host_link]\ntransport = \"tcp\"\naddress = \"198.18.0.1\"\nport = 5410\n",
+        &format!(
+            "[host_link]\ntransport = \"tcp\"\naddress = \"198.18.0.1\"\nport = 5410\n\
+             host_public_key = \"{}\"\n",
+            "ed25519:06d5ad3a458350ac9c7145d375cdb69ca1a176530c07bca8ad9c802bb68e919b"
+        ),
         "",
     );
     load(&none).unwrap();
     let text = edit(
         "transport = \"tcp\"\naddress = \"198.18.0.1\"\n",
         "transport = \"none\"\n",
-    );
+    )
+    .replace("host_public_key = \"ed25519:06d5ad3a458350ac9c7145d375cdb69ca1a176530c07bca8ad9c802bb68e919b\"\n", "");
     assert_problem(
         &text,
         "host_link.port",

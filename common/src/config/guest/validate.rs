@@ -99,6 +99,7 @@ fn check_host_link(c: &mut Problems<'_>, config: &GuestConfig) {
     if !wants.contains(&true) {
         return;
     }
+    check_host_public_key(c, transport, link.host_public_key.as_deref());
     if let Some(addr) = link
         .address
         .filter(|a| a.is_unspecified() || a.is_multicast())
@@ -116,6 +117,22 @@ fn check_host_link(c: &mut Problems<'_>, config: &GuestConfig) {
             &at("device"),
             format!("{} is not an absolute path", dev.display()),
         );
+    }
+}
+
+/// Without the hosts' public key a guest could not tell its host from a partner holding
+/// the same guest cluster key: a link is refused rather than run unchecked.
+fn check_host_public_key(c: &mut Problems<'_>, transport: &str, key: Option<&str>) {
+    let at = [Seg::Key("host_link"), Seg::Key("host_public_key")];
+    match key.map(str::parse::<crate::hostseal::HostPublicKey>) {
+        None => c.push(
+            &at,
+            format!(
+                "transport = {transport:?} needs host_public_key, the hosts' key that signs                  what they tell guests: run `hvctl config host-link-key                  /etc/hvcluster/cluster.toml` on a host and add host_public_key =                  \"ed25519:...\" as it prints"
+            ),
+        ),
+        Some(Err(e)) => c.push(&at, format!("{:?} {e}", key.unwrap_or_default())),
+        Some(Ok(_)) => {}
     }
 }
 

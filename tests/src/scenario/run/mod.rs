@@ -14,7 +14,7 @@ mod keys;
 mod rogue;
 mod slowloris;
 
-use super::spec::{Scenario, Step};
+use super::spec::{ForgeKind, Scenario, Step};
 use super::{forge, timeline};
 use crate::cluster::{LabCluster, KDUMP_PORT};
 
@@ -113,6 +113,8 @@ struct Runner<'a> {
     link_flood: Option<super::slowloris::Flood>,
     /// Floods under way (`udp-flood`).
     floods: Vec<super::flood::Flood>,
+    /// Heartbeats made by the last `record-heartbeats` step.
+    recording: Option<forge::Recording>,
 }
 
 /// Starts a lab cluster for `scenario`, runs it, and removes the lab.
@@ -187,6 +189,7 @@ pub fn run_on(
         background: None,
         link_flood: None,
         floods: Vec::new(),
+        recording: None,
     };
     for step in &scenario.steps {
         r.step(step)
@@ -341,6 +344,25 @@ impl Runner<'_> {
                 self.cluster
                     .lab
                     .kdump_notice_from_rogue(&targets, KDUMP_PORT)?;
+            }
+            Step::RecordHeartbeats { host } => {
+                self.recording = Some(forge::record(self.cluster, host)?);
+                self.note(format!("{host}'s heartbeats recorded"));
+            }
+            Step::Forge {
+                to,
+                kind: ForgeKind::Recorded,
+                count,
+            } => {
+                let recording = self
+                    .recording
+                    .clone()
+                    .context("kind = \"recorded\" needs a record-heartbeats step before it")?;
+                self.fault(format!(
+                    "{count} recorded heartbeats of {} replayed to {to}, one every 100 ms",
+                    recording.host
+                ));
+                forge::replay(self.cluster, to, &recording, *count)?;
             }
             Step::Forge { to, kind, count } => {
                 self.fault(format!("{count} forged frames ({kind:?}) sent to {to}"));
