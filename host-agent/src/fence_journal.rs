@@ -169,7 +169,7 @@ impl Writer {
 
 /// Drops the real-time priority the thread inherited: waiting on a disk is no reason
 /// to hold a CPU ahead of everything else on the host.
-fn ordinary_priority() {
+pub(crate) fn ordinary_priority() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: plain syscall wrapper on the calling thread with a valid parameter.
     unsafe {

@@ -21,6 +21,7 @@ pub use describe::{app_event, app_lines};
 
 use crate::member::Member;
 use crate::resources::{self, OpRequest};
+use crate::state_writer::StateWriter;
 
 /// The applications of one agent with what runs them.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub struct Apps {
     pub engine: Engine,
     applications: Vec<ApplicationConfig>,
     state_file: PathBuf,
+    /// Writes the state file off the driver loop.
+    writer: StateWriter,
     env: Vec<(String, String)>,
     /// Placements or reports changed: a heartbeat should go out now.
     pub announce: bool,
@@ -57,10 +60,31 @@ impl Apps {
         let specs = AppSpec::from_applications(&applications, id_of);
         let mut engine = Engine::new(member.me, specs, &persistent, member.now());
         engine.set_names(names);
+        let (events, node) = (member.events.clone(), member.own_name.clone());
+        let writer = StateWriter::spawn(
+            "hv-state",
+            Box::new(move |file, result| {
+                if let Err(e) = result {
+                    tracing::error!(file = %file.display(), cause = %e, "cannot save the application state");
+                    events.record(
+                        Some(&node),
+                        "state_not_saved",
+                        format!(
+                            "cannot save the application state to {}: {e}; the next change \
+                             writes it again (until then a restart forgets the placements \
+                             changed since)",
+                            file.display()
+                        ),
+                        json!({ "file": file.display().to_string() }),
+                    );
+                }
+            }),
+        );
         Apps {
             engine,
             applications,
             state_file,
+            writer,
             env,
             announce: false,
         }
@@ -127,17 +151,19 @@ impl Apps {
                         serde_json::to_value(&e).unwrap_or_default(),
                     );
                 }
-                AppAction::Persist => {
-                    if let Err(e) = state::save(&self.state_file, &self.engine.persistent()) {
+                AppAction::Persist => match state::encode(&self.engine.persistent()) {
+                    // Written by the state writer thread, which reports a failure.
+                    Ok(bytes) => self.writer.save(&self.state_file, bytes),
+                    Err(e) => {
                         let node = member.own_name.clone();
                         member.events.record(
                             Some(&node),
                             "state_not_saved",
-                            format!("cannot save the application state: {e:#}"),
+                            format!("cannot encode the application state: {e}"),
                             json!({}),
                         );
                     }
-                }
+                },
                 AppAction::Announce => self.announce = true,
                 AppAction::KillNode(n) => kills.push(n),
             }

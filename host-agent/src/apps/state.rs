@@ -1,10 +1,8 @@
 //! What the engine must keep across restarts (placements, persistent faults), in
 //! `<state_dir>/applications.json`, written atomically and synced.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use hvcluster_common::application::Persistent;
 
 /// The state file of `state_dir`.
@@ -45,6 +43,11 @@ pub fn load(file: &Path) -> (Persistent, Option<String>) {
     }
 }
 
+/// The state as the bytes of its file.
+pub fn encode(state: &Persistent) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(state)
+}
+
 /// Writes the state: a temporary file, fsync, rename, fsync of the directory.
 pub fn save(file: &Path, state: &Persistent) -> anyhow::Result<()> {
     save_json(file, state)
@@ -54,19 +57,8 @@ pub fn save(file: &Path, state: &Persistent) -> anyhow::Result<()> {
 /// never a mix: a temporary file, fsync, rename, fsync of the directory. Used by every
 /// journal of the agent (applications, migration lock, host maintenance).
 pub fn save_json(file: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = file.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(value)?;
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::state_writer::write_atomic(file, &bytes)
 }
 
 #[cfg(test)]
