@@ -162,9 +162,11 @@ fn guest_cluster_key_open_to_others_is_refused() {
     let guests = dir.path().join("guests.key");
     keyfile::write_test_key(&guests, b"fedcba9876543210fedcba9876543210");
     std::fs::set_permissions(&guests, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let text =
-        GOOD.to_string() + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n";
+    let text = GOOD.to_string()
+        + "\n[[guest_cluster]]\nname = \"erp\"\nkey_file = \"guests.key\"\n\
+         [[guest_cluster.member]]\nnode = \"db1\"\nnode_id = 1\ndomain = \"vm1\"\n";
     let err = ClusterConfig::load_str(&dir.path().join("cluster.toml"), &text).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
     let p = &err.problems[0];
     assert_eq!(p.key, "guest_cluster[0].key_file", "{err}");
     assert!(p.message.contains("the guest cluster key"), "{}", p.message);

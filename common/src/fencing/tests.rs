@@ -251,7 +251,12 @@ fn a_panic_notice_is_proof_only_once_the_host_is_silent_for_the_suspect_time() {
     );
     p3.silent_long = true;
     let v = view(true, vec![peer(2, HostState::Up), p3]);
-    assert_eq!(downs(&f.tick(400 * MS, &v))[0].proof, Proof::KdumpNotice);
+    let a = f.tick(400 * MS, &v);
+    assert_eq!(journal_writes(&a)[0].proof, Proof::KdumpNotice);
+    assert_eq!(
+        downs(&settle(&mut f, 400 * MS, a))[0].proof,
+        Proof::KdumpNotice
+    );
 }
 
 #[test]

@@ -150,6 +150,16 @@ async fn a_genuine_host_is_heard_and_a_wrong_public_key_is_refused() {
         node_id: 1,
         incarnation: 5,
         signing: Some(HostSigningKey::derive(HOST_KEY)),
+        guest_clusters: std::sync::Arc::new(vec![hvcluster_common::config::GuestClusterEntry {
+            name: "erp".into(),
+            key_file: "erp.key".into(),
+            members: vec![hvcluster_common::config::GuestMember {
+                node: "g2".into(),
+                node_id: 2,
+                domain: "vm-g2".into(),
+                address: None,
+            }],
+        }]),
         ..ServerIdentity::default()
     };
     let server = tokio::spawn(serve(

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hvcluster_common::config::{ClusterConfig, NodeId};
 use hvcluster_common::membership::Heartbeat;
@@ -106,7 +106,14 @@ impl Agent {
                     );
                     self.send_heartbeats();
                 } else if let Some(who) = guest {
-                    tracing::info!(%who, %why, "host link closed before registration completed");
+                    // A guest can repeat this at will: logged at most once a period.
+                    if let Some(since) = self
+                        .member
+                        .counters
+                        .bump_logged("host_links_unregistered", Instant::now())
+                    {
+                        tracing::info!(%who, %why, closed = since, "host link closed before registration completed");
+                    }
                 } else {
                     self.member.record_limited(
                         "host_links_refused",

@@ -98,6 +98,17 @@ async fn a_registration_that_never_completes_is_cut_off_at_its_deadline() {
             register_timeout: Duration::from_secs(10),
             ..LinkLimits::default()
         },
+        // g2 is who it says it is: only the deadline can end this registration.
+        guest_clusters: std::sync::Arc::new(vec![hvcluster_common::config::GuestClusterEntry {
+            name: "erp".into(),
+            key_file: "erp.key".into(),
+            members: vec![hvcluster_common::config::GuestMember {
+                node: "g2".into(),
+                node_id: 2,
+                domain: "vm-g2".into(),
+                address: None,
+            }],
+        }]),
         ..ServerIdentity::default()
     };
     let start = tokio::time::Instant::now();

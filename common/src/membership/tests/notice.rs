@@ -102,8 +102,14 @@ fn a_host_heard_after_its_notice_counted_is_no_longer_noticed() {
 fn forged_notices_probe_at_most_once_per_bound() {
     let mut m = Membership::new(cfg(1, 3, 1), 7, Duration::ZERO);
     let mut probes = 0;
+    // A live host's heartbeats name the receiver's current incarnation.
     let hb = Heartbeat {
         config_digest: [7; 16],
+        view: vec![PeerView {
+            node: 1,
+            incarnation: 7,
+            state: HostState::Up,
+        }],
         ..Heartbeat::default()
     };
     let mut seq = 0;
@@ -134,10 +140,13 @@ fn a_probed_host_answers_at_once_and_others_carry_the_probe() {
     let _ = m.on_kdump_notice(10 * MS, 3);
     assert_eq!(m.heartbeat(0).probe, vec![3]);
     let mut probed = Membership::new(cfg(3, 3, 1), 9, Duration::ZERO);
+    let mut other = Membership::new(cfg(2, 3, 1), 8, Duration::ZERO);
+    // m has heard both, so its heartbeats name their incarnations.
+    let _ = m.on_heartbeat(5 * MS, 3, 9, Accepted::First, &Heartbeat::default());
+    let _ = m.on_heartbeat(5 * MS, 2, 8, Accepted::First, &Heartbeat::default());
     let hb = m.heartbeat(0);
     let actions = probed.on_heartbeat(11 * MS, 1, 7, Accepted::First, &hb);
     assert!(actions.contains(&Action::SendHeartbeats));
-    let mut other = Membership::new(cfg(2, 3, 1), 8, Duration::ZERO);
     let actions = other.on_heartbeat(11 * MS, 1, 7, Accepted::First, &hb);
     assert!(!actions.contains(&Action::SendHeartbeats));
 }
