@@ -239,8 +239,10 @@ impl Agent {
         self.vm_ha.plan.sort();
         if self.vm_ha.plan != was {
             self.send_heartbeats();
-            self.vm_ha_act();
         }
+        // Also when nothing changed: an assignment held back while its domain was still
+        // listed by a host not yet DOWN here is taken up once that DOWN is journaled.
+        self.vm_ha_act();
     }
 
     /// Whether this host places lost domains: its partition is quorate and it is the
@@ -418,9 +420,11 @@ impl Agent {
             return;
         };
         for (uuid, name) in assigned {
-            if self.vm_ha.failed.contains_key(&uuid) || !self.vm_ha.acted.insert(uuid.clone()) {
+            if self.vm_ha.failed.contains_key(&uuid) || self.vm_ha.acted.contains(&uuid) {
                 continue;
             }
+            // Still listed by a host not yet DOWN here (its DOWN may be on its way to
+            // this host's journal): not started now, and asked again on the next tick.
             let elsewhere = self
                 .domain_holders()
                 .into_iter()
@@ -428,6 +432,7 @@ impl Agent {
             if elsewhere {
                 continue;
             }
+            self.vm_ha.acted.insert(uuid.clone());
             let own = self.member.own_name.clone();
             self.member.events.record(
                 Some(&name),
