@@ -403,22 +403,11 @@ pub(super) async fn poll_domains(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let hv = libvirt.clone();
-        let mut call = tokio::task::spawn_blocking(move || {
-            let domains = hv.list()?;
-            // Capacity is for VM HA placement; a host that cannot say takes no domains.
-            let capacity = hv.capacity().ok();
-            Ok(Listing { domains, capacity })
-        });
-        let (listed, hung) = match tokio::time::timeout(Duration::from_secs(10), &mut call).await {
-            Ok(Ok(listed)) => (listed, false),
-            Ok(Err(e)) => (Err(format!("libvirt call failed: {e}")), false),
-            Err(_) => (Err("libvirt did not answer within 10 s".into()), true),
-        };
+        let (listed, hung) = list_once(libvirt.clone()).await;
         if tx.send(Input::Domains(listed)).await.is_err() {
             return;
         }
-        if hung {
+        if let Some(call) = hung {
             // One hung call at a time: the next listing waits until this one returns,
             // rather than tying up one more thread every period.
             if let Ok(listed) = call.await {
@@ -427,5 +416,77 @@ pub(super) async fn poll_domains(
                 }
             }
         }
+    }
+}
+
+/// A call of [`list_once`] that did not return in time, still running.
+type HungListing = tokio::task::JoinHandle<Result<Listing, String>>;
+
+/// Lists the hypervisor's domains once, off the async threads, waiting at most 10 s;
+/// the call is handed back when it did not return by then.
+pub(super) async fn list_once(
+    libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
+) -> (Result<Listing, String>, Option<HungListing>) {
+    let mut call = tokio::task::spawn_blocking(move || {
+        let domains = libvirt.list()?;
+        // Capacity is for VM HA placement; a host that cannot say takes no domains.
+        let capacity = libvirt.capacity().ok();
+        Ok(Listing { domains, capacity })
+    });
+    match tokio::time::timeout(Duration::from_secs(10), &mut call).await {
+        Ok(Ok(listed)) => (listed, None),
+        Ok(Err(e)) => (Err(format!("libvirt call failed: {e}")), None),
+        Err(_) => (Err("libvirt did not answer within 10 s".into()), Some(call)),
+    }
+}
+
+impl Agent {
+    /// A start or stop of a host-side application's resource ended: the hypervisor is
+    /// listed again before the engine hears of it, so that the heartbeat saying the
+    /// resource stopped also says which domains still run here. Without it a host
+    /// taking the application over could still see the stopped domain in this host's
+    /// last listing (up to a second old) and refuse to start it a second time.
+    pub(super) fn relist_then_report(
+        &mut self,
+        id: u64,
+        outcome: hvcluster_common::application::OpOutcome,
+    ) {
+        let Some(libvirt) = self.libvirt.clone() else {
+            self.app_result(id, outcome, None);
+            return;
+        };
+        let tx = self.member.tx.clone();
+        self.member.spawn(async move {
+            let (listed, hung) = list_once(libvirt).await;
+            // A hypervisor that does not answer delays no result: the periodic listing
+            // reports it.
+            let listed = if hung.is_some() { None } else { Some(listed) };
+            let _ = tx
+                .send(Input::AppOpListed {
+                    id,
+                    outcome,
+                    listed,
+                })
+                .await;
+        });
+    }
+
+    /// Gives the engine a resource operation's result, after the listing taken once it
+    /// ended (when there is one).
+    pub(super) fn app_result(
+        &mut self,
+        id: u64,
+        outcome: hvcluster_common::application::OpOutcome,
+        listed: Option<Result<Listing, String>>,
+    ) {
+        if let Some(listed) = listed {
+            self.on_domains(listed);
+        }
+        let actions = self
+            .host_apps
+            .apps
+            .engine
+            .on_result(self.now(), id, outcome);
+        self.perform_apps(actions);
     }
 }

@@ -99,6 +99,16 @@ pub enum Input {
         /// How it ended.
         outcome: hvcluster_common::application::OpOutcome,
     },
+    /// A start or stop of a host-side application's resource ended and the hypervisor
+    /// was listed after it.
+    AppOpListed {
+        /// Operation id.
+        id: u64,
+        /// How it ended.
+        outcome: hvcluster_common::application::OpOutcome,
+        /// The listing, unless the hypervisor did not answer in time.
+        listed: Option<Result<domains::Listing, String>>,
+    },
     /// A fence level finished.
     FenceResult {
         /// The host fenced.
@@ -399,13 +409,17 @@ impl Agent {
             Input::MigrationProgress(p) => self.on_migration_progress(p),
             Input::Migrated(result) => self.on_migrated(result),
             Input::AppOpDone { id, outcome } => {
-                let actions = self
-                    .host_apps
-                    .apps
-                    .engine
-                    .on_result(self.now(), id, outcome);
-                self.perform_apps(actions);
+                if self.host_apps.relist.remove(&id) {
+                    self.relist_then_report(id, outcome);
+                } else {
+                    self.app_result(id, outcome, None);
+                }
             }
+            Input::AppOpListed {
+                id,
+                outcome,
+                listed,
+            } => self.app_result(id, outcome, listed),
             Input::Admin(AdminCall::Operator { request, reply }) => {
                 let cx = operator::Ctx {
                     now: self.now(),
