@@ -1,7 +1,10 @@
-//! The writer of the applications state file: a thread of its own writes each file
-//! atomically and syncs it, so a slow or failing disk never holds up the driver loop
-//! (heartbeats, detection, the admin socket). Writes to the same file coalesce: while
-//! one is pending, a newer content replaces it and only the latest is written.
+//! The writer of the host agent's state files (applications, migration lock,
+//! maintenance): a thread of its own writes each file atomically and syncs it, so a slow
+//! or failing disk never holds up the driver loop (heartbeats, detection, the admin
+//! socket). Writes to the same file coalesce: while one is pending, a newer content (or
+//! a removal) replaces it and only the latest is written. Each save is numbered; a
+//! result carries the number of the content it wrote, so that a caller waiting for its
+//! own save knows it is on disk once a result of that number or a later one says so.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,21 +14,27 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 
-/// Told how each write went: the file and `Ok`, or what went wrong.
-pub type OnResult = Box<dyn FnMut(&Path, Result<(), String>) + Send>;
+/// Told how each write went: the file, the number of the save written, and `Ok` or
+/// what went wrong.
+pub type OnResult = Box<dyn FnMut(&Path, u64, Result<(), String>) + Send>;
 
-/// Writes one file; the real one is [`write_atomic`], tests use fakes that block.
-pub type WriteFn = Box<dyn FnMut(&Path, &[u8]) -> Result<(), String> + Send>;
+/// Writes one file (`None`: removes it); the real one is [`write_file`], tests use
+/// fakes that block.
+pub type WriteFn = Box<dyn FnMut(&Path, Option<&[u8]>) -> Result<(), String> + Send>;
 
-/// [`write_atomic`] with its error as one line.
-fn write_file(file: &Path, bytes: &[u8]) -> Result<(), String> {
-    write_atomic(file, bytes).map_err(|e| format!("{e:#}"))
+/// [`write_atomic`] (or a synced removal) with its error as one line.
+pub fn write_file(file: &Path, bytes: Option<&[u8]>) -> Result<(), String> {
+    match bytes {
+        Some(bytes) => write_atomic(file, bytes).map_err(|e| format!("{e:#}")),
+        None => crate::apps::set_aside::remove(file)
+            .map_err(|e| format!("cannot remove {}: {e}", file.display())),
+    }
 }
 
-/// Contents waiting to be written, by file.
+/// Contents waiting to be written (`None`: a removal), by file, with their numbers.
 #[derive(Default)]
 struct Pending {
-    files: BTreeMap<PathBuf, Vec<u8>>,
+    files: BTreeMap<PathBuf, (u64, Option<Vec<u8>>)>,
     closed: bool,
 }
 
@@ -38,6 +47,8 @@ pub struct StateWriter {
     thread: Option<JoinHandle<()>>,
     /// Used when no thread could be started: the writes are then made by the caller.
     inline: Option<(OnResult, WriteFn)>,
+    /// Number of the last save.
+    seq: u64,
 }
 
 impl std::fmt::Debug for StateWriter {
@@ -74,6 +85,7 @@ impl StateWriter {
                 shared,
                 thread: Some(thread),
                 inline: None,
+                seq: 0,
             },
             Err(e) => {
                 tracing::error!(cause = %e, "cannot start the state writer thread; state files are written on the driver loop");
@@ -82,23 +94,36 @@ impl StateWriter {
                     shared,
                     thread: None,
                     inline,
+                    seq: 0,
                 }
             }
         }
     }
 
     /// Queues `bytes` to be written to `file`, replacing any content still waiting for
-    /// it. Returns at once (unless no thread could be started).
-    pub fn save(&mut self, file: &Path, bytes: Vec<u8>) {
+    /// it. Returns at once (unless no thread could be started) with the save's number.
+    pub fn save(&mut self, file: &Path, bytes: Vec<u8>) -> u64 {
+        self.queue(file, Some(bytes))
+    }
+
+    /// Queues the removal of `file`, like [`StateWriter::save`].
+    pub fn remove(&mut self, file: &Path) -> u64 {
+        self.queue(file, None)
+    }
+
+    fn queue(&mut self, file: &Path, bytes: Option<Vec<u8>>) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
         if let Some((on_result, write)) = &mut self.inline {
-            on_result(file, write(file, &bytes));
-            return;
+            on_result(file, seq, write(file, bytes.as_deref()));
+            return seq;
         }
         let (lock, ready) = &*self.shared;
         if let Ok(mut p) = lock.lock() {
-            p.files.insert(file.to_path_buf(), bytes);
+            p.files.insert(file.to_path_buf(), (seq, bytes));
             ready.notify_one();
         }
+        seq
     }
 }
 
@@ -132,8 +157,8 @@ fn run(shared: &Shared, mut on_result: OnResult, mut write: WriteFn) {
                 None => return,
             }
         };
-        let (file, bytes) = next;
-        on_result(&file, write(&file, &bytes));
+        let (file, (seq, bytes)) = next;
+        on_result(&file, seq, write(&file, bytes.as_deref()));
     }
 }
 

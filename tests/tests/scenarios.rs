@@ -393,3 +393,8 @@ fn journal_write_fails() {
 fn corrupt_state_files() {
     run("corrupt-state-files");
 }
+
+#[test]
+fn state_disk_blocked() {
+    run("state-disk-blocked");
+}

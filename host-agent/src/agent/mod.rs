@@ -26,6 +26,7 @@ mod links;
 mod maintenance;
 mod migrate;
 mod panic;
+mod saves;
 
 /// How long a guest waits before asking again to kill a guest of a slow host, ms.
 const KILL_DEFER_MS: u64 = 1000;
@@ -120,6 +121,8 @@ pub enum Input {
         /// What each device did.
         detail: String,
     },
+    /// The state writer finished a write of a state file ([`saves`]).
+    StateSaved,
     /// The fencing journal's writer finished a write.
     Journaled {
         /// The DOWN record the fencing core waits for, when it was one.
@@ -161,6 +164,8 @@ pub struct Agent {
     migrations: migrate::Migrations,
     /// Host maintenance: this host's, and which others are in it.
     maintenance: maintenance::Maintenance,
+    /// The writer of the migration lock and the maintenance state.
+    saves: saves::Saves,
     /// Domains migrating here, for the host link's greeting on their channel.
     incoming: crate::link::IncomingGuests,
 }
@@ -245,6 +250,7 @@ impl Agent {
         );
         membership.set_panic_probe(Duration::from_millis(config.kdump.probe_ms));
         let host_apps = apps::HostApps::open(&config, &member, host);
+        let saves = saves::Saves::spawn(member.tx.clone());
         let config_state_dir = config.cluster.state_dir.clone();
         let (migrations, migration_problem) = migrate::Migrations::open(&config.cluster.state_dir);
         let (maintenance, maintenance_problem) = maintenance::Maintenance::open(&config_state_dir);
@@ -297,6 +303,7 @@ impl Agent {
             host_apps,
             migrations,
             maintenance,
+            saves,
             incoming,
         })
     }
@@ -339,6 +346,7 @@ impl Agent {
                     self.send_notices();
                     self.expire_kills();
                     self.apps_tick();
+                    self.saves_tick();
                     self.migration_tick();
                     self.maintenance_tick();
                 }
@@ -404,7 +412,7 @@ impl Agent {
                 request: hvcluster_common::admin::Request::HostMaintenance { host, on },
                 reply,
             }) => {
-                let _ = reply.send(self.host_maintenance(&host, on));
+                self.host_maintenance(&host, on, reply);
             }
             Input::MigrationProgress(p) => self.on_migration_progress(p),
             Input::Migrated(result) => self.on_migrated(result),
@@ -455,6 +463,7 @@ impl Agent {
                 self.report_fence(events);
             }
             Input::Journaled { down, result } => self.on_journaled(down, result),
+            Input::StateSaved => self.on_saved(),
         }
     }
 

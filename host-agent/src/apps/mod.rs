@@ -61,20 +61,31 @@ impl Apps {
         let mut engine = Engine::new(member.me, specs, &persistent, member.now());
         engine.set_names(names);
         let (events, node) = (member.events.clone(), member.own_name.clone());
+        let counters = member.counters.clone();
         let writer = StateWriter::spawn(
             "hv-state",
-            Box::new(move |file, result| {
+            Box::new(move |file, _, result| {
                 if let Err(e) = result {
                     tracing::error!(file = %file.display(), cause = %e, "cannot save the application state");
-                    events.record(
-                        Some(&node),
+                    // Counted each time, reported at most once every 10 s.
+                    crate::member::record_limited(
+                        &counters,
+                        &events,
                         "state_not_saved",
-                        format!(
-                            "cannot save the application state to {}: {e}; the next change \
-                             writes it again (until then a restart forgets the placements \
-                             changed since)",
-                            file.display()
-                        ),
+                        (Some(&node), "state_not_saved"),
+                        |n| {
+                            format!(
+                                "cannot save the application state to {}: {e}; the next \
+                                 change writes it again (until then a restart forgets the \
+                                 placements changed since){}",
+                                file.display(),
+                                if n > 1 {
+                                    format!(" ({n} failed writes since the last report)")
+                                } else {
+                                    String::new()
+                                }
+                            )
+                        },
                         json!({ "file": file.display().to_string() }),
                     );
                 }
@@ -153,7 +164,9 @@ impl Apps {
                 }
                 AppAction::Persist => match state::encode(&self.engine.persistent()) {
                     // Written by the state writer thread, which reports a failure.
-                    Ok(bytes) => self.writer.save(&self.state_file, bytes),
+                    Ok(bytes) => {
+                        self.writer.save(&self.state_file, bytes);
+                    }
                     Err(e) => {
                         let node = member.own_name.clone();
                         member.events.record(

@@ -3,15 +3,15 @@ use std::time::Duration;
 
 use super::*;
 
-type Results = mpsc::Receiver<(PathBuf, Result<(), String>)>;
+type Results = mpsc::Receiver<(PathBuf, u64, Result<(), String>)>;
 
 /// A writer whose results come back on a channel and whose writes go through `write`.
 fn writer(write: WriteFn) -> (StateWriter, Results) {
     let (tx, rx) = mpsc::channel();
     let w = StateWriter::spawn_with(
         "test-state",
-        Box::new(move |file, result| {
-            let _ = tx.send((file.to_path_buf(), result));
+        Box::new(move |file, seq, result| {
+            let _ = tx.send((file.to_path_buf(), seq, result));
         }),
         write,
     );
@@ -25,7 +25,7 @@ fn save_returns_while_the_disk_blocks_and_the_latest_content_wins() {
     let (wrote_tx, wrote_rx) = mpsc::channel::<Vec<u8>>();
     let (mut w, results) = writer(Box::new(move |_, bytes| {
         go_rx.recv().map_err(|e| e.to_string())?;
-        let _ = wrote_tx.send(bytes.to_vec());
+        let _ = wrote_tx.send(bytes.unwrap_or_default().to_vec());
         Ok(())
     }));
     let file = PathBuf::from("/state/applications.json");
@@ -35,10 +35,10 @@ fn save_returns_while_the_disk_blocks_and_the_latest_content_wins() {
     let caller = {
         let file = file.clone();
         std::thread::spawn(move || {
-            w.save(&file, b"1".to_vec());
+            assert_eq!(w.save(&file, b"1".to_vec()), 1);
             std::thread::sleep(Duration::from_millis(200));
-            w.save(&file, b"2".to_vec());
-            w.save(&file, b"3".to_vec());
+            assert_eq!(w.save(&file, b"2".to_vec()), 2);
+            assert_eq!(w.save(&file, b"3".to_vec()), 3);
             done_tx.send(()).unwrap();
             w
         })
@@ -58,7 +58,8 @@ fn save_returns_while_the_disk_blocks_and_the_latest_content_wins() {
         "2 and 3 coalesce"
     );
     let results: Vec<_> = results.try_iter().collect();
-    assert_eq!(results, vec![(file.clone(), Ok(())), (file, Ok(()))]);
+    // Each result names the save it wrote: 2 is covered by 3's.
+    assert_eq!(results, vec![(file.clone(), 1, Ok(())), (file, 3, Ok(()))]);
 }
 
 #[test]
@@ -70,7 +71,7 @@ fn a_failed_write_is_reported_with_the_file() {
     let file = blocker.join("applications.json");
     let (mut w, results) = writer(Box::new(write_file));
     w.save(&file, b"{}".to_vec());
-    let (f, r) = results.recv_timeout(Duration::from_secs(20)).unwrap();
+    let (f, _, r) = results.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(f, file);
     let why = r.unwrap_err();
     assert!(why.contains("cannot create"), "{why}");
@@ -84,8 +85,27 @@ fn a_write_replaces_the_file_whole() {
     std::fs::write(&file, b"old").unwrap();
     let (mut w, results) = writer(Box::new(write_file));
     w.save(&file, b"new".to_vec());
-    let (_, r) = results.recv_timeout(Duration::from_secs(20)).unwrap();
+    let (_, _, r) = results.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(r, Ok(()));
     assert_eq!(std::fs::read(&file).unwrap(), b"new");
     assert!(!file.with_extension("json.tmp").exists());
+}
+
+#[test]
+fn a_removal_replaces_a_pending_write_and_removes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("migration.json");
+    let (mut w, results) = writer(Box::new(write_file));
+    assert_eq!(w.save(&file, b"lock".to_vec()), 1);
+    let (_, seq, r) = results.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!((seq, r), (1, Ok(())));
+    assert!(file.exists());
+    assert_eq!(w.remove(&file), 2);
+    let (_, seq, r) = results.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!((seq, r), (2, Ok(())));
+    assert!(!file.exists());
+    // Removing what is not there is no error.
+    assert_eq!(w.remove(&file), 3);
+    let (_, seq, r) = results.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!((seq, r), (3, Ok(())));
 }

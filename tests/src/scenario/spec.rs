@@ -938,6 +938,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "replay-after-restart",
         include_str!("../../scenarios/replay-after-restart.toml"),
     ),
+    (
+        "state-disk-blocked",
+        include_str!("../../scenarios/state-disk-blocked.toml"),
+    ),
 ];
 
 impl Scenario {

@@ -2,8 +2,9 @@
 //!
 //! The request is checked by the pure core ([`hvcluster_common::migration::check`]):
 //! the domain runs here, the destination is Up, has reported its capacity and has room.
-//! The migration lock is then journaled (`<state_dir>/migration.json`) before libvirt is
-//! asked, and carried in this host's heartbeats while the migration runs and for a few
+//! The migration lock is then journaled (`<state_dir>/migration.json`, by the state
+//! writer thread: the migration begins once the lock is on disk, and is called off when
+//! it is not within 10 s) before libvirt is asked, and carried in this host's heartbeats while the migration runs and for a few
 //! seconds after (until both hosts have listed their domains again), so that no host
 //! takes the domain's two instances for a double run. A restart of this agent midway
 //! finds the lock: once the hypervisor has listed its domains, the agent says where the
@@ -26,9 +27,10 @@ use tokio::sync::oneshot;
 mod consent;
 mod state;
 
+use state::{Begin, Journaling, Preparing, Running, ASK_LIMIT};
 pub(super) use state::{Migrations, Move};
-use state::{Preparing, Running, ASK_LIMIT};
 
+use super::saves::SAVE_LIMIT;
 use super::{Agent, Input};
 
 impl Agent {
@@ -82,12 +84,7 @@ impl Agent {
             let message = "this host has no [hypervisor] uri: it controls no domains".into();
             return Err(message);
         }
-        let busy = (self.migrations.running.as_ref().map(|r| &r.lock)).or(self
-            .migrations
-            .preparing
-            .as_ref()
-            .map(|p| &p.lock));
-        if let Some(l) = busy {
+        if let Some(l) = self.migrations.current() {
             let message = format!(
                 "this host is moving {} to {} already: one migration at a time",
                 l.name,
@@ -235,7 +232,7 @@ impl Agent {
         Ok(String::new())
     }
 
-    /// Journals the lock and asks libvirt to move the domain.
+    /// Journals the lock; the migration begins once it is on disk.
     fn begin_migration(
         &mut self,
         id: u64,
@@ -245,21 +242,112 @@ impl Agent {
         conns: Vec<u64>,
         maintenance: bool,
     ) {
-        if let Err(e) = self.migrations.save(Some(&lock)) {
-            let p = Preparing {
+        let p = Preparing {
+            id,
+            lock,
+            job,
+            reply,
+            waiting: Vec::new(),
+            conns,
+            deadline: Instant::now(),
+            maintenance,
+            hold_ms: 0,
+            agreed: 0,
+        };
+        self.journal_lock(Begin::Migrate(p));
+    }
+
+    /// Queues the write of the lock of `then`, which begins once it is on disk.
+    fn journal_lock(&mut self, then: Begin) {
+        match self.saves.save_json(&self.migrations.journal, then.lock()) {
+            Ok(seq) => {
+                self.migrations.journaling = Some(Journaling {
+                    seq,
+                    since: Instant::now(),
+                    then,
+                });
+            }
+            Err(why) => self.lock_not_journaled(then, why),
+        }
+    }
+
+    /// The journal's writer wrote save `seq` of the lock file (or failed to).
+    pub(super) fn migration_saved(&mut self, seq: u64, result: Result<(), String>) {
+        // Otherwise the removal of an earlier lock.
+        let Some(j) = self.migrations.journaling.take_if(|j| seq >= j.seq) else {
+            return;
+        };
+        match result {
+            Ok(()) => self.begin_journaled(j.then),
+            Err(why) => {
+                self.lock_not_journaled(j.then, format!("cannot journal the migration lock: {why}"))
+            }
+        }
+    }
+
+    /// Calls off a migration whose lock is not on disk within the limit.
+    pub(super) fn migration_save_overdue(&mut self) {
+        let overdue = |j: &mut Journaling| j.since.elapsed() >= SAVE_LIMIT;
+        let Some(j) = self.migrations.journaling.take_if(overdue) else {
+            return;
+        };
+        let why = format!(
+            "the migration lock could not be written to {} within {} s (is the state disk \
+             slow or blocked?)",
+            self.migrations.journal.display(),
+            SAVE_LIMIT.as_secs()
+        );
+        self.lock_not_journaled(j.then, why);
+    }
+
+    /// A migration whose lock could not be journaled does not happen. A late write of
+    /// the lock is undone.
+    fn lock_not_journaled(&mut self, then: Begin, why: String) {
+        self.saves.remove(&self.migrations.journal);
+        match then {
+            Begin::Migrate(p) => self.call_off(p, why),
+            Begin::Export { lock, reply, .. } => {
+                let name = lock.name.clone();
+                let to = self.name(lock.to);
+                self.member.events.record(
+                    Some(&name),
+                    "migration_refused",
+                    format!("{name} is not moved to {to}: {why}"),
+                    json!({ "domain": name, "to": to }),
+                );
+                if let Some(reply) = reply {
+                    let _ = reply.send(Response::Refused {
+                        message: format!("{why}; nothing was done"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The lock is on disk: the migration (or export) begins.
+    fn begin_journaled(&mut self, then: Begin) {
+        match then {
+            Begin::Migrate(p) => self.begin_libvirt_migration(p),
+            Begin::Export {
                 id,
                 lock,
-                job,
+                to,
                 reply,
-                waiting: Vec::new(),
-                conns,
-                deadline: Instant::now(),
-                maintenance,
-                hold_ms: 0,
-                agreed: 0,
-            };
-            return self.call_off(p, e);
+            } => self.begin_libvirt_export(id, lock, to, reply),
         }
+    }
+
+    /// Asks libvirt to move the domain, its lock journaled.
+    fn begin_libvirt_migration(&mut self, p: Preparing) {
+        let Preparing {
+            id,
+            lock,
+            job,
+            reply,
+            conns,
+            maintenance,
+            ..
+        } = p;
         let (own, to, mode) = (self.member.own_name.clone(), self.name(lock.to), lock.mode);
         self.member.events.record(
             Some(&lock.name),
@@ -296,21 +384,30 @@ impl Agent {
     }
 
     /// Export/import of a stopped domain: its definition moves; no guest runs to ask.
+    /// The lock is journaled first.
     fn begin_export(
+        &mut self,
+        id: u64,
+        lock: MigrationLock,
+        to: (String, Vec<(String, String)>, bool),
+        reply: Option<oneshot::Sender<Response>>,
+    ) {
+        self.journal_lock(Begin::Export {
+            id,
+            lock,
+            to,
+            reply,
+        });
+    }
+
+    /// Asks libvirt to export the domain, its lock journaled.
+    fn begin_libvirt_export(
         &mut self,
         id: u64,
         lock: MigrationLock,
         (dest_uri, rewrite, start): (String, Vec<(String, String)>, bool),
         reply: Option<oneshot::Sender<Response>>,
     ) {
-        if let Err(e) = self.migrations.save(Some(&lock)) {
-            if let Some(reply) = reply {
-                let _ = reply.send(Response::Refused {
-                    message: format!("{e}: nothing was done"),
-                });
-            }
-            return;
-        }
         let (own, to) = (self.member.own_name.clone(), self.name(lock.to));
         self.member.events.record(
             Some(&lock.name),
@@ -445,9 +542,7 @@ impl Agent {
                 Response::Error { message }
             }
         };
-        if let Err(e) = self.migrations.save(None) {
-            tracing::warn!("{e}");
-        }
+        self.saves.remove(&self.migrations.journal);
         let to_host = lock.to;
         self.migrations.finished.push((lock, Instant::now()));
         let outcome = match &response {
@@ -541,9 +636,7 @@ impl Agent {
                 let _ = tokio::task::spawn_blocking(move || libvirt.resume(&n)).await;
             });
         }
-        if let Err(e) = self.migrations.save(None) {
-            tracing::warn!("{e}");
-        }
+        self.saves.remove(&self.migrations.journal);
         self.migrations.finished.push((lock, Instant::now()));
     }
 }

@@ -19,11 +19,13 @@ const LOCK_LINGER: Duration = Duration::from_secs(5);
 /// The migrations this host knows of.
 #[derive(Debug, Default)]
 pub(in crate::agent) struct Migrations {
-    pub(super) journal: PathBuf,
+    pub(in crate::agent) journal: PathBuf,
     /// The one this host runs.
     pub(super) running: Option<Running>,
     /// One waiting for its guests' consent.
     pub(super) preparing: Option<Preparing>,
+    /// One whose lock is being written to the journal: it begins once it is on disk.
+    pub(super) journaling: Option<Journaling>,
     /// Numbers the migrations of this agent (what the guests are asked about).
     pub(super) next_id: u64,
     /// Finished ones, still published until the listings caught up.
@@ -96,6 +98,39 @@ pub(super) struct Running {
     pub(super) maintenance: bool,
 }
 
+/// A migration whose lock is being journaled.
+#[derive(Debug)]
+pub(super) struct Journaling {
+    /// The save of the lock.
+    pub(super) seq: u64,
+    pub(super) since: Instant,
+    pub(super) then: Begin,
+}
+
+/// What begins once the lock is on disk.
+#[derive(Debug)]
+pub(super) enum Begin {
+    /// A live or offline migration whose guests agreed (or that has none).
+    Migrate(Preparing),
+    /// An export: the destination's URI, the path rewrites, start it there.
+    Export {
+        id: u64,
+        lock: MigrationLock,
+        to: (String, Vec<(String, String)>, bool),
+        reply: Option<oneshot::Sender<Response>>,
+    },
+}
+
+impl Begin {
+    /// The lock to be journaled.
+    pub(super) fn lock(&self) -> &MigrationLock {
+        match self {
+            Begin::Migrate(p) => &p.lock,
+            Begin::Export { lock, .. } => lock,
+        }
+    }
+}
+
 /// A migration whose guests were asked whether they may be moved.
 #[derive(Debug)]
 pub(super) struct Preparing {
@@ -157,7 +192,15 @@ impl Migrations {
 
     /// A migration is being prepared or runs here.
     pub(in crate::agent) fn busy(&self) -> bool {
-        self.running.is_some() || self.preparing.is_some()
+        self.running.is_some() || self.preparing.is_some() || self.journaling.is_some()
+    }
+
+    /// The lock of the migration prepared, being journaled or running here.
+    pub(super) fn current(&self) -> Option<&MigrationLock> {
+        let running = self.running.as_ref().map(|r| &r.lock);
+        let preparing = || self.preparing.as_ref().map(|p| &p.lock);
+        let journaling = || self.journaling.as_ref().map(|j| j.then.lock());
+        running.or_else(preparing).or_else(journaling)
     }
 
     /// The locks this host publishes.
@@ -199,15 +242,5 @@ impl Migrations {
             self.remote.insert(from, locks.to_vec())
         };
         before.as_deref() != Some(locks) && !(before.is_none() && locks.is_empty())
-    }
-
-    pub(super) fn save(&self, lock: Option<&MigrationLock>) -> Result<(), String> {
-        let what = |e: std::io::Error| format!("cannot write {}: {e}", self.journal.display());
-        match lock {
-            None => crate::apps::set_aside::remove(&self.journal).map_err(what),
-            Some(l) => {
-                crate::apps::state::save_json(&self.journal, l).map_err(|e| format!("{e:#}"))
-            }
-        }
     }
 }

@@ -9,7 +9,9 @@
 //! reported stuck and stays. Off: the host takes domains again and asks, in its
 //! heartbeats, for those evacuated with `failback = true` back; the host that runs one
 //! moves it. The state (on, what was moved where) is journaled in
-//! `<state_dir>/maintenance.json`, so a restart keeps the host in maintenance.
+//! `<state_dir>/maintenance.json`, so a restart keeps the host in maintenance. The file is
+//! written by the state writer thread: `on` or `off` takes effect, and is answered, once
+//! it is on disk; a disk that does not take it within 10 s leaves everything as it was.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -20,9 +22,12 @@ use hvcluster_common::config::NodeId;
 use hvcluster_common::membership::HostState;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use super::migrate::Move;
 use super::Agent;
+
+mod command;
 
 /// Tries of a domain that cannot move before it is reported stuck.
 const TRIES: u32 = 10;
@@ -32,7 +37,7 @@ const RETRY: Duration = Duration::from_secs(2);
 const FAILBACK_RETRY: Duration = Duration::from_secs(10);
 
 /// What survives a restart.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Journal {
     on: bool,
     /// Domains moved away, and where.
@@ -41,11 +46,24 @@ struct Journal {
     failback: Vec<String>,
 }
 
+/// An operator's `on` or `off` waiting for its state to be on disk.
+#[derive(Debug)]
+struct Pending {
+    /// The save that carries it, and what it wrote.
+    seq: u64,
+    written: Journal,
+    since: Instant,
+    on: bool,
+    reply: oneshot::Sender<Response>,
+}
+
 /// This host's maintenance, and the others'.
 #[derive(Debug, Default)]
 pub(super) struct Maintenance {
-    file: PathBuf,
+    pub(super) file: PathBuf,
     state: Journal,
+    /// A change being saved.
+    pending: Option<Pending>,
     /// Domains still to move, with their tries, and when the next may begin.
     queue: VecDeque<(String, u32)>,
     next_at: Option<Instant>,
@@ -75,24 +93,6 @@ impl Maintenance {
             ..Maintenance::default()
         };
         (m, problem)
-    }
-
-    /// Writes `state` and only then makes it this host's state.
-    fn save(&mut self, state: Journal) -> Result<(), String> {
-        crate::apps::state::save_json(&self.file, &state).map_err(|e| {
-            format!("{e:#}; nothing was changed (the maintenance state must be on disk first)")
-        })?;
-        self.state = state;
-        Ok(())
-    }
-
-    /// Writes the state after a change that already happened (a domain moved, came
-    /// back): memory follows what is true; a failed write is logged, and the next
-    /// change writes it all again.
-    fn save_current(&self) {
-        if let Err(e) = crate::apps::state::save_json(&self.file, &self.state) {
-            tracing::error!(file = %self.file.display(), cause = %format!("{e:#}"), "cannot write the maintenance state");
-        }
     }
 
     /// This host is in maintenance.
@@ -158,56 +158,9 @@ impl Agent {
         }
     }
 
-    /// `hvctl host maintenance HOST on|off`.
-    pub(super) fn host_maintenance(&mut self, host: &str, on: bool) -> Response {
-        let own = self.member.own_name.clone();
-        if host != own {
-            return Response::Refused {
-                message: format!(
-                    "run it on {host} itself (this is {own}): the host in maintenance moves \
-                     its own domains"
-                ),
-            };
-        }
-        let result = if on {
-            self.maintenance_on()
-        } else {
-            self.maintenance_off()
-        };
-        let what = format!(
-            "hvctl host maintenance {host} {}",
-            if on { "on" } else { "off" }
-        );
-        let verdict = match &result {
-            Ok(m) => format!("done: {m}"),
-            Err(m) => format!("refused: {m}"),
-        };
-        self.member.events.record(
-            Some(&own),
-            "operator",
-            format!("operator: {what}: {verdict}"),
-            json!({ "command": what, "accepted": result.is_ok() }),
-        );
-        self.send_heartbeats();
-        match result {
-            Ok(message) => Response::Done { message },
-            Err(message) => Response::Refused { message },
-        }
-    }
-
-    fn maintenance_on(&mut self) -> Result<String, String> {
-        if self.libvirt.is_none() {
-            return Err("this host has no [hypervisor] uri: it runs no domains".into());
-        }
-        let m = &mut self.maintenance;
-        let mut state = m.state.clone();
-        let again = state.on;
-        state.on = true;
-        state.failback.clear();
-        if !again {
-            state.evacuated.clear();
-        }
-        m.save(state)?;
+    /// `on`, on disk: the host takes no domain and moves its domains away.
+    fn maintenance_on(&mut self) -> String {
+        self.maintenance.state = self.maintenance_target(true);
         let names: Vec<String> = self.domains.iter().map(|d| d.name.clone()).collect();
         let m = &mut self.maintenance;
         m.queue = names.iter().map(|n| (n.clone(), 0)).collect();
@@ -228,7 +181,7 @@ impl Agent {
             ),
             json!({ "domains": names }),
         );
-        Ok(format!(
+        format!(
             "{own} is in maintenance; moving {} domain(s) away{}: follow it with hvctl events \
              -f and hvctl status",
             names.len(),
@@ -237,34 +190,15 @@ impl Agent {
             } else {
                 format!(" ({})", names.join(", "))
             }
-        ))
+        )
     }
 
-    fn maintenance_off(&mut self) -> Result<String, String> {
-        if !self.maintenance.on() {
-            return Err(format!("{} is not in maintenance", self.member.own_name));
-        }
-        let wanted: Vec<String> = self
-            .maintenance
-            .state
-            .evacuated
-            .iter()
-            .map(|(n, _)| n.clone())
-            .filter(|n| {
-                self.config
-                    .migration
-                    .domains
-                    .iter()
-                    .any(|d| &d.name == n && d.failback)
-            })
-            .collect();
-        let m = &mut self.maintenance;
-        m.save(Journal {
-            on: false,
-            failback: wanted.clone(),
-            evacuated: Vec::new(),
-        })?;
-        m.queue.clear();
+    /// `off`, on disk: the host takes domains again and asks back those configured to
+    /// come back.
+    fn maintenance_off(&mut self) -> String {
+        self.maintenance.state = self.maintenance_target(false);
+        let wanted = self.maintenance.state.failback.clone();
+        self.maintenance.queue.clear();
         let own = self.member.own_name.clone();
         let back = if wanted.is_empty() {
             "no domain is configured to come back (failback)".to_string()
@@ -277,7 +211,7 @@ impl Agent {
             format!("{own} is out of maintenance: it takes domains again; {back}"),
             json!({ "failback": wanted }),
         );
-        Ok(format!("{own} is out of maintenance; {back}"))
+        format!("{own} is out of maintenance; {back}")
     }
 
     /// Moves the next domain of an evacuation, and the domains other hosts want back.
@@ -303,7 +237,7 @@ impl Agent {
         if back.is_empty() {
             return;
         }
-        self.maintenance.save_current();
+        self.maintenance_save_current();
         let own = self.member.own_name.clone();
         for n in back {
             self.member.events.record(
@@ -400,7 +334,7 @@ impl Agent {
                     .state
                     .evacuated
                     .push((name.to_string(), to));
-                self.maintenance.save_current();
+                self.maintenance_save_current();
             }
             Err(why) => self.maintenance_retry(name.to_string(), tries, why),
         }
@@ -548,25 +482,5 @@ mod tests {
         assert!(!file.exists());
         let (m, problem) = Maintenance::open(dir.path());
         assert!(problem.is_none() && !m.on(), "missing is simply off");
-    }
-
-    #[test]
-    fn the_state_changes_only_after_it_is_saved() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut m, _) = Maintenance::open(dir.path());
-        // A state directory that cannot be created: its parent is a file.
-        std::fs::write(dir.path().join("blocker"), b"").unwrap();
-        m.file = dir.path().join("blocker").join("maintenance.json");
-        let on = Journal {
-            on: true,
-            ..Journal::default()
-        };
-        let err = m.save(on.clone()).unwrap_err();
-        assert!(err.contains("nothing was changed"), "{err}");
-        assert!(!m.on());
-        m.file = dir.path().join("maintenance.json");
-        m.save(on).unwrap();
-        assert!(m.on());
-        assert!(Maintenance::open(dir.path()).0.on());
     }
 }
