@@ -181,6 +181,36 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<E
     }
 }
 
+/// Runs `cmd` (stdin closed) and returns its exit code and output (stdout, then
+/// stderr, each trimmed), or `None` for the code when it did not end within `limit`
+/// (it is killed then): a step of a scenario never waits forever on a program.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> io::Result<(Option<i32>, String)> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).trim().to_string()
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = wait_timeout(&mut child, limit)?;
+    let said = format!(
+        "{}{}",
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default()
+    );
+    Ok((status.map(|s| s.code().unwrap_or(-1)), said))
+}
+
 /// A command line for error messages.
 pub fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();

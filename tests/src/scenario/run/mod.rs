@@ -581,18 +581,15 @@ impl Runner<'_> {
                 };
                 let deadline = Instant::now() + Duration::from_millis(*within_ms);
                 let (code, said) = loop {
-                    let out = std::process::Command::new(crate::cluster::bin_dir()?.join("hvctl"))
-                        .arg("--socket")
-                        .arg(self.cluster.socket(on))
-                        .args(args)
-                        .stdin(std::process::Stdio::null())
-                        .output()?;
-                    let code = out.status.code().unwrap_or(-1);
-                    let said = format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&out.stdout).trim(),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
+                    let mut cmd =
+                        std::process::Command::new(crate::cluster::bin_dir()?.join("hvctl"));
+                    cmd.arg("--socket").arg(self.cluster.socket(on)).args(args);
+                    // No answer in this long is a failure of the step, not a hung run.
+                    let limit = Duration::from_secs(120);
+                    let (code, said) = match crate::lab::spawn::output_within(&mut cmd, limit)? {
+                        (Some(code), said) => (code, said),
+                        (None, said) => (-1, format!("no answer within 120 s (killed); {said}")),
+                    };
                     if wanted(code, &said) || Instant::now() >= deadline {
                         break (code, said);
                     }
