@@ -14,6 +14,7 @@ pub mod events;
 mod fence;
 mod fence_journal;
 pub mod fence_runner;
+pub mod hv_call;
 pub use hvcluster_libvirt as hypervisor;
 pub mod incarnation;
 pub mod intake;

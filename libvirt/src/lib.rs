@@ -3,10 +3,13 @@
 //! Every call blocks (libvirt is synchronous and may hang), so async callers run them off
 //! their async threads (`tokio::task::spawn_blocking`) and bound them with a timeout.
 
+pub mod fake;
+mod hypervisor;
 mod migrate;
 
 use std::time::{Duration, Instant};
 
+pub use hypervisor::{Hypervisor, OnProgress};
 pub use migrate::{Migrated, Migration, MigrationMode, Progress};
 
 use virt::connect::Connect;

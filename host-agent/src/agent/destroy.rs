@@ -40,39 +40,30 @@ pub(super) async fn by_command(
 /// first injects an NMI (a guest set up for it panics into its crash kernel and writes a
 /// dump) and waits that long; a guest that cannot take one is destroyed at once.
 pub(super) async fn by_libvirt(
-    libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
+    libvirt: crate::hv_call::Hv,
     domain: String,
     node: String,
     nmi: Option<Duration>,
     timeout: Duration,
 ) -> (bool, String, Option<String>) {
     if let Some(wait) = nmi {
-        let (hv, name) = (libvirt.clone(), domain.clone());
-        let call = tokio::task::spawn_blocking(move || hv.inject_nmi(&name));
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(Ok(()))) => tokio::time::sleep(wait).await,
-            Ok(Ok(Err(e))) => tracing::warn!(%domain, "no NMI, destroying at once: {e}"),
-            _ => tracing::warn!(%domain, "the NMI call did not return, destroying at once"),
+        let name = domain.clone();
+        match crate::hv_call::call(&libvirt, timeout, move |hv| hv.inject_nmi(&name)).await {
+            Ok(()) => tokio::time::sleep(wait).await,
+            Err(e) => tracing::warn!(%domain, "no NMI, destroying at once: {e}"),
         }
     }
     let name = domain.clone();
-    let call = tokio::task::spawn_blocking(move || libvirt.destroy(&name));
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(Ok(crate::hypervisor::Destroyed::Now))) => {
+    match crate::hv_call::call(&libvirt, timeout, move |hv| hv.destroy(&name)).await {
+        Ok(crate::hypervisor::Destroyed::Now) => {
             (true, format!("{node} destroyed (domain {domain})"), None)
         }
-        Ok(Ok(Ok(crate::hypervisor::Destroyed::WasNotRunning))) => (
+        Ok(crate::hypervisor::Destroyed::WasNotRunning) => (
             false,
             format!("domain {domain} is not running on this host: nothing proved"),
             Some(domain),
         ),
-        Ok(Ok(Err(e))) => (false, e, None),
-        Ok(Err(e)) => (false, format!("libvirt call failed: {e}"), None),
-        Err(_) => (
-            false,
-            format!("libvirt did not answer within {timeout:?}"),
-            None,
-        ),
+        Err(e) => (false, e, None),
     }
 }
 

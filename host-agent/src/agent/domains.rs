@@ -118,7 +118,7 @@ impl Agent {
         command: &'static str,
         name: String,
         reply: tokio::sync::oneshot::Sender<hvcluster_common::admin::Response>,
-        call: impl FnOnce(&crate::hypervisor::Libvirt) -> Result<String, String> + Send + 'static,
+        call: impl FnOnce(&dyn crate::hypervisor::Hypervisor) -> Result<String, String> + Send + 'static,
     ) {
         use hvcluster_common::admin::Response;
         let Some(libvirt) = self.libvirt.clone() else {
@@ -130,16 +130,9 @@ impl Agent {
         self.member.spawn(async move {
             // A graceful stop may take its whole timeout (at most an hour), then a destroy.
             let limit = Duration::from_secs(3700);
-            let run = tokio::task::spawn_blocking(move || call(&libvirt));
-            let response = match tokio::time::timeout(limit, run).await {
-                Ok(Ok(Ok(message))) => Response::Done { message },
-                Ok(Ok(Err(e))) => Response::Error { message: e },
-                Ok(Err(e)) => Response::Error {
-                    message: format!("libvirt call failed: {e}"),
-                },
-                Err(_) => Response::Error {
-                    message: format!("libvirt did not answer within {} s", limit.as_secs()),
-                },
+            let response = match crate::hv_call::call(&libvirt, limit, call).await {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error { message },
             };
             let ok = matches!(response, Response::Done { .. });
             events.record(
@@ -273,12 +266,10 @@ impl Agent {
         let events = self.member.events.clone();
         self.member.spawn(async move {
             let n = name.clone();
-            let call = tokio::task::spawn_blocking(move || libvirt.destroy(&n));
-            let (ok, why) = match tokio::time::timeout(Duration::from_secs(30), call).await {
-                Ok(Ok(Ok(_))) => (true, format!("the instance of {name} on {own} is off")),
-                Ok(Ok(Err(e))) => (false, e),
-                Ok(Err(e)) => (false, format!("libvirt call failed: {e}")),
-                Err(_) => (false, "libvirt did not answer within 30 s".into()),
+            let limit = Duration::from_secs(30);
+            let (ok, why) = match crate::hv_call::call(&libvirt, limit, move |hv| hv.destroy(&n)).await {
+                Ok(_) => (true, format!("the instance of {name} on {own} is off")),
+                Err(e) => (false, e),
             };
             events.record(
                 Some(&name),
@@ -396,7 +387,7 @@ pub struct Listing {
 
 /// Lists the hypervisor's domains every second, off the async threads.
 pub(super) async fn poll_domains(
-    libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
+    libvirt: crate::hv_call::Hv,
     tx: tokio::sync::mpsc::Sender<Input>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -419,25 +410,21 @@ pub(super) async fn poll_domains(
     }
 }
 
-/// A call of [`list_once`] that did not return in time, still running.
-type HungListing = tokio::task::JoinHandle<Result<Listing, String>>;
-
 /// Lists the hypervisor's domains once, off the async threads, waiting at most 10 s;
 /// the call is handed back when it did not return by then.
 pub(super) async fn list_once(
-    libvirt: std::sync::Arc<crate::hypervisor::Libvirt>,
-) -> (Result<Listing, String>, Option<HungListing>) {
-    let mut call = tokio::task::spawn_blocking(move || {
-        let domains = libvirt.list()?;
+    libvirt: crate::hv_call::Hv,
+) -> (
+    Result<Listing, String>,
+    Option<crate::hv_call::Hung<Listing>>,
+) {
+    crate::hv_call::call_or_hung(&libvirt, Duration::from_secs(10), |hv| {
+        let domains = hv.list()?;
         // Capacity is for VM HA placement; a host that cannot say takes no domains.
-        let capacity = libvirt.capacity().ok();
+        let capacity = hv.capacity().ok();
         Ok(Listing { domains, capacity })
-    });
-    match tokio::time::timeout(Duration::from_secs(10), &mut call).await {
-        Ok(Ok(listed)) => (listed, None),
-        Ok(Err(e)) => (Err(format!("libvirt call failed: {e}")), None),
-        Err(_) => (Err("libvirt did not answer within 10 s".into()), Some(call)),
-    }
+    })
+    .await
 }
 
 impl Agent {

@@ -143,7 +143,7 @@ pub struct Agent {
     links: Links,
     kills: Kills,
     /// This host's hypervisor, when `[hypervisor] uri` is given.
-    libvirt: Option<std::sync::Arc<crate::hypervisor::Libvirt>>,
+    libvirt: Option<crate::hv_call::Hv>,
     /// Domains that may run here, as the hypervisor last listed them.
     domains: Vec<hvcluster_common::hostlink::DomainPresence>,
     /// Domains the other hosts reported last.
@@ -231,7 +231,9 @@ impl Agent {
         )?;
         let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
         let libvirt = config.hypervisor.uri.as_ref().map(|u| {
-            std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u.replace("{host}", host)))
+            let hv: crate::hv_call::Hv =
+                std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u.replace("{host}", host)));
+            hv
         });
         if let Some(libvirt) = &libvirt {
             member.spawn(poll_domains(libvirt.clone(), member.tx.clone()));

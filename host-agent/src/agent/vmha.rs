@@ -444,12 +444,8 @@ impl Agent {
             let libvirt = libvirt.clone();
             self.member.spawn(async move {
                 let n = name.clone();
-                let call = tokio::task::spawn_blocking(move || libvirt.start(&n));
-                let result = match tokio::time::timeout(Duration::from_secs(60), call).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => Err(format!("libvirt call failed: {e}")),
-                    Err(_) => Err("libvirt did not answer within 60 s".into()),
-                };
+                let limit = Duration::from_secs(60);
+                let result = crate::hv_call::call(&libvirt, limit, move |hv| hv.start(&n)).await;
                 let _ = tx.send(Input::HaStarted { uuid, name, result }).await;
             });
         }

@@ -33,6 +33,10 @@ pub(super) use state::{Migrations, Move};
 use super::saves::SAVE_LIMIT;
 use super::{Agent, Input};
 
+/// How long past its own timeout a migration (or an export) may take before the
+/// hypervisor is given up on.
+const LIBVIRT_GRACE: Duration = Duration::from_secs(300);
+
 impl Agent {
     /// `hvctl vm migrate`.
     pub(super) fn vm_migrate(&mut self, request: Request, reply: oneshot::Sender<Response>) {
@@ -369,16 +373,17 @@ impl Agent {
         };
         let tx = self.member.tx.clone();
         let progress_tx = tx.clone();
+        // libvirt aborts the job at its timeout; a hypervisor that does not return long
+        // after that is given up on.
+        let limit = job.timeout + LIBVIRT_GRACE;
         self.member.spawn(async move {
-            let run = tokio::task::spawn_blocking(move || {
-                libvirt.migrate(&job, Duration::from_secs(1), move |p| {
+            let result = crate::hv_call::call(&libvirt, limit, move |hv| {
+                let progress = move |p| {
                     let _ = progress_tx.blocking_send(Input::MigrationProgress(p));
-                })
-            });
-            let result = match run.await {
-                Ok(r) => r,
-                Err(e) => Err(format!("the migration task failed: {e}")),
-            };
+                };
+                hv.migrate(&job, Duration::from_secs(1), Box::new(progress))
+            })
+            .await;
             let _ = tx.send(Input::Migrated(result)).await;
         });
     }
@@ -433,17 +438,14 @@ impl Agent {
         let tx = self.member.tx.clone();
         self.member.spawn(async move {
             let began = Instant::now();
-            let run = tokio::task::spawn_blocking(move || {
-                libvirt.export(&name, &dest_uri, &rewrite, start)
+            let result = crate::hv_call::call(&libvirt, LIBVIRT_GRACE, move |hv| {
+                hv.export(&name, &dest_uri, &rewrite, start)
+            })
+            .await
+            .map(|_| Migrated {
+                took_ms: began.elapsed().as_millis() as u64,
+                downtime_ms: None,
             });
-            let result = match run.await {
-                Ok(Ok(_)) => Ok(Migrated {
-                    took_ms: began.elapsed().as_millis() as u64,
-                    downtime_ms: None,
-                }),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(format!("the export task failed: {e}")),
-            };
             let _ = tx.send(Input::Migrated(result)).await;
         });
     }
@@ -633,7 +635,10 @@ impl Agent {
             // The offline migration paused it and the destination does not run it.
             let n = name.clone();
             self.member.spawn(async move {
-                let _ = tokio::task::spawn_blocking(move || libvirt.resume(&n)).await;
+                let limit = Duration::from_secs(60);
+                if let Err(e) = crate::hv_call::call(&libvirt, limit, move |hv| hv.resume(&n)).await {
+                    tracing::error!(cause = %e, "cannot resume the domain an interrupted migration left paused");
+                }
             });
         }
         self.saves.remove(&self.migrations.journal);
