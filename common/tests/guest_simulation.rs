@@ -10,6 +10,10 @@
 //! clear, maintenance, and `node down` only for a node that really is off). In some runs
 //! the hosts kill nodes on HaltFlag requests and prove crashed nodes down.
 //!
+//! In the runs with a host link, kill requests go through the hosts' kill gate, and a
+//! step may make a guest flood them; after every tick no node was ordered killed twice
+//! within the gate's memory unless it came back under a new incarnation.
+//!
 //! After every tick: no application runs, or is being started, on two nodes at once
 //! (what really runs, not what the engines believe; a hung node's resources still run;
 //! NULLDETECTOR resources aside, see [`World::watched`]). At each of the two quiet
@@ -33,6 +37,7 @@ use hvcluster_common::admin::GuestNodeState;
 use hvcluster_common::application::{AppSpec, AppState, Command, OpKind, ResourceSpec};
 use hvcluster_common::config::guest::SwitchTrigger;
 use hvcluster_common::config::NodeId;
+use hvcluster_common::kill_gate;
 
 use guest_world::{id, op_code, Broken, Injection, Power, Rng, World, MS, TICK};
 
@@ -100,7 +105,33 @@ fn advance(w: &mut World, d: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// The hosts' kill orders: a node is ordered killed again within the gate's memory only
+/// once it came back under a new incarnation (its agent started again), however its
+/// partners flood. (The rate limit per guest is for more targets than a simulated
+/// cluster has: the gate's unit tests and scenario kill-request-flood cover it.)
+fn check_kills(w: &World) -> Result<(), String> {
+    let Some(&(at, _, target, incarnation)) = w.ordered.last() else {
+        return Ok(());
+    };
+    let earlier = w.ordered[..w.ordered.len() - 1]
+        .iter()
+        .filter(|o| o.2 == target && at.saturating_sub(o.0) < kill_gate::DEAD_KEPT);
+    for o in earlier {
+        if incarnation == o.3 {
+            return Err(format!(
+                "g{} ordered killed twice at {:.2}s and {:.2}s, with no new incarnation \
+                 ({incarnation}) between",
+                id(target),
+                o.0.as_secs_f64(),
+                at.as_secs_f64(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_safety(w: &World) -> Result<(), String> {
+    check_kills(w)?;
     for app in 0..w.specs.len() {
         let holders: Vec<String> = (0..w.nodes.len())
             .filter(|&i| w.active(i, app))
@@ -272,6 +303,15 @@ fn random_step(w: &mut World) -> Duration {
             if let (Some(t), Some(by)) = (w.rng.pick(&off), w.rng.pick(&serving(w))) {
                 let r = w.node_down(by, t);
                 w.log(|| format!("step: operator on g{}: node down g{}: {r:?}", id(by), id(t)));
+            }
+        }
+        93 if w.host_link => {
+            // A guest agent gone wrong asks the hosts to kill every partner, again
+            // and again.
+            if let Some(i) = w.rng.pick(&serving(w)) {
+                let d = w.rng.millis(500, 5000);
+                w.log(|| format!("step: g{} floods kill requests for {d:?}", id(i)));
+                w.flooding = Some((i, w.now + d));
             }
         }
         _ => kill_and_down(w),

@@ -13,6 +13,7 @@ use hvcluster_common::application::{
     NodeChange, OpKind, OpOutcome, Persistent, Placement, ResourceOp, ResourceState,
 };
 use hvcluster_common::config::NodeId;
+use hvcluster_common::kill_gate::{Admission, GuestKey, KillGate};
 use hvcluster_common::membership::{Action, Membership, MembershipConfig};
 use hvcluster_common::quorum::QuorumRules;
 use hvcluster_common::wire::ReplayWindow;
@@ -181,6 +182,18 @@ pub struct World {
     pub injections: BTreeMap<InjectionKey, Injection>,
     /// HaltFlag kill requests not acted on yet: (requester, target).
     pub kill_requests: Vec<(usize, usize)>,
+    /// The hosts' kill gate: which requests become orders.
+    gate: KillGate,
+    /// Orders given, carried out at their time: (when, order, target, its incarnation
+    /// as reported when ordered, the asker).
+    orders: Vec<(Duration, u64, usize, Option<u64>, usize)>,
+    next_order: u64,
+    /// Every order given: (when, asker, target, the target's last incarnation then,
+    /// whether or not its agent runs).
+    pub ordered: Vec<(Duration, usize, usize, u64)>,
+    /// A node whose agent asks, every tick until then, for every other node to be
+    /// killed (a broken or hostile guest).
+    pub flooding: Option<(usize, Duration)>,
     /// The hosts kill nodes on request and prove dead nodes down.
     pub host_link: bool,
     /// Proofs the hosts will give: (when, node, incarnation).
@@ -189,6 +202,11 @@ pub struct World {
     pub rng: Rng,
     /// Print what happens.
     pub verbose: bool,
+}
+
+/// Node index `i` as the kill gate knows it.
+fn guest_key(i: usize) -> GuestKey {
+    ("sim".to_string(), id(i))
 }
 
 /// Node id of node index `i`.
@@ -243,6 +261,11 @@ impl World {
             loss: 0,
             injections: BTreeMap::new(),
             kill_requests: Vec::new(),
+            gate: KillGate::default(),
+            orders: Vec::new(),
+            next_order: 0,
+            ordered: Vec::new(),
+            flooding: None,
             host_link,
             proofs_due: Vec::new(),
             rng,
@@ -355,6 +378,14 @@ impl World {
         self.loss = 0;
         self.injections.clear();
         self.kill_requests.clear();
+        self.flooding = None;
+        // Orders in flight are carried out first, as the hosts would.
+        for (_, order, target, _, _) in std::mem::take(&mut self.orders) {
+            if self.nodes[target].power != Power::Off {
+                self.crash(target);
+            }
+            self.gate.settled(self.now, order, true, "destroyed");
+        }
         for i in 0..self.nodes.len() {
             match self.nodes[i].power {
                 Power::Off => self.boot(i),
@@ -367,13 +398,61 @@ impl World {
 
     // ----- the host link -----
 
-    /// What the hosts do about HaltFlag kill requests: kill the node, prove it down.
+    /// What the hosts do about kill requests: each goes through the kill gate as on a
+    /// real host; an order is carried out (the node destroyed) a moment later, then
+    /// settled. A request refused for its rate is asked again (as a guest agent does).
     fn host_kills(&mut self) {
+        let now = self.now;
+        if let Some((by, until)) = self.flooding {
+            if now >= until || !self.nodes[by].serving() {
+                self.flooding = None;
+            } else {
+                let others = (0..self.nodes.len()).filter(|&t| t != by);
+                self.kill_requests.extend(others.map(|t| (by, t)));
+            }
+        }
+        let mut again = Vec::new();
         for (by, target) in std::mem::take(&mut self.kill_requests) {
+            // The hosts report the incarnation of a guest whose agent is linked.
+            let node = &self.nodes[target];
+            let incarnation = node.agent.as_ref().map(|a| a.membership.incarnation());
+            match self
+                .gate
+                .admit(now, &guest_key(by), &guest_key(target), incarnation)
+            {
+                Admission::Order => {
+                    self.next_order += 1;
+                    let order = self.next_order;
+                    self.gate.ordered(&guest_key(target), order, incarnation);
+                    let at = now + self.rng.millis(20, 400);
+                    self.orders.push((at, order, target, incarnation, by));
+                    let last = incarnation.unwrap_or(self.nodes[target].last_incarnation);
+                    self.ordered.push((now, by, target, last));
+                    self.log(|| {
+                        format!("host orders g{} killed (asked by g{})", id(target), id(by))
+                    });
+                }
+                // Answered when the order in flight settles; a guest already killed
+                // is proved down by the hosts.
+                Admission::Join { .. } | Admission::AlreadyDead { .. } => {}
+                Admission::Limited { .. } => {
+                    if !again.contains(&(by, target)) {
+                        again.push((by, target));
+                    }
+                }
+            }
+        }
+        self.kill_requests = again;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.orders)
+            .into_iter()
+            .partition(|o| o.0 <= now);
+        self.orders = later;
+        for (_, order, target, _, by) in due {
             self.log(|| format!("host kills g{} (asked by g{})", id(target), id(by)));
             if self.nodes[target].power != Power::Off {
                 self.crash(target);
             }
+            self.gate.settled(now, order, true, "destroyed");
         }
     }
 
