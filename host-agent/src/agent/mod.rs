@@ -341,6 +341,7 @@ impl Agent {
                     self.apps_tick();
                     self.migration_tick();
                     self.maintenance_tick();
+                    self.member.service_tick(&self.membership, "host");
                 }
                 Some(input) = inputs.recv() => self.on_input(input),
             }
