@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hvcluster_common::admin::{Request, Response};
 use hvcluster_common::config::ClusterConfig;
 use hvctl::{client, guest, render};
@@ -500,6 +500,9 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    if let Some(status) = hvcluster_clidocs::write_if_asked(Cli::command) {
+        return status;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
