@@ -37,7 +37,8 @@ pub struct LogGuard(#[allow(dead_code)] Vec<WorkerGuard>);
 
 /// Installs logging filtered by `HV_LOG` (default `info`). Under systemd (standard
 /// error is the journal's stream, `JOURNAL_STREAM`), events go to the journal natively,
-/// with their priority (error 3, warning 4, info 5, debug 6, trace 7) and their fields.
+/// with their priority (error 3, warning 4, info 5, debug 6, trace 7) and their fields
+/// (`cause` as `HV_CAUSE`).
 /// Elsewhere, to standard error as text (coloured on a terminal) or as JSON lines; a
 /// `lossy` writer drops info and debug lines rather than block the agent when standard
 /// error is slow, while warnings and errors go through a writer that never drops them.
@@ -54,7 +55,7 @@ pub fn install_logging(json: bool, lossy: bool) -> LogGuard {
             Ok(journal) => {
                 tracing_subscriber::registry()
                     .with(filter())
-                    .with(journal)
+                    .with(journal.with_field_prefix(Some("HV".into())))
                     .init();
                 return LogGuard(Vec::new());
             }
