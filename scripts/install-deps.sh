@@ -13,6 +13,7 @@ packages=(
   resource-agents                 # OCF resource agents
   busybox-static cpio xz-utils binutils  # tiny guest images (real tier)
   lintian man-db systemd          # the package test: lintian, man -w, systemd-analyze verify
+  systemd-container               # lab-systemd: systemd as PID 1 of a container (systemd-nspawn)
 )
 
 # libvirt and QEMU come from Debian's bookworm-backports suite: this machine's
