@@ -55,6 +55,7 @@ check_package() {
   man -w hvctl-vm-migrate >/dev/null || fail "no man page for hvctl vm migrate"
   systemd-analyze verify "/usr/lib/systemd/system/$unit" || fail "systemd-analyze verify $unit"
   [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]] || fail "$unit is not enabled"
+  getent group hvcluster >/dev/null || fail "$pkg did not create group hvcluster"
   [[ -s /usr/share/doc/$pkg/install.md ]] || fail "no install.md in /usr/share/doc/$pkg"
   [[ -s /usr/share/doc/$pkg/changelog.Debian.gz ]] || fail "no changelog in /usr/share/doc/$pkg"
   dpkg-query --control-show "$pkg" conffiles | grep -q "/etc/hvcluster/$config.example" ||
