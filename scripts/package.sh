@@ -36,8 +36,9 @@ example() {
 
 for pkg in host guest; do
   gzip -9n "$gen/$pkg"/man/*.8
-  mkdir -p "$gen/$pkg/doc" "$gen/$pkg/examples"
+  mkdir -p "$gen/$pkg/doc" "$gen/$pkg/img" "$gen/$pkg/examples"
   cp docs/*.md "$gen/$pkg/doc/"
+  cp docs/img/*.svg "$gen/$pkg/img/"
 done
 example docs/configuration.md "## Complete example: three hosts, two interconnects" \
   >"$gen/host/examples/cluster.toml"

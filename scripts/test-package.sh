@@ -57,6 +57,7 @@ check_package() {
   [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]] || fail "$unit is not enabled"
   getent group hvcluster >/dev/null || fail "$pkg did not create group hvcluster"
   [[ -s /usr/share/doc/$pkg/install.md ]] || fail "no install.md in /usr/share/doc/$pkg"
+  [[ -s /usr/share/doc/$pkg/img/failover-path.svg ]] || fail "no pictures in /usr/share/doc/$pkg/img"
   [[ -s /usr/share/doc/$pkg/changelog.Debian.gz ]] || fail "no changelog in /usr/share/doc/$pkg"
   dpkg-query --control-show "$pkg" conffiles | grep -q "/etc/hvcluster/$config.example" ||
     fail "/etc/hvcluster/$config.example is not a conffile"
