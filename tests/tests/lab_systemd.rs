@@ -12,7 +12,9 @@
 //!   again by systemd (`Restart=on-failure`);
 //! - the journal: the agent's entries carry their priorities (warning 4, info 5) and its
 //!   fields (`HV_SOURCE`);
-//! - a clean stop: `systemctl stop` ends with result `success`.
+//! - a clean stop: `systemctl stop` ends with result `success`;
+//! - the guest unit (`hvcluster-guest.hv-guestd.service`, hv-guestd beside it): ready with
+//!   its status line, and a clean stop.
 //!
 //! Needs root and systemd-nspawn (Debian's systemd-container, installed by
 //! scripts/install-deps.sh).
@@ -133,9 +135,37 @@ fn boot(dir: &Path, bin: &Path) -> Container {
         "[Service]\nExecStart=\nExecStart=/opt/hvcluster/hv-hostd --config /etc/hvcluster/cluster.toml \
          --host h1 --psi-source /nonexistent/pressure\nWatchdogSec=3s\n",
     );
+    // A guest agent in the same container, with the shipped guest unit: never on one
+    // machine with a host agent in production, here only to see its unit run.
+    write(&etc.join("guest.key"), "0123456789abcdef0123456789abcdef");
+    std::fs::set_permissions(
+        etc.join("guest.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    write(
+        &etc.join("guest.toml"),
+        "[cluster]\nname = \"lab-systemd-guests\"\nkey_file = \"guest.key\"\n\n\
+         [[interconnect]]\nname = \"gic0\"\nport = 5430\n\n\
+         [[node]]\nname = \"g1\"\nnode_id = 1\naddresses = { gic0 = \"127.0.0.1\" }\n\n\
+         [[node]]\nname = \"g2\"\nnode_id = 2\naddresses = { gic0 = \"127.0.0.2\" }\n",
+    );
+    let guest_dropin = units.join("hv-guestd.service.d");
+    std::fs::create_dir_all(&guest_dropin).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/systemd/hvcluster-guest.hv-guestd.service"),
+        units.join("hv-guestd.service"),
+    )
+    .unwrap();
+    write(
+        &guest_dropin.join("lab.conf"),
+        "[Service]\nExecStart=\nExecStart=/opt/hvcluster/hv-guestd --config /etc/hvcluster/guest.toml \
+         --node g1\n",
+    );
     write(
         &units.join("hvlab.target"),
-        "[Unit]\nDescription=hvcluster lab host\nWants=hv-hostd.service\n",
+        "[Unit]\nDescription=hvcluster lab host\nWants=hv-hostd.service hv-guestd.service\n",
     );
     let machine = format!("hvlabsd{}", std::process::id());
     let bind = |from: &Path, to: &str| format!("--bind-ro={}:{to}", from.display());
@@ -154,6 +184,15 @@ fn boot(dir: &Path, bin: &Path) -> Container {
         .arg(bind(
             &units.join("hvlab.target"),
             "/etc/systemd/system/hvlab.target",
+        ))
+        .arg(bind(&bin.join("hv-guestd"), "/opt/hvcluster/hv-guestd"))
+        .arg(bind(
+            &units.join("hv-guestd.service"),
+            "/etc/systemd/system/hv-guestd.service",
+        ))
+        .arg(bind(
+            &guest_dropin,
+            "/etc/systemd/system/hv-guestd.service.d",
         ))
         // Arguments for the container's systemd: boot to the lab target only, without
         // the first-boot questions, and without what this machine's own configuration
@@ -233,6 +272,20 @@ fn lab_systemd() {
         .find(|e| message(e).contains("agent started"))
         .unwrap_or_else(|| panic!("no start event from the agent: {agent:?}"));
     assert_eq!(started["PRIORITY"], "5", "{started}");
+
+    // The guest unit: ready, with its status line, and a clean stop.
+    c.wait("hv-guestd active", Duration::from_secs(60), |c| {
+        c.property("hv-guestd", "ActiveState") == "active"
+    });
+    c.wait(
+        "the guest's status line naming g2",
+        Duration::from_secs(30),
+        |c| c.property("hv-guestd", "StatusText").contains("g2"),
+    );
+    let out = c.run(&["systemctl", "stop", "hv-guestd"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(c.property("hv-guestd", "Result"), "success");
+    assert_eq!(c.property("hv-guestd", "ExecMainStatus"), "0");
 
     // A clean stop.
     let out = c.run(&["systemctl", "stop", "hv-hostd"]);
