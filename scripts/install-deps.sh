@@ -12,6 +12,8 @@ packages=(
   openipmi ipmitool               # simulated BMCs
   resource-agents                 # OCF resource agents
   busybox-static cpio xz-utils binutils  # tiny guest images (real tier)
+  lintian man-db systemd          # the package test: lintian, man -w, systemd-analyze verify
+  systemd-container               # lab-systemd: systemd as PID 1 of a container (systemd-nspawn)
 )
 
 # libvirt and QEMU come from Debian's bookworm-backports suite: this machine's
@@ -80,6 +82,12 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "install-deps: cargo is not installed; install a Rust toolchain (1.85 or newer)" >&2
   exit 1
+fi
+
+# The Debian packages (scripts/package.sh) are built by cargo-deb, from the crate registry.
+if ! cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3\.8\.0'; then
+  echo "install-deps: installing cargo-deb"
+  cargo install cargo-deb --locked --version 3.8.0 --quiet
 fi
 
 # The fuzz targets (scripts/fuzz.sh) run under cargo-fuzz, from the crate registry.

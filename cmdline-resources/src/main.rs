@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use hvcluster_cmdline_resources as guest;
 use hvcluster_libvirt::Libvirt;
 
@@ -73,6 +73,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Some(status) = hvcluster_clidocs::write_if_asked(Cli::command) {
+        return status;
+    }
     // A usage error exits 1 (failed; Offline for a check), never 2, which a check with
     // ALLEXITCODES would read as Faulted.
     let cli = match Cli::try_parse() {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hvcluster_guest_agent::{run, Options};
 use hvcluster_host_agent::daemon::{self, PathOverrides};
 
@@ -37,6 +37,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Some(status) = hvcluster_clidocs::write_if_asked(Args::command) {
+        return status;
+    }
     let args = Args::parse();
     let _guard = daemon::install_logging(args.log_json, false);
     let node = match daemon::member_name(args.node, "hv-guestd", "node") {

@@ -27,7 +27,36 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a client's next request.
 pub const REQUEST_IDLE: Duration = Duration::from_secs(300);
 
-/// Binds the socket, replacing a stale one, readable and writable by root only.
+/// The group whose members may read an agent's status, events and fencing history
+/// through its admin socket, but not act. Without such a group the socket is root's only.
+pub const READERS_GROUP: &str = "hvcluster";
+
+/// The readers group's id, when the group exists.
+fn readers_gid() -> Option<nix::unistd::Gid> {
+    nix::unistd::Group::from_name(READERS_GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid)
+}
+
+/// Whether the caller `uid` with primary group `gid` is in the readers group `readers`:
+/// as its primary group, or as a member listed in the group database.
+fn is_reader(uid: u32, gid: u32, readers: nix::unistd::Gid) -> bool {
+    if gid == readers.as_raw() {
+        return true;
+    }
+    let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return false;
+    };
+    nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(gid))
+        .is_ok_and(|groups| groups.contains(&readers))
+}
+
+/// Binds the socket, replacing a stale one: readable and writable by root, and by the
+/// readers group ([`READERS_GROUP`]) when it exists, whose members may only read.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -44,7 +73,15 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)
         .with_context(|| format!("cannot bind admin socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    match readers_gid() {
+        Some(gid) => {
+            nix::unistd::chown(path, None, Some(gid)).with_context(|| {
+                format!("cannot give {} to group {READERS_GROUP}", path.display())
+            })?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    }
     Ok(listener)
 }
 
@@ -149,14 +186,20 @@ pub async fn serve<D: Dispatch>(
         };
         let cred = stream.peer_cred().ok();
         let uid = cred.map(|c| c.uid()).unwrap_or(u32::MAX);
-        if uid != 0 {
-            tracing::warn!(uid, "admin connection refused: root only");
+        let reader = uid != 0
+            && cred.is_some_and(|c| readers_gid().is_some_and(|g| is_reader(uid, c.gid(), g)));
+        if uid != 0 && !reader {
+            tracing::warn!(
+                uid,
+                "admin connection refused: root and group {READERS_GROUP} only"
+            );
             continue;
         }
         let peer = Peer {
             via: "socket",
             uid: Some(uid),
             pid: cred.and_then(|c| c.pid()),
+            read_only: reader,
         };
         let (r, w) = stream.into_split();
         tokio::spawn(client(
@@ -167,6 +210,14 @@ pub async fn serve<D: Dispatch>(
             (audit.clone(), peer),
         ));
     }
+}
+
+/// Whether `request` only reads: what a member of the readers group may ask.
+fn is_read(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Status | Request::Events { .. } | Request::FenceHistory
+    )
 }
 
 /// Writes one answer line; a client that does not take it within [`REPLY_TIMEOUT`]
@@ -238,6 +289,7 @@ pub async fn serve_port<D: Dispatch>(
         via: "port",
         uid: None,
         pid: None,
+        read_only: false,
     };
     let mut reported = false;
     loop {
@@ -297,6 +349,13 @@ pub(crate) async fn client<D: Dispatch>(
         let done = match request {
             Request::Events { since, follow } => {
                 stream_events(&mut w, &events, since.unwrap_or(0), follow).await
+            }
+            request if peer.read_only && !is_read(&request) => {
+                let message = format!(
+                    "members of group {READERS_GROUP} may read (status, events, fence history); \
+                     this command needs root"
+                );
+                send(&mut w, &Response::Refused { message }).await.is_err()
             }
             request => {
                 audit.record(peer, &request).await;

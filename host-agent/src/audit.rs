@@ -30,6 +30,9 @@ pub struct Peer {
     pub uid: Option<u32>,
     /// The caller's process id, when the transport tells.
     pub pid: Option<i32>,
+    /// The caller may read (status, events, fencing history) but not act: a member of
+    /// the readers group ([`crate::admin::READERS_GROUP`]), not root.
+    pub read_only: bool,
 }
 
 /// Where an agent's operator commands are recorded.

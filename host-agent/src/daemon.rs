@@ -31,17 +31,50 @@ impl PathOverrides {
     }
 }
 
-/// Installs logging to standard error, filtered by `HV_LOG` (default `info`), as text
-/// or as JSON lines. A `lossy` writer drops lines rather than block the agent when
-/// standard error is slow. Keep the guard until exit: it flushes what is buffered.
-pub fn install_logging(json: bool, lossy: bool) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+/// Keeps the log writers until exit: dropping it flushes what is buffered.
+#[derive(Debug)]
+pub struct LogGuard(#[allow(dead_code)] Vec<WorkerGuard>);
+
+/// Installs logging filtered by `HV_LOG` (default `info`). Under systemd (standard
+/// error is the journal's stream, `JOURNAL_STREAM`), events go to the journal natively,
+/// with their priority (error 3, warning 4, info 5, debug 6, trace 7) and their fields
+/// (`cause` as `HV_CAUSE`).
+/// Elsewhere, to standard error as text (coloured on a terminal) or as JSON lines; a
+/// `lossy` writer drops info and debug lines rather than block the agent when standard
+/// error is slow, while warnings and errors go through a writer that never drops them.
+pub fn install_logging(json: bool, lossy: bool) -> LogGuard {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("HV_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    if stderr_is_journal() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(journal.with_field_prefix(Some("HV".into())))
+                    .init();
+                return LogGuard(Vec::new());
+            }
+            Err(e) => {
+                eprintln!("cannot open the journal's socket ({e}); logging to standard error")
+            }
+        }
+    }
+    let (chatter, chatter_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(lossy)
         .finish(std::io::stderr());
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HV_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (alarms, alarms_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let writer = chatter
+        .with_min_level(tracing::Level::INFO)
+        .and(alarms.with_max_level(tracing::Level::WARN));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     if json {
@@ -49,7 +82,20 @@ pub fn install_logging(json: bool, lossy: bool) -> WorkerGuard {
     } else {
         builder.init();
     }
-    guard
+    LogGuard(vec![chatter_guard, alarms_guard])
+}
+
+/// Whether standard error is the stream systemd connected to the journal: the device
+/// and inode in `JOURNAL_STREAM` are those of standard error (a child that inherited
+/// the variable with another standard error is not).
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream.to_str() == Some(&format!("{}:{}", st.st_dev, st.st_ino))
 }
 
 /// The member name this agent runs as: `given`, else the system host name. Without
@@ -100,15 +146,16 @@ pub fn runtime(thread_name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Completes at the first SIGTERM or SIGINT.
+/// Completes at the first SIGTERM or SIGINT, and tells systemd the agent stops.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let signal = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    crate::service::stopping(&format!("{signal} received, stopping what runs here"));
 }
 
 /// The exit status for what `run` returned: success, or 1 with the error and its

@@ -28,6 +28,7 @@ pub mod outbox;
 pub mod port;
 mod process;
 pub mod resources;
+pub mod service;
 pub mod state_writer;
 mod watchdog;
 

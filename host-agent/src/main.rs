@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hvcluster_host_agent::daemon::{self, PathOverrides};
 use hvcluster_host_agent::{run, Options};
 
@@ -35,6 +35,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Some(status) = hvcluster_clidocs::write_if_asked(Args::command) {
+        return status;
+    }
     let args = Args::parse();
     // Lossy: the heartbeat loop must never wait for a slow standard error.
     let _guard = daemon::install_logging(args.log_json, true);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hvcluster_common::config::NodeId;
-use hvcluster_common::membership::{Action, Membership};
+use hvcluster_common::membership::{Action, HostState, Membership};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,6 +21,7 @@ use crate::incarnation;
 use crate::intake::HeartbeatPayload;
 use crate::net::{FrameSink, Received, Roster};
 use crate::outbox::Outbox;
+use crate::service::{self, Service};
 
 /// Room in the input channel before the tasks wait for the driver loop.
 const INPUT_QUEUE: usize = 4096;
@@ -49,6 +50,7 @@ pub struct Member<I, P> {
     admin_socket: Option<PathBuf>,
     origin: Instant,
     started_unix_ms: u64,
+    service: Service,
 }
 
 impl<I, P> std::fmt::Debug for Member<I, P> {
@@ -104,6 +106,7 @@ where
             admin_socket: None,
             origin: Instant::now(),
             started_unix_ms,
+            service: Service::from_env(),
         })
     }
 
@@ -205,6 +208,25 @@ impl<I, P> Member<I, P> {
             message,
             detail,
         );
+    }
+
+    /// Tells systemd, at each tick of the driver loop, that the loop runs (readiness at
+    /// the first, then the watchdog) and what `membership` waits for; `member` is what
+    /// the configuration calls a member (`host`, `node`).
+    pub fn service_tick(&mut self, membership: &Membership, member: &str) {
+        let names = &self.names;
+        let origin = self.origin;
+        self.service.alive(Instant::now(), || {
+            let peers: Vec<(String, HostState)> = membership
+                .peers(origin.elapsed())
+                .iter()
+                .map(|p| {
+                    let name = names.get(&p.node).cloned();
+                    (name.unwrap_or_else(|| format!("node{}", p.node)), p.state)
+                })
+                .collect();
+            service::status_line(member, membership.quorum(), &peers)
+        });
     }
 
     /// Time on this member's clock, which starts with [`Member::start`].

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hvcluster_common::admin::{Request, Response};
 use hvcluster_common::config::ClusterConfig;
 use hvctl::{client, guest, render};
@@ -472,7 +472,7 @@ enum HostCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a cluster.toml and print every problem with its file, line and key.
+    /// Validate a cluster.toml or a guest.toml and print every problem with its file, line and key.
     ///
     /// Exit status: 0 when valid, 1 when there are problems.
     Check {
@@ -500,6 +500,9 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    if let Some(status) = hvcluster_clidocs::write_if_asked(Cli::command) {
+        return status;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -742,7 +745,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { file, json },
         } => {
-            let result = ClusterConfig::load(&file);
+            let result = check_config(&file);
             if json {
                 let problems: Vec<_> = match &result {
                     Ok(_) => vec![],
@@ -758,17 +761,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 match &result {
-                    Ok(l) => println!(
-                        "{}: valid: cluster {:?}, {} host(s), {} interconnect(s), heartbeat every {} ms, \
-                         suspect after {} ms, failed after {} ms",
-                        file.display(),
-                        l.config.cluster.name,
-                        l.config.hosts.len(),
-                        l.config.interconnects.len(),
-                        l.config.heartbeat.interval_ms,
-                        l.config.heartbeat.suspect_after_ms,
-                        l.config.heartbeat.dead_after_ms
-                    ),
+                    Ok(summary) => println!("{}: valid: {summary}", file.display()),
                     Err(e) => {
                         for p in &e.problems {
                             eprintln!("{p}");
@@ -784,6 +777,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Loads `file` as a guest.toml when it has `[[node]]` tables and no `[[host]]`, else as
+/// a cluster.toml; a one-line summary when valid, else every problem.
+fn check_config(file: &Path) -> Result<String, hvcluster_common::config::ConfigErrors> {
+    let is_guest = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("node") && !t.contains_key("host"));
+    if is_guest {
+        let l = hvcluster_common::config::guest::GuestConfig::load(file)?;
+        let c = &l.config;
+        return Ok(format!(
+            "guest cluster {:?}, {} node(s), {} interconnect(s), {} application(s), heartbeat every {} ms, \
+             suspect after {} ms, failed after {} ms",
+            c.cluster.name,
+            c.nodes.len(),
+            c.interconnects.len(),
+            c.applications.len(),
+            c.heartbeat.interval_ms,
+            c.heartbeat.suspect_after_ms,
+            c.heartbeat.dead_after_ms
+        ));
+    }
+    let l = ClusterConfig::load(file)?;
+    Ok(format!(
+        "cluster {:?}, {} host(s), {} interconnect(s), heartbeat every {} ms, \
+         suspect after {} ms, failed after {} ms",
+        l.config.cluster.name,
+        l.config.hosts.len(),
+        l.config.interconnects.len(),
+        l.config.heartbeat.interval_ms,
+        l.config.heartbeat.suspect_after_ms,
+        l.config.heartbeat.dead_after_ms
+    ))
 }
 
 /// Asks `question` on the terminal unless `yes`; true to go on. Without a terminal there

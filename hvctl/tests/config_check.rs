@@ -129,3 +129,35 @@ fn a_key_open_to_others_is_refused_with_its_mode_and_the_fix() {
     assert!(err.contains("cluster.key has mode 0644"), "{err}");
     assert!(err.contains("chmod 600 "), "{err}");
 }
+
+/// A guest.toml (`[[node]]` tables) is checked as one, with the guest cluster's rules.
+#[test]
+fn a_guest_toml_is_checked_as_a_guest_cluster() {
+    let guest = r#"[cluster]
+name = "web-guests"
+key_file = "cluster.key"
+
+[[interconnect]]
+name = "gic0"
+
+[[node]]
+name = "db1"
+node_id = 1
+addresses = { gic0 = "192.0.2.31" }
+
+[[node]]
+name = "db2"
+node_id = 2
+addresses = { gic0 = "192.0.2.32" }
+"#;
+    let (code, out, err) = check(guest, true, false);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("valid: guest cluster \"web-guests\", 2 node(s), 1 interconnect(s)"),
+        "{out}"
+    );
+    let broken = guest.replace("node_id = 2", "node_id = 1");
+    let (code, _, err) = check(&broken, true, false);
+    assert_eq!(code, 1);
+    assert!(err.contains("node_id"), "{err}");
+}

@@ -42,7 +42,7 @@ pub const DEFAULT_SUSPECT_AFTER_MS: u64 = 800;
 /// Default silence after which a host is Failed.
 pub const DEFAULT_DEAD_AFTER_MS: u64 = 1500;
 /// Default heartbeat UDP port of an interconnect.
-pub const DEFAULT_HEARTBEAT_PORT: u16 = 5405;
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 5420;
 /// Default fence_kdump notice port.
 pub const DEFAULT_KDUMP_PORT: u16 = 7410;
 /// Default admin socket of the host agent.

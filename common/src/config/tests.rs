@@ -580,3 +580,12 @@ fn guest_cluster_members_are_required_and_unique() {
         "every problem has its line: {errs}"
     );
 }
+
+/// The default heartbeat port keeps clear of corosync's (5404 to 5406, often on the same
+/// hosts) and of the agent's own other ports.
+#[test]
+fn the_default_heartbeat_port_is_clear_of_corosync_and_the_other_ports() {
+    assert!(!(5404..=5406).contains(&DEFAULT_HEARTBEAT_PORT));
+    assert_ne!(DEFAULT_HEARTBEAT_PORT, DEFAULT_KDUMP_PORT);
+    assert_ne!(DEFAULT_HEARTBEAT_PORT, DEFAULT_HOST_LINK_PORT);
+}

@@ -214,6 +214,7 @@ impl Agent {
                 Some(frame) = frames.recv() => self.on_frame(frame),
                 _ = ticker.tick() => {
                     self.tick();
+                    self.member.service_tick(&self.membership, "node");
                     if let Some(since) = leaving {
                         if self.apps.engine.all_inactive() || since.elapsed() > Apps::SHUTDOWN_LIMIT {
                             break;

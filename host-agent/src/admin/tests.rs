@@ -47,6 +47,7 @@ fn audit_in(dir: &std::path::Path) -> (AuditLog, Peer) {
         via: "socket",
         uid: Some(0),
         pid: Some(1),
+        read_only: false,
     };
     (AuditLog::new(dir.join("audit.log"), "h1"), peer)
 }

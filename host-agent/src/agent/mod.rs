@@ -351,6 +351,7 @@ impl Agent {
                     self.saves_tick();
                     self.migration_tick();
                     self.maintenance_tick();
+                    self.member.service_tick(&self.membership, "host");
                 }
                 Some(input) = inputs.recv() => self.on_input(input),
             }
