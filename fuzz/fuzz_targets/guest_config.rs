@@ -6,7 +6,7 @@
 #![no_main]
 
 use hvcluster_common::config::guest::GuestConfig;
-use hvcluster_fuzz::{check_problem, config_dir, reads_only_own_files};
+use hvcluster_fuzz::{check_errors, config_dir, reads_only_own_files};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,12 +26,6 @@ fuzz_target!(|data: &[u8]| {
             );
             let _ = loaded.config.digest();
         }
-        Err(errors) => {
-            assert!(!errors.problems.is_empty(), "an error without a problem");
-            let _ = errors.to_string();
-            for p in &errors.problems {
-                check_problem(&path, text, p);
-            }
-        }
+        Err(errors) => check_errors(&path, text, &errors),
     }
 });

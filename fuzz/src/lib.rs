@@ -82,6 +82,16 @@ fn safe_value(value: &toml::Value, read: bool) -> bool {
     }
 }
 
+/// Checks a configuration's refusal: at least one problem, each saying where and what
+/// ([`check_problem`]).
+pub fn check_errors(path: &Path, text: &str, errors: &hvcluster_common::config::ConfigErrors) {
+    assert!(!errors.problems.is_empty(), "an error without a problem");
+    let _ = errors.to_string();
+    for p in &errors.problems {
+        check_problem(path, text, p);
+    }
+}
+
 /// Checks that a configuration problem says where and what: the file it was given, a
 /// key, a line inside `text` when it names one, and a message.
 pub fn check_problem(path: &Path, text: &str, p: &hvcluster_common::config::ConfigProblem) {

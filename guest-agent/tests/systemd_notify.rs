@@ -6,11 +6,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+
+#[path = "../../host-agent/tests/support/process.rs"]
+mod process;
+use process::Agent;
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let key = dir.join("guest.key");
@@ -48,44 +51,17 @@ addresses = {{ gic0 = "127.0.0.2" }}
     config
 }
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// Every datagram within `window`, as text.
 fn datagrams(socket: &UnixDatagram, window: Duration) -> Vec<String> {
-    let until = Instant::now() + window;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        if left.is_zero() {
-            break;
-        }
-        socket.set_read_timeout(Some(left)).unwrap();
-        match socket.recv(&mut buf) {
-            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(_) => break,
-        }
-    }
-    got
+    let got = process::read_for(socket, window);
+    got.iter()
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .collect()
 }
 
+/// The first datagram with `line` among its lines, within `limit`.
 fn wait_for_line(socket: &UnixDatagram, line: &str, limit: Duration) -> String {
-    let until = Instant::now() + limit;
-    let mut seen = Vec::new();
-    while Instant::now() < until {
-        for d in datagrams(socket, Duration::from_millis(500)) {
-            if d.lines().any(|l| l == line) {
-                return d;
-            }
-            seen.push(d);
-        }
-    }
-    panic!("no {line:?} within {limit:?}; got {seen:?}");
+    process::wait_for(socket, line, limit, |d| d.lines().any(|l| l == line))
 }
 
 fn pings(datagrams: &[String]) -> usize {
@@ -119,7 +95,6 @@ fn readiness_status_and_watchdog_follow_the_driver_loop() {
         .spawn()
         .unwrap();
     let mut agent = Agent(child);
-    let pid = Pid::from_raw(agent.0.id() as i32);
 
     let ready = wait_for_line(&notify, "READY=1", Duration::from_secs(60));
     assert!(
@@ -131,26 +106,16 @@ fn readiness_status_and_watchdog_follow_the_driver_loop() {
     let running = datagrams(&notify, Duration::from_secs(2));
     assert!(pings(&running) >= 3, "{running:?}");
 
-    kill(pid, Signal::SIGSTOP).unwrap();
+    agent.signal(Signal::SIGSTOP);
     std::thread::sleep(Duration::from_millis(300));
     datagrams(&notify, Duration::from_millis(50));
     let frozen = datagrams(&notify, Duration::from_secs(2));
     assert_eq!(pings(&frozen), 0, "{frozen:?}");
-    kill(pid, Signal::SIGCONT).unwrap();
+    agent.signal(Signal::SIGCONT);
     wait_for_line(&notify, "WATCHDOG=1", Duration::from_secs(30));
 
-    kill(pid, Signal::SIGTERM).unwrap();
+    agent.signal(Signal::SIGTERM);
     wait_for_line(&notify, "STOPPING=1", Duration::from_secs(30));
-    let until = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = agent.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < until,
-            "hv-guestd did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = agent.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{hostd, Agent};
+use support::{bind, hostd, private_mount_namespace, Agent};
 
 /// The readers group's id in the test's group database (unused on the machine).
 const READERS_GID: u32 = 64999;
@@ -83,29 +83,8 @@ fn the_readers_group_may_read_status_but_not_act() {
     // SAFETY: only syscalls, on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            let none = std::ptr::null();
-            let ok = |rc: libc::c_int| {
-                if rc == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            };
-            ok(libc::unshare(libc::CLONE_NEWNS))?;
-            ok(libc::mount(
-                c"none".as_ptr(),
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            ok(libc::mount(
-                group_file.as_ptr(),
-                c"/etc/group".as_ptr(),
-                none,
-                libc::MS_BIND,
-                std::ptr::null(),
-            ))
+            private_mount_namespace()?;
+            bind(&group_file, c"/etc/group")
         });
     }
     let _agent = Agent(cmd.spawn().unwrap());

@@ -3,11 +3,13 @@
 
 #![allow(dead_code)]
 
+mod process;
+#[allow(unused_imports)] // each test uses some of them
+pub use process::{read_for, wait_for, Agent};
+
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -72,82 +74,41 @@ pub fn hostd(dir: &Path) -> Command {
     cmd
 }
 
-/// A started agent, killed when dropped.
-pub struct Agent(pub Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// A libc call's return code as a result.
+pub fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
-impl Agent {
-    /// Sends `sig` to the agent.
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig).unwrap();
-    }
-
-    /// Waits for the agent to exit, at most `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < until,
-                "hv-hostd did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+/// In a child before exec: a mount namespace of its own, whose mounts nobody outside
+/// sees.
+pub fn private_mount_namespace() -> std::io::Result<()> {
+    // SAFETY: plain syscalls with valid NUL-terminated strings.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))
     }
 }
 
-/// Every datagram that arrives within `window`, as bytes.
-pub fn read_for(socket: &UnixDatagram, window: Duration) -> Vec<Vec<u8>> {
-    let until = Instant::now() + window;
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return got;
-        }
-        socket.set_read_timeout(Some(left)).unwrap();
-        match socket.recv(&mut buf) {
-            Ok(n) => got.push(buf[..n].to_vec()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return got
-            }
-            Err(e) => panic!("datagram socket: {e}"),
-        }
+/// Bind-mounts `source` on `target` (in a private mount namespace).
+pub fn bind(source: &std::ffi::CStr, target: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: a plain syscall with valid NUL-terminated strings.
+    unsafe {
+        check(libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))
     }
-}
-
-/// Reads datagrams until `wanted` accepts one, for at most `limit`; returns it. Fails
-/// with what arrived otherwise.
-pub fn wait_for(
-    socket: &UnixDatagram,
-    what: &str,
-    limit: Duration,
-    wanted: impl Fn(&str) -> bool,
-) -> String {
-    let until = Instant::now() + limit;
-    let mut seen = Vec::new();
-    while Instant::now() < until {
-        for d in read_for(socket, Duration::from_millis(500)) {
-            let d = String::from_utf8_lossy(&d).into_owned();
-            if wanted(&d) {
-                return d;
-            }
-            seen.push(d);
-        }
-    }
-    panic!("no {what} within {limit:?}; got {seen:?}");
 }
