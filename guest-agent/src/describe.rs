@@ -3,7 +3,7 @@
 use hvcluster_common::admin::{GuestNodeLine, GuestNodeState, GuestStatus};
 use hvcluster_common::config::NodeId;
 use hvcluster_common::membership::MembershipEvent;
-use hvcluster_host_agent::apps::app_lines;
+use hvcluster_runtime::apps::app_lines;
 
 use crate::agent::Agent;
 

@@ -6,12 +6,12 @@ mod agent;
 mod describe;
 mod link;
 
-pub use hvcluster_host_agent::resources;
+pub use hvcluster_runtime::resources;
 
 use std::path::PathBuf;
 
 use hvcluster_common::config::guest::GuestConfig;
-use hvcluster_host_agent::daemon::{self, PathOverrides};
+use hvcluster_runtime::daemon::{self, PathOverrides};
 
 pub use agent::Agent;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hvcluster_common::hostlink::LinkMessage;
 use hvcluster_common::hostseal::{HostPublicKey, Opener, SessionBinding};
-use hvcluster_host_agent::link::{pump, spawn_reader, LinkKey, LinkReader, LinkWriter};
+use hvcluster_runtime::link::{pump, spawn_reader, LinkKey, LinkReader, LinkWriter};
 use tokio::sync::mpsc;
 
 /// Pause before reconnecting after a failure.
@@ -118,7 +118,7 @@ async fn session(
             linked(me, events, outgoing, r, w).await
         }
         Endpoint::Port(path) => {
-            let port = hvcluster_host_agent::port::Port::open_fresh(path).map_err(|e| {
+            let port = hvcluster_runtime::port::Port::open_fresh(path).map_err(|e| {
                 format!("cannot open the virtio-serial port {}: {e}", path.display())
             })?;
             let (r, w) = tokio::io::split(port);

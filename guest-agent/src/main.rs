@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use hvcluster_guest_agent::{run, Options};
-use hvcluster_host_agent::daemon::{self, PathOverrides};
+use hvcluster_runtime::daemon::{self, PathOverrides};
 
 /// The hvcluster guest agent: heartbeats with the other guests of its guest cluster,
 /// keeps their node states (UP, DOWN, LEFTCLUSTER, COMINGUP) and runs the

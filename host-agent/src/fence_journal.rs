@@ -145,7 +145,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("hv-journal".into())
             .spawn(move || {
-                ordinary_priority();
+                crate::process::ordinary_priority();
                 while let Ok(w) = rx.recv() {
                     let result = store.append(&w.event).map(|_| ());
                     let input = Input::Journaled {
@@ -164,16 +164,6 @@ impl Writer {
     pub fn write(&self, event: FenceEvent, down: Option<DownRecord>) {
         // The thread ends only with the agent.
         let _ = self.tx.send(Write { event, down });
-    }
-}
-
-/// Drops the real-time priority the thread inherited: waiting on a disk is no reason
-/// to hold a CPU ahead of everything else on the host.
-pub(crate) fn ordinary_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: plain syscall wrapper on the calling thread with a valid parameter.
-    unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
     }
 }
 

@@ -1,36 +1,32 @@
 //! hv-hostd, the host agent: a tokio driver around the membership core of
 //! `hvcluster-common`. It performs the core's actions (send heartbeats, report events)
 //! and feeds it what arrives: heartbeat frames, kdump notices, watchdog verdicts, ticks.
+//! The runtime it shares with the guest agent (sockets, intake, admin server, host link,
+//! resource runners, state files) is `hvcluster-runtime`; what is here only a host needs.
 
-pub mod admin;
+/// The admin socket: the runtime's server and the host agent's dispatcher.
+pub mod admin {
+    pub use crate::dispatch::HostDispatch;
+    pub use hvcluster_runtime::admin::*;
+}
 mod agent;
-pub mod apps;
-pub mod audit;
-pub mod child;
-pub mod counters;
-pub mod daemon;
 mod describe;
-pub mod events;
+mod dispatch;
 mod fence;
 mod fence_journal;
 pub mod fence_runner;
 pub mod hv_call;
 pub use hvcluster_libvirt as hypervisor;
-pub mod incarnation;
-pub mod intake;
 pub mod journal;
 mod kdump;
-pub mod link;
-pub mod member;
-pub mod net;
 mod operator;
-pub mod outbox;
-pub mod port;
-mod process;
-pub mod resources;
-pub mod service;
-pub mod state_writer;
 mod watchdog;
+
+// The runtime both agents share, under the names the host agent's modules use.
+pub use hvcluster_runtime::{
+    apps, audit, child, counters, daemon, events, incarnation, intake, link, member, net, outbox,
+    port, process, resources, service, state_writer,
+};
 
 use std::path::PathBuf;
 

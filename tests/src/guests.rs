@@ -246,8 +246,8 @@ impl LabCluster {
     /// cluster. Returns whether the host agreed and what it said.
     pub fn stranger_kill_request(&self, via: &str, node_id: u32) -> anyhow::Result<(bool, String)> {
         use hvcluster_common::hostlink::LinkMessage;
-        use hvcluster_host_agent::intake::ClusterKey;
-        use hvcluster_host_agent::link::{LinkKey, LinkReader, LinkWriter};
+        use hvcluster_runtime::intake::ClusterKey;
+        use hvcluster_runtime::link::{LinkKey, LinkReader, LinkWriter};
         let host = self.lab.guest_host(via)?;
         let addr = std::net::SocketAddr::new(
             self.lab.host_guest_lan_address(&host)?,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hvcluster_common::hostlink::LinkMessage;
-use hvcluster_host_agent::intake::ClusterKey;
-use hvcluster_host_agent::link::{LinkKey, LinkReader, LinkWriter};
+use hvcluster_runtime::intake::ClusterKey;
+use hvcluster_runtime::link::{LinkKey, LinkReader, LinkWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::cluster::LabCluster;
@@ -259,7 +259,7 @@ impl LabCluster {
                 };
                 let (key, reader, mut writer) = link.into_parts();
                 let (task, mut incoming) =
-                    hvcluster_host_agent::link::spawn_reader(reader, key.clone());
+                    hvcluster_runtime::link::spawn_reader(reader, key.clone());
                 let counter = tokio::spawn(async move {
                     let (mut results, mut ok) = (0u64, 0u64);
                     while let Some(Ok((_, m))) = incoming.recv().await {

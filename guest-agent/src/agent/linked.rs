@@ -8,7 +8,7 @@ use hvcluster_common::admin::GuestNodeState;
 use hvcluster_common::application::{DownProof, GuestHeartbeat, NodeChange};
 use hvcluster_common::config::guest::GuestConfig;
 use hvcluster_common::config::NodeId;
-use hvcluster_host_agent::member::Member;
+use hvcluster_runtime::member::Member;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -257,9 +257,9 @@ pub(super) fn start_host_link(
     };
     let identity = crate::link::LinkIdentity {
         endpoint,
-        key: hvcluster_host_agent::link::LinkKey {
+        key: hvcluster_runtime::link::LinkKey {
             cluster: config.cluster.name.clone(),
-            key: hvcluster_host_agent::intake::ClusterKey::new(key),
+            key: hvcluster_runtime::intake::ClusterKey::new(key),
             cluster_id: config.cluster_id(),
         },
         node: node.to_string(),

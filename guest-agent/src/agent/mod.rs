@@ -13,11 +13,11 @@ use hvcluster_common::config::guest::{GuestConfig, LoadedGuestConfig};
 use hvcluster_common::config::NodeId;
 use hvcluster_common::membership::{Action, Membership, MembershipConfig};
 use hvcluster_common::quorum::QuorumRules;
-use hvcluster_host_agent::admin::{self, AdminCall, Dispatch};
-use hvcluster_host_agent::counters::Counters;
-use hvcluster_host_agent::incarnation;
-use hvcluster_host_agent::member::Member;
-use hvcluster_host_agent::net::{Received, Roster};
+use hvcluster_runtime::admin::{self, AdminCall, Dispatch};
+use hvcluster_runtime::counters::Counters;
+use hvcluster_runtime::incarnation;
+use hvcluster_runtime::member::Member;
+use hvcluster_runtime::net::{Received, Roster};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -27,7 +27,7 @@ mod migration;
 use linked::{start_host_link, KILL_STAGGER};
 
 use crate::describe;
-use hvcluster_host_agent::apps::Apps;
+use hvcluster_runtime::apps::Apps;
 
 /// How often the loop ticks the cores.
 const TICK: Duration = Duration::from_millis(20);

@@ -3,8 +3,8 @@
 
 use super::*;
 use hvcluster_common::hostseal::{HostSigningKey, Sealer};
-use hvcluster_host_agent::intake::ClusterKey;
-use hvcluster_host_agent::link::{serve, LinkInput, LinkKey, ServerIdentity};
+use hvcluster_runtime::intake::ClusterKey;
+use hvcluster_runtime::link::{serve, LinkInput, LinkKey, ServerIdentity};
 
 const HOST_KEY: &[u8] = b"the host cluster key, 32 bytes!!";
 const GUEST_KEY: &[u8] = b"erp-key-of-thirty-two-bytes!!!!!";
@@ -81,7 +81,7 @@ enum Impostor {
 /// then tells it that h2 is DOWN with its partner.
 async fn impostor(listener: tokio::net::TcpListener, how: Impostor) {
     use hvcluster_common::hostseal::SessionBinding;
-    use hvcluster_host_agent::link::{LinkReader, LinkWriter};
+    use hvcluster_runtime::link::{LinkReader, LinkWriter};
     let (stream, _) = listener.accept().await.unwrap();
     let (r, w) = stream.into_split();
     let mut reader = LinkReader::new(r);

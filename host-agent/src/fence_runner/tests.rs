@@ -384,3 +384,39 @@ async fn helpers_left_holding_the_pipes_are_killed_and_the_exit_code_kept() {
     }
     panic!("helper {helper} survived");
 }
+
+#[test]
+fn a_fence_agent_started_by_the_realtime_agent_runs_at_normal_priority() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (real-time scheduling)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let agent = script(dir.path(), "fence_policy", "cat > /dev/null\nchrt -p $$");
+    let device = device("policy", &agent);
+    // On a thread of its own, as the agent's main thread: the harness's threads keep
+    // their class.
+    let outcome = std::thread::spawn(move || {
+        let cfg = hvcluster_common::config::WatchdogSection {
+            realtime_priority: 10,
+            lock_memory: false,
+            ..Default::default()
+        };
+        assert!(crate::process::prepare(&cfg).realtime);
+        let runtime = crate::daemon::runtime("hvt-fence-sched").unwrap();
+        runtime.block_on(async move {
+            // Started from a worker thread, as the agent does.
+            tokio::spawn(async move { run_agent(&device, "status", &[]).await })
+                .await
+                .unwrap()
+        })
+    })
+    .join()
+    .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert!(
+        outcome.stdout_tail.contains("policy: SCHED_OTHER"),
+        "fence agent: {}",
+        outcome.stdout_tail
+    );
+}

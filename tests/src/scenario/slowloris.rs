@@ -63,7 +63,7 @@ impl Flood {
             hvcluster_common::config::DEFAULT_HOST_LINK_PORT,
         );
         // Hundreds of sockets: more than a default soft limit leaves for the rest.
-        hvcluster_host_agent::daemon::raise_fd_limit();
+        hvcluster_runtime::daemon::raise_fd_limit();
         let opened = cluster
             .lab
             .run_in_guest(via, move || open(to, connections))

@@ -15,7 +15,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::agent::Input;
 use crate::audit::{AuditLog, Peer};
 use crate::events::EventLog;
 
@@ -123,50 +122,6 @@ pub async fn forward<S, I>(
         request => ask(tx, |reply| wrap(AdminCall::Operator { request, reply }))
             .await
             .unwrap_or_else(stopping),
-    }
-}
-
-/// The host agent's dispatcher: hands requests to the driver loop.
-#[derive(Debug, Clone)]
-pub struct HostDispatch(pub mpsc::Sender<Input>);
-
-impl Dispatch for HostDispatch {
-    async fn dispatch(&self, request: Request) -> Response {
-        match request {
-            request @ (Request::Status
-            | Request::Fence { .. }
-            | Request::ConfirmDown { .. }
-            | Request::FenceHistory
-            | Request::FenceCheck
-            | Request::VmStart { .. }
-            | Request::VmStop { .. }
-            | Request::VmSuspend { .. }
-            | Request::VmResume { .. }
-            | Request::VmMigrate { .. }
-            | Request::HostMaintenance { .. }
-            | Request::AppSwitch { .. }
-            | Request::AppOnline { .. }
-            | Request::AppOffline { .. }
-            | Request::AppClear { .. }
-            | Request::AppMaintenance { .. }) => {
-                forward(&self.0, request, Input::Admin, |s| {
-                    Response::Status(Box::new(s))
-                })
-                .await
-            }
-            request => {
-                let message = format!(
-                    "{} is a guest-cluster command and this is the host agent: run it inside \
-                     a guest of the guest cluster (hvctl --socket {})",
-                    serde_json::to_value(&request)
-                        .ok()
-                        .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string))
-                        .unwrap_or_default(),
-                    hvcluster_common::config::guest::DEFAULT_GUEST_ADMIN_SOCKET
-                );
-                Response::Refused { message }
-            }
-        }
     }
 }
 

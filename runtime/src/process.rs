@@ -42,6 +42,16 @@ pub fn enter_agent_thread() {
     }
 }
 
+/// Drops the real-time priority the calling thread inherited: waiting on a disk is no
+/// reason to hold a CPU ahead of everything else on the machine.
+pub fn ordinary_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall wrapper on the calling thread with a valid parameter.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
+    }
+}
+
 /// What could be obtained; reported in status and the log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Prepared {

@@ -74,7 +74,7 @@ impl StateWriter {
         let spawned = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                crate::fence_journal::ordinary_priority();
+                crate::process::ordinary_priority();
                 let on_result = their_slot.lock().ok().and_then(|mut s| s.take());
                 if let Some((on_result, write)) = on_result {
                     run(&theirs, on_result, write);
