@@ -23,3 +23,5 @@ pub mod process;
 pub mod resources;
 pub mod service;
 pub mod state_writer;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

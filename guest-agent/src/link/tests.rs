@@ -3,18 +3,13 @@
 
 use super::*;
 use hvcluster_common::hostseal::{HostSigningKey, Sealer};
-use hvcluster_runtime::intake::ClusterKey;
 use hvcluster_runtime::link::{serve, LinkInput, LinkKey, ServerIdentity};
+use hvcluster_runtime::testing::{cluster_key_bytes, guest_cluster, link_key};
 
 const HOST_KEY: &[u8] = b"the host cluster key, 32 bytes!!";
-const GUEST_KEY: &[u8] = b"erp-key-of-thirty-two-bytes!!!!!";
 
 fn guest_key() -> LinkKey {
-    LinkKey {
-        cluster: "erp".into(),
-        key: ClusterKey::new(GUEST_KEY.to_vec()),
-        cluster_id: hvcluster_common::config::cluster_id_of("erp"),
-    }
+    link_key("erp")
 }
 
 fn host_down() -> LinkMessage {
@@ -105,7 +100,10 @@ async fn impostor(listener: tokio::net::TcpListener, how: Impostor) {
             host_nonce: nonce,
             guest_nonce,
         };
-        writer.seal_with(Sealer::new(HostSigningKey::derive(GUEST_KEY), binding));
+        writer.seal_with(Sealer::new(
+            HostSigningKey::derive(&cluster_key_bytes("erp")),
+            binding,
+        ));
     }
     let _ = writer.send(&registered).await;
     let _ = writer.send(&host_down()).await;
@@ -150,16 +148,7 @@ async fn a_genuine_host_is_heard_and_a_wrong_public_key_is_refused() {
         node_id: 1,
         incarnation: 5,
         signing: Some(HostSigningKey::derive(HOST_KEY)),
-        guest_clusters: std::sync::Arc::new(vec![hvcluster_common::config::GuestClusterEntry {
-            name: "erp".into(),
-            key_file: "erp.key".into(),
-            members: vec![hvcluster_common::config::GuestMember {
-                node: "g2".into(),
-                node_id: 2,
-                domain: "vm-g2".into(),
-                address: None,
-            }],
-        }]),
+        guest_clusters: std::sync::Arc::new(vec![guest_cluster("erp", &[("g2", 2, "vm-g2")])]),
         ..ServerIdentity::default()
     };
     let server = tokio::spawn(serve(

@@ -10,14 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::limits::LinkLimits;
 use super::server::serve_connection;
 use super::*;
-
-fn key(name: &str) -> LinkKey {
-    LinkKey {
-        cluster: name.into(),
-        key: ClusterKey::new(format!("{name}-key-of-thirty-two-bytes!!!").into_bytes()),
-        cluster_id: hvcluster_common::config::cluster_id_of(name),
-    }
-}
+use crate::testing::{guest_cluster, link_key as key};
 
 /// One byte every 3.9 s never lets a read wait the link's 4 s, but the frame is not
 /// whole after 4 s: the reader gives up then, not never.
@@ -99,16 +92,7 @@ async fn a_registration_that_never_completes_is_cut_off_at_its_deadline() {
             ..LinkLimits::default()
         },
         // g2 is who it says it is: only the deadline can end this registration.
-        guest_clusters: std::sync::Arc::new(vec![hvcluster_common::config::GuestClusterEntry {
-            name: "erp".into(),
-            key_file: "erp.key".into(),
-            members: vec![hvcluster_common::config::GuestMember {
-                node: "g2".into(),
-                node_id: 2,
-                domain: "vm-g2".into(),
-                address: None,
-            }],
-        }]),
+        guest_clusters: std::sync::Arc::new(vec![guest_cluster("erp", &[("g2", 2, "vm-g2")])]),
         ..ServerIdentity::default()
     };
     let start = tokio::time::Instant::now();

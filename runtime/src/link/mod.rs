@@ -304,14 +304,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(name: &str) -> LinkKey {
-        LinkKey {
-            cluster: name.into(),
-            key: ClusterKey::new(format!("{name}-key-of-thirty-two-bytes!!!").into_bytes()),
-            cluster_id: hvcluster_common::config::cluster_id_of(name),
-        }
-    }
+    use crate::testing::link_key as key;
 
     #[tokio::test]
     async fn messages_cross_a_stream_and_replays_and_strangers_are_refused() {

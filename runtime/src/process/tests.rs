@@ -3,44 +3,14 @@
 //! The host agent's fence runner has the same test for the fence agents it starts.
 
 use hvcluster_common::application::outcome::{OpKind, OpOutcome, ResourceState};
-use hvcluster_common::config::guest::{ResourceConfig, ResourceKind};
 use hvcluster_common::config::WatchdogSection;
 
 use super::*;
-use crate::resources::OpRequest;
+use crate::resources::tests::{cmdline, request};
 
 fn policy_of(pid: libc::pid_t) -> libc::c_int {
     // SAFETY: plain syscall wrapper; an unknown pid only makes it fail with -1.
     unsafe { libc::sched_getscheduler(pid) }
-}
-
-fn start_request(script: &str) -> OpRequest {
-    OpRequest {
-        app: "app1".into(),
-        node: "h1".into(),
-        resource: ResourceConfig {
-            name: "probe".into(),
-            kind: ResourceKind::Cmdline,
-            start: Some(script.into()),
-            stop: Some("true".into()),
-            check: Some("true".into()),
-            flags: Vec::new(),
-            agent: None,
-            ocf_root: None,
-            params: Default::default(),
-            address: None,
-            interface: None,
-            start_timeout_s: None,
-            stop_timeout_s: None,
-            check_timeout_s: None,
-            check_interval_s: None,
-        },
-        kind: OpKind::Start,
-        reason: None,
-        auto_recover: false,
-        forced: false,
-        env: Vec::new(),
-    }
 }
 
 #[test]
@@ -77,9 +47,12 @@ fn the_agents_threads_are_realtime_and_what_they_start_is_not() {
                 let worker = tokio::spawn(async { policy_of(0) }).await.unwrap();
                 let blocking = tokio::task::spawn_blocking(|| policy_of(0)).await.unwrap();
                 // Started from a worker thread, as the agent does.
-                let start = tokio::spawn(crate::resources::run(start_request(&script)))
-                    .await
-                    .unwrap();
+                let start = tokio::spawn(crate::resources::run(request(
+                    &cmdline(&script, "true", "true"),
+                    OpKind::Start,
+                )))
+                .await
+                .unwrap();
                 (worker, blocking, start)
             });
             (main, worker, blocking, watchdog_like, start)

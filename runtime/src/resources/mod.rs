@@ -11,7 +11,7 @@ mod ocf;
 mod vip;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod vip_netns_tests;
 

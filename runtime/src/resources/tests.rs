@@ -13,7 +13,8 @@ use super::{run, OpRequest};
 
 const DUMMY: &str = "/usr/lib/ocf/resource.d/heartbeat/Dummy";
 
-fn resource(kind: ResourceKind) -> ResourceConfig {
+/// Resource `r1` of `kind`, with nothing configured.
+pub(crate) fn resource(kind: ResourceKind) -> ResourceConfig {
     ResourceConfig {
         name: "r1".into(),
         kind,
@@ -33,7 +34,8 @@ fn resource(kind: ResourceKind) -> ResourceConfig {
     }
 }
 
-fn cmdline(start: &str, stop: &str, check: &str) -> ResourceConfig {
+/// A Cmdline resource running these scripts.
+pub(crate) fn cmdline(start: &str, stop: &str, check: &str) -> ResourceConfig {
     ResourceConfig {
         start: Some(start.into()),
         stop: Some(stop.into()),
@@ -42,7 +44,8 @@ fn cmdline(start: &str, stop: &str, check: &str) -> ResourceConfig {
     }
 }
 
-fn request(resource: &ResourceConfig, kind: OpKind) -> OpRequest {
+/// Operation `kind` on `resource`, for application app1 on g1.
+pub(crate) fn request(resource: &ResourceConfig, kind: OpKind) -> OpRequest {
     OpRequest {
         app: "app1".into(),
         node: "g1".into(),

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use hvcluster_common::application::outcome::{OpKind, OpOutcome, ResourceState};
 use hvcluster_common::config::guest::{ResourceConfig, ResourceKind};
 
-use super::{run, OpRequest};
+use super::run;
+use super::tests::{request, resource};
 
 /// A network namespace created for one test, deleted when dropped.
 struct TestNetns(String);
@@ -73,20 +74,9 @@ impl Drop for TestNetns {
 fn vip(address: &str, interface: &str) -> ResourceConfig {
     ResourceConfig {
         name: "vip".into(),
-        kind: ResourceKind::Vip,
-        start: None,
-        stop: None,
-        check: None,
-        flags: Vec::new(),
-        agent: None,
-        ocf_root: None,
-        params: Default::default(),
         address: Some(address.into()),
         interface: Some(interface.into()),
-        start_timeout_s: None,
-        stop_timeout_s: None,
-        check_timeout_s: None,
-        check_interval_s: None,
+        ..resource(ResourceKind::Vip)
     }
 }
 
@@ -95,16 +85,7 @@ fn op(resource: &ResourceConfig, kind: OpKind) -> OpOutcome {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(OpRequest {
-        app: "app1".into(),
-        node: "h1".into(),
-        resource: resource.clone(),
-        kind,
-        reason: None,
-        auto_recover: false,
-        forced: false,
-        env: Vec::new(),
-    }))
+    runtime.block_on(run(request(resource, kind)))
 }
 
 #[test]

@@ -1,32 +1,14 @@
 //! Registration over a real TCP connection: who a guest may say it is.
 
 use super::*;
-use crate::intake::ClusterKey;
 use crate::link::{LinkReader, LinkWriter};
-use hvcluster_common::config::{GuestClusterEntry, GuestMember};
-
-fn key(name: &str) -> LinkKey {
-    LinkKey {
-        cluster: name.into(),
-        key: ClusterKey::new(format!("{name}-key-of-thirty-two-bytes!!!").into_bytes()),
-        cluster_id: hvcluster_common::config::cluster_id_of(name),
-    }
-}
+use crate::testing::{guest_cluster, link_key as key};
+use hvcluster_common::config::GuestClusterEntry;
 
 /// Guest cluster `name` with members g1 (domain `NAME-vm1`) and g2 (`NAME-vm2`).
 pub(in crate::link) fn members(name: &str) -> GuestClusterEntry {
-    GuestClusterEntry {
-        name: name.into(),
-        key_file: "unused".into(),
-        members: (1..=2)
-            .map(|n| GuestMember {
-                node: format!("g{n}"),
-                node_id: n,
-                domain: format!("{name}-vm{n}"),
-                address: None,
-            })
-            .collect(),
-    }
+    let (vm1, vm2) = (format!("{name}-vm1"), format!("{name}-vm2"));
+    guest_cluster(name, &[("g1", 1, &vm1), ("g2", 2, &vm2)])
 }
 
 /// A host serving guest clusters erp and crm on a loopback port.
