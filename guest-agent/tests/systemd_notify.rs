@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-#[path = "../../host-agent/tests/support/process.rs"]
-mod process;
-use process::Agent;
+use hvcluster_runtime::testing::process::{self, Agent};
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let key = dir.join("guest.key");

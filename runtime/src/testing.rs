@@ -1,5 +1,7 @@
 //! Fixtures for the tests of both agents (feature `testing`): the keys and guest-cluster
-//! entries a host-link test needs on either end.
+//! entries a host-link test needs on either end, and a started agent process.
+
+pub mod process;
 
 use hvcluster_common::config::{cluster_id_of, GuestClusterEntry, GuestMember};
 

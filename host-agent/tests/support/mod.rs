@@ -3,9 +3,8 @@
 
 #![allow(dead_code)]
 
-mod process;
 #[allow(unused_imports)] // each test uses some of them
-pub use process::{read_for, wait_for, Agent};
+pub use hvcluster_runtime::testing::process::{read_for, wait_for, Agent};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

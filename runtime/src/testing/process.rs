@@ -1,14 +1,12 @@
 //! A started agent process and the datagrams it sends (a notify socket, a journal): what
-//! the tests of both agents that start the real binaries share (the guest agent's tests
-//! include this file by path).
-
-#![allow(dead_code)]
+//! the tests of both agents that start the real binaries share.
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A started agent, killed when dropped.
+#[derive(Debug)]
 pub struct Agent(pub Child);
 
 impl Drop for Agent {
