@@ -80,6 +80,9 @@ pub enum Event {
     Operator(Request),
     /// The agent was asked to stop: the applications running here stop (reason SHUT).
     Shutdown,
+    /// The agent exits now (its applications are stopped): heartbeats go out once more,
+    /// so the partners learn at once that nothing runs here.
+    Stopped,
     /// The new incarnation asked for by [`Effect::NewIncarnation`].
     Rejoined {
         /// It.
@@ -232,6 +235,7 @@ impl GuestCore {
                 let actions = self.engine.shutdown(now);
                 self.apply_apps(now, actions);
             }
+            Event::Stopped => self.send_heartbeats(),
             Event::Rejoined { incarnation } => self.rejoined(now, incarnation),
         }
         self.flush_announce();
