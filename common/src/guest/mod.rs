@@ -80,9 +80,6 @@ pub enum Event {
     Operator(Request),
     /// The agent was asked to stop: the applications running here stop (reason SHUT).
     Shutdown,
-    /// The agent exits now (its applications are stopped): heartbeats go out once more,
-    /// so the partners learn at once that nothing runs here.
-    Stopped,
     /// The new incarnation asked for by [`Effect::NewIncarnation`].
     Rejoined {
         /// It.
@@ -130,7 +127,13 @@ pub enum Effect {
     Count(&'static str),
     /// Answer the operator request of this step.
     Reply(Response),
+    /// The agent may exit: asked to stop, its applications are stopped (or did not stop
+    /// within [`SHUTDOWN_LIMIT`]); the partners were sent a last heartbeat.
+    Exit,
 }
+
+/// Longest wait for the applications to stop when the agent shuts down.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(900);
 
 /// The guest agent's decisions.
 #[derive(Debug)]
@@ -149,6 +152,9 @@ pub struct GuestCore {
     migrations: migration::Migrations,
     /// Placements or reports changed: heartbeats go out at the end of the step.
     announce: bool,
+    /// Asked to stop at this time; `None` once it may exit.
+    leaving: Option<Duration>,
+    exited: bool,
     /// Time of the step or tick being handled.
     now: Duration,
     out: Vec<Effect>,
@@ -181,6 +187,8 @@ impl GuestCore {
             kills: kills::Kills::default(),
             migrations: migration::Migrations::default(),
             announce: false,
+            leaving: None,
+            exited: false,
             now,
             out: Vec::new(),
         };
@@ -225,6 +233,10 @@ impl GuestCore {
                 self.out.push(Effect::Reply(response));
             }
             Event::Shutdown => {
+                if self.leaving.is_some() || self.exited {
+                    return std::mem::take(&mut self.out);
+                }
+                self.leaving = Some(now);
                 let node = self.own_name();
                 self.record(
                     Some(node.clone()),
@@ -235,7 +247,6 @@ impl GuestCore {
                 let actions = self.engine.shutdown(now);
                 self.apply_apps(now, actions);
             }
-            Event::Stopped => self.send_heartbeats(),
             Event::Rejoined { incarnation } => self.rejoined(now, incarnation),
         }
         self.flush_announce();
@@ -253,6 +264,15 @@ impl GuestCore {
         let actions = self.engine.tick(now);
         self.apply_apps(now, actions);
         self.flush_announce();
+        if let Some(since) = self.leaving {
+            if self.engine.all_inactive() || now.saturating_sub(since) > SHUTDOWN_LIMIT {
+                // Tell the peers once more that nothing runs here any more.
+                self.leaving = None;
+                self.exited = true;
+                self.send_heartbeats();
+                self.out.push(Effect::Exit);
+            }
+        }
         std::mem::take(&mut self.out)
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use hvcluster_common::admin::{GuestStatus, Request, Response};
@@ -27,7 +27,7 @@ use linked::start_host_link;
 use perform::Runner;
 
 use crate::describe;
-use hvcluster_host_agent::apps::{self, Apps};
+use hvcluster_host_agent::apps;
 
 /// How often the loop ticks the core.
 const TICK: Duration = Duration::from_millis(20);
@@ -151,7 +151,7 @@ impl Agent {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::pin!(shutdown);
-        let mut leaving: Option<Instant> = None;
+        let mut leaving = false;
         loop {
             // Heartbeats first, then the tick, then everything else.
             let (frames, inputs) = self.member.queues();
@@ -160,23 +160,20 @@ impl Agent {
                 Some(frame) = frames.recv() => self.on_frame(frame),
                 _ = ticker.tick() => {
                     let effects = self.core.tick(self.now());
+                    let exit = effects.contains(&Effect::Exit);
                     self.perform(effects);
                     self.member.service_tick(self.core.membership(), "node");
-                    if let Some(since) = leaving {
-                        if self.core.all_inactive() || since.elapsed() > Apps::SHUTDOWN_LIMIT {
-                            break;
-                        }
+                    if exit {
+                        break;
                     }
                 }
-                _ = &mut shutdown, if leaving.is_none() => {
-                    leaving = Some(Instant::now());
+                _ = &mut shutdown, if !leaving => {
+                    leaving = true;
                     self.step(Event::Shutdown);
                 }
                 Some(input) = inputs.recv() => self.on_input(input),
             }
         }
-        // Tell the peers once more that nothing runs here any more.
-        self.step(Event::Stopped);
         self.member.stop();
         tracing::info!("guest agent stopped");
         Ok(())
@@ -267,6 +264,8 @@ impl Agent {
                 }
                 Effect::Count(counter) => self.member.counters.bump(counter),
                 Effect::Reply(response) => reply = Some(response),
+                // The loop ends after this tick.
+                Effect::Exit => {}
             }
         }
         reply

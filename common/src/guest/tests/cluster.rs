@@ -391,6 +391,7 @@ impl Cluster {
                     self.log.push(format!("{me} {app}: {from} -> {to}"));
                 }
                 Effect::AppEvent(_) | Effect::Count(_) => {}
+                Effect::Exit => self.log.push(format!("{me} exits")),
                 Effect::Reply(r) => self.log.push(format!("{me} answers: {}", show_reply(&r))),
             }
         }

@@ -185,14 +185,50 @@ fn a_node_held_down_by_the_others_stops_everything() {
 }
 
 #[test]
-fn shutdown_stops_the_applications_here() {
+fn shutdown_stops_the_applications_here_then_exits() {
     let mut c = settled(false, false);
     assert!(!c.core(1).all_inactive());
     c.step(1, Event::Shutdown);
     assert!(logged(&c, "shutting down"));
+    let exits = |c: &Cluster, i: usize| {
+        c.effects
+            .iter()
+            .filter(|(n, e)| *n == i && *e == Effect::Exit)
+            .count()
+    };
     c.run(S);
     assert!(c.core(1).all_inactive());
     assert!(!c.running[1][0]);
+    assert_eq!(exits(&c, 1), 1, "once, after the stop");
+    // The exit comes right after a last heartbeat.
+    let at = c
+        .effects
+        .iter()
+        .position(|(n, e)| *n == 1 && *e == Effect::Exit);
+    let before = &c.effects[at.unwrap() - 1];
+    assert!(
+        matches!(before, (1, Effect::SendHeartbeats { .. })),
+        "{before:?}"
+    );
+    // Asked twice, it stops once; with nothing running it exits at once.
+    c.step(0, Event::Shutdown);
+    c.step(0, Event::Shutdown);
+    c.run(S);
+    assert_eq!(exits(&c, 0), 1, "nothing ran on g1: it exits at once");
+    assert!(super::SHUTDOWN_LIMIT > Duration::from_secs(60));
+}
+
+#[test]
+fn an_agent_whose_stop_hangs_exits_after_the_limit() {
+    let mut c = settled(false, false);
+    c.step(1, Event::Shutdown);
+    // The stop's outcome never comes back.
+    let core = c.cores[1].as_mut().unwrap();
+    let limit = super::SHUTDOWN_LIMIT;
+    let early = core.tick(Duration::from_secs(100));
+    assert!(!early.contains(&Effect::Exit));
+    let late = core.tick(Duration::from_secs(5) + limit);
+    assert!(late.contains(&Effect::Exit), "{late:?}");
 }
 
 #[test]
