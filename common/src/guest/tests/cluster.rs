@@ -131,6 +131,8 @@ pub struct Cluster {
     next_order: u64,
     /// Answers of the hosts, given at the next tick: (node, message).
     answers: Vec<(usize, LinkMessage)>,
+    /// Whether the nodes have a host link configured.
+    host_link: bool,
     /// What every node did that the tests look at, one line each.
     pub log: Vec<String>,
     /// Every effect, by node, for assertions.
@@ -140,7 +142,13 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes running `specs`, started at time zero, not linked.
     pub fn new(n: usize, specs: Vec<AppSpec>) -> Cluster {
+        Cluster::configured(n, specs, true)
+    }
+
+    /// [`Cluster::new`], with a host link configured or not.
+    pub fn configured(n: usize, specs: Vec<AppSpec>, host_link: bool) -> Cluster {
         let mut c = Cluster {
+            host_link,
             now: Duration::ZERO,
             running: vec![vec![false; specs.len()]; n],
             specs,
@@ -171,13 +179,14 @@ impl Cluster {
     pub fn boot(&mut self, i: usize) {
         let n = self.cores.len();
         self.incarnations[i] += 1;
-        let s = setup(
+        let mut s = setup(
             i,
             n,
             &self.specs,
             self.disks[i].clone(),
             self.incarnations[i],
         );
+        s.host_link = self.host_link;
         let (core, effects) = GuestCore::start(s, self.now);
         self.cores[i] = Some(core);
         self.sequences[i] = 0;

@@ -69,6 +69,51 @@ fn a_silent_partner_is_left_cluster_and_its_applications_wait_without_a_link() {
 }
 
 #[test]
+fn without_a_host_link_configured_nobody_is_asked_to_kill() {
+    let mut c = Cluster::configured(2, vec![app("web", &[2, 1], false)], false);
+    c.run(3 * S);
+    // Even should the driver report a link, nothing was scheduled for one.
+    c.link(0, "hv1");
+    c.crash(1);
+    c.run(3 * S);
+    assert_eq!(
+        c.node_state(0, 1),
+        Some(GuestNodeState::LeftCluster),
+        "{:#?}",
+        c.log
+    );
+    assert!(!c.sent_to_host(0, |_| true));
+}
+
+#[test]
+fn a_heartbeat_recorded_before_this_agent_started_is_only_counted() {
+    let mut c = settled(false, false);
+    let old = c
+        .effects
+        .iter()
+        .rev()
+        .find_map(|(n, e)| match (n, e) {
+            (1, Effect::SendHeartbeats { heartbeats, .. }) => Some(heartbeats[0].clone()),
+            _ => None,
+        })
+        .expect("g2 sent heartbeats");
+    let inc = c.core(1).membership().incarnation();
+    c.cores[0] = None;
+    c.boot(0);
+    let effects = c.step(
+        0,
+        Event::Heartbeat {
+            sender: 2,
+            incarnation: inc,
+            accepted: crate::wire::Accepted::First,
+            heartbeat: Box::new(old),
+        },
+    );
+    assert!(effects.contains(&Effect::Count("heartbeats_unconfirmed")));
+    assert_eq!(c.node_state(0, 1), Some(GuestNodeState::ComingUp));
+}
+
+#[test]
 fn the_operator_marks_a_silent_node_down_and_the_application_switches() {
     let mut c = settled(false, false);
     let heard = c.operator(0, Request::NodeDown { node: "g2".into() });
