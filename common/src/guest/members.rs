@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{describe, GuestCore};
+use super::{describe, Effect, GuestCore};
 use crate::admin::GuestNodeState;
 use crate::application::{DownProof, GuestHeartbeat, NodeChange};
 use crate::config::NodeId;
@@ -132,7 +132,7 @@ impl GuestCore {
     }
 
     /// Performs what the membership machine returned.
-    pub(super) fn apply_membership(&mut self, _now: Duration, actions: Vec<Action>) {
+    pub(super) fn apply_membership(&mut self, now: Duration, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::SendHeartbeats => self.send_heartbeats(),
@@ -149,13 +149,32 @@ impl GuestCore {
                         self.record(subject, kind, message, detail);
                     }
                 }
-                Action::Rejoin => self.out.push(super::Effect::NewIncarnation),
+                Action::Rejoin => match self.spare_incarnation.take() {
+                    Some(incarnation) => self.rejoin(now, incarnation),
+                    None if !self.rejoin_waiting => {
+                        self.rejoin_waiting = true;
+                        self.out.push(Effect::NewIncarnation);
+                    }
+                    None => {}
+                },
             }
         }
     }
 
-    /// Rejoins the guest cluster under `incarnation`.
-    pub(super) fn rejoined(&mut self, now: Duration, incarnation: u64) {
+    /// A fresh incarnation arrived: kept for the next rejoin, or used by the one that
+    /// waits for it.
+    pub(super) fn incarnation_reserved(&mut self, now: Duration, incarnation: u64) {
+        if std::mem::take(&mut self.rejoin_waiting) {
+            self.rejoin(now, incarnation);
+        } else {
+            self.spare_incarnation = Some(incarnation);
+        }
+    }
+
+    /// Rejoins the guest cluster under `incarnation`, and asks for the next one.
+    fn rejoin(&mut self, now: Duration, incarnation: u64) {
+        self.out.push(Effect::Rejoined { incarnation });
+        self.out.push(Effect::NewIncarnation);
         let node = self.own_name();
         self.record(
             Some(node.clone()),

@@ -80,8 +80,9 @@ pub enum Event {
     Operator(Request),
     /// The agent was asked to stop: the applications running here stop (reason SHUT).
     Shutdown,
-    /// The new incarnation asked for by [`Effect::NewIncarnation`].
-    Rejoined {
+    /// A fresh incarnation, stored, kept for the next rejoin (asked for by
+    /// [`Effect::NewIncarnation`]).
+    Incarnation {
         /// It.
         incarnation: u64,
     },
@@ -116,9 +117,15 @@ pub enum Effect {
     RunOp(ResourceOp),
     /// Save the application state (placements, persistent faults).
     SaveState(Persistent),
-    /// Take a new incarnation (stored), start the frame sequences afresh, register the
-    /// host link again under it, then step [`Event::Rejoined`] with it.
+    /// Take a fresh incarnation (stored) and step [`Event::Incarnation`] with it: the
+    /// core keeps one in reserve, so that it rejoins within the step that calls for it.
     NewIncarnation,
+    /// This agent rejoins its cluster under `incarnation`: start the frame sequences
+    /// afresh and register the host link again under it.
+    Rejoined {
+        /// The new incarnation.
+        incarnation: u64,
+    },
     /// Record this event.
     Record(Record),
     /// Record this application event (worded with the application events' wording).
@@ -152,6 +159,10 @@ pub struct GuestCore {
     migrations: migration::Migrations,
     /// Placements or reports changed: heartbeats go out at the end of the step.
     announce: bool,
+    /// A fresh incarnation for the next rejoin.
+    spare_incarnation: Option<u64>,
+    /// A rejoin waits for a fresh incarnation.
+    rejoin_waiting: bool,
     /// Asked to stop at this time; `None` once it may exit.
     leaving: Option<Duration>,
     exited: bool,
@@ -187,6 +198,8 @@ impl GuestCore {
             kills: kills::Kills::default(),
             migrations: migration::Migrations::default(),
             announce: false,
+            spare_incarnation: None,
+            rejoin_waiting: false,
             leaving: None,
             exited: false,
             now,
@@ -206,6 +219,8 @@ impl GuestCore {
             ),
             json!({ "incarnation": incarnation }),
         );
+        // One incarnation in reserve, for a rejoin.
+        core.out.push(Effect::NewIncarnation);
         let effects = std::mem::take(&mut core.out);
         (core, effects)
     }
@@ -247,7 +262,7 @@ impl GuestCore {
                 let actions = self.engine.shutdown(now);
                 self.apply_apps(now, actions);
             }
-            Event::Rejoined { incarnation } => self.rejoined(now, incarnation),
+            Event::Incarnation { incarnation } => self.incarnation_reserved(now, incarnation),
         }
         self.flush_announce();
         std::mem::take(&mut self.out)

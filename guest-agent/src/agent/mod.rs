@@ -245,10 +245,12 @@ impl Agent {
                 Effect::SaveState(state) => self.runner.save(&state, &self.member),
                 Effect::NewIncarnation => {
                     let incarnation = incarnation::next(&self.config.cluster.state_dir);
+                    let fresh = Event::Incarnation { incarnation };
+                    queue.extend(self.core.step(self.now(), fresh));
+                }
+                Effect::Rejoined { incarnation } => {
                     self.member.outbox.restart();
                     let _ = self.link_incarnation.send(incarnation);
-                    let rejoined = Event::Rejoined { incarnation };
-                    queue.extend(self.core.step(self.now(), rejoined));
                 }
                 Effect::Record(r) => {
                     self.member

@@ -111,6 +111,9 @@ pub struct Cluster {
     pub specs: Vec<AppSpec>,
     /// The cores; `None` while a node is down.
     pub cores: Vec<Option<GuestCore>>,
+    /// The incarnation counter on each node's disk.
+    counters: Vec<u64>,
+    /// The incarnation each node's agent runs with.
     incarnations: Vec<u64>,
     disks: Vec<Persistent>,
     frames: Vec<Frame>,
@@ -153,6 +156,7 @@ impl Cluster {
             running: vec![vec![false; specs.len()]; n],
             specs,
             cores: (0..n).map(|_| None).collect(),
+            counters: vec![0; n],
             incarnations: vec![0; n],
             disks: vec![Persistent::default(); n],
             frames: Vec::new(),
@@ -178,7 +182,8 @@ impl Cluster {
     /// Starts node `i`'s agent.
     pub fn boot(&mut self, i: usize) {
         let n = self.cores.len();
-        self.incarnations[i] += 1;
+        self.counters[i] += 1;
+        self.incarnations[i] = self.counters[i];
         let mut s = setup(
             i,
             n,
@@ -389,11 +394,14 @@ impl Cluster {
                 }
                 Effect::SaveState(state) => self.disks[i] = state,
                 Effect::NewIncarnation => {
-                    self.incarnations[i] += 1;
-                    self.sequences[i] = 0;
-                    let incarnation = self.incarnations[i];
+                    self.counters[i] += 1;
+                    let incarnation = self.counters[i];
                     let core = self.cores[i].as_mut().expect("the node runs");
-                    queue.extend(core.step(self.now, Event::Rejoined { incarnation }));
+                    queue.extend(core.step(self.now, Event::Incarnation { incarnation }));
+                }
+                Effect::Rejoined { incarnation } => {
+                    self.incarnations[i] = incarnation;
+                    self.sequences[i] = 0;
                 }
                 Effect::Record(r) => self.log.push(format!("{me} {}: {}", r.kind, r.message)),
                 Effect::AppEvent(AppEvent::State { app, from, to }) => {

@@ -293,6 +293,36 @@ fn an_expelled_node_takes_a_new_incarnation_and_rejoins() {
 }
 
 #[test]
+fn a_rejoin_uses_the_incarnation_in_reserve_or_waits_for_one() {
+    for reserve in [true, false] {
+        let mut c = settled(false, false);
+        if !reserve {
+            c.cores[0].as_mut().unwrap().spare_incarnation = None;
+        }
+        let spare = c.core(0).spare_incarnation;
+        c.isolate(0);
+        c.run(2 * S);
+        c.cut.clear();
+        c.run(3 * S);
+        let rejoined: Vec<u64> = c
+            .effects
+            .iter()
+            .filter_map(|(n, e)| match (n, e) {
+                (0, Effect::Rejoined { incarnation }) => Some(*incarnation),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejoined.len(), 1, "{:#?}", c.log);
+        if reserve {
+            assert_eq!(Some(rejoined[0]), spare);
+        }
+        assert_eq!(c.core(0).membership().incarnation(), rejoined[0]);
+        let next = c.core(0).spare_incarnation.expect("a new one in reserve");
+        assert!(next > rejoined[0]);
+    }
+}
+
+#[test]
 fn heartbeats_carry_the_ms_left_of_a_migration_and_no_more() {
     let mut c = settled(true, false);
     c.step(
