@@ -6,14 +6,14 @@
 //! a clock, touches a socket or a file.
 //!
 //! Sub-machines, one per capability, composed here:
-//! - [`members`]: the membership failure detector and the guest node states (UP, DOWN,
+//! - `members`: the membership failure detector and the guest node states (UP, DOWN,
 //!   LEFTCLUSTER, COMINGUP), down proofs, `hvctl node down`;
 //! - the userApplication engine ([`crate::application::Engine`]), as it is;
-//! - [`link`]: the host link (linked host, host-down notices);
-//! - [`kills`]: asking the hosts to kill silent partners and HaltFlag nodes (their kill
+//! - `link`: the host link (linked host, host-down notices);
+//! - `kills`: asking the hosts to kill silent partners and HaltFlag nodes (their kill
 //!   gate answers);
-//! - [`migration`]: holds while this guest or a partner is being moved;
-//! - [`operator`]: operator requests.
+//! - `migration`: holds while this guest or a partner is being moved;
+//! - `operator`: operator requests.
 
 mod describe;
 mod kills;
