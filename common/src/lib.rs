@@ -6,6 +6,7 @@ pub mod admin;
 pub mod application;
 pub mod config;
 pub mod fencing;
+pub mod guest;
 pub mod heartbeat_budget;
 pub mod hostlink;
 pub mod hostseal;

@@ -1,6 +1,8 @@
-//! hv-guestd, the guest agent: a tokio driver around the membership machine and the
-//! userApplication engine of `hvcluster-common`. It runs resource operations as child
-//! processes and feeds their outcomes, heartbeats, operator commands and ticks back.
+//! hv-guestd, the guest agent: a tokio driver around the guest core of
+//! `hvcluster-common` (`hvcluster_common::guest::GuestCore`), which makes every
+//! decision. It feeds the core heartbeats, host-link messages, resource outcomes,
+//! operator commands and ticks, and performs what the core returns: frames, messages to
+//! the host agent, resource operations run as child processes, state writes, events.
 
 mod agent;
 mod describe;

@@ -10,43 +10,52 @@
 //! host restarted midway): every hold lifts by itself.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hvcluster_common::config::NodeId;
-use hvcluster_common::hostlink::LinkMessage;
 use serde_json::json;
 
-use super::Agent;
+use super::{Effect, GuestCore};
+use crate::config::NodeId;
+use crate::hostlink::LinkMessage;
 
 /// What this guest knows of migrations in its cluster.
 #[derive(Debug, Default)]
 pub(super) struct Migrations {
     /// This guest is being moved: the migration and until when at most.
-    own: Option<(u64, Instant)>,
+    own: Option<(u64, Duration)>,
     /// The host that is moving it.
     from: Option<String>,
     /// Partners being moved, until when at most.
-    peers: BTreeMap<NodeId, Instant>,
+    peers: BTreeMap<NodeId, Duration>,
     /// Whether the engine's switchovers are held now.
     holding: bool,
 }
 
-impl Agent {
+impl Migrations {
+    /// What this guest's heartbeats say at `now`: ms left of its own move (0: none).
+    pub(super) fn own_ms_left(&self, now: Duration) -> u64 {
+        self.own.map_or(0, |(_, until)| {
+            until.saturating_sub(now).as_millis().max(1) as u64
+        })
+    }
+}
+
+impl GuestCore {
     /// The host asks whether this guest may be moved.
-    pub(super) fn on_migration_prepare(&mut self, id: u64, hold_ms: u64) {
-        let node = self.member.own_name.clone();
-        let refusal = self.apps.engine.transition().or_else(|| {
+    pub(super) fn on_migration_prepare(&mut self, now: Duration, id: u64, hold_ms: u64) {
+        let node = self.own_name();
+        let refusal = self.engine.transition().or_else(|| {
             let moving = self.migrations.peers.keys().next()?;
             Some(format!("{} is being moved already", self.name(*moving)))
         });
         let (ok, detail) = match refusal {
             Some(why) => (false, format!("{node} cannot be moved now: {why}")),
             None => {
-                let until = Instant::now() + Duration::from_millis(hold_ms);
+                let until = now + Duration::from_millis(hold_ms);
                 self.migrations.own = Some((id, until));
-                self.migrations.from = self.linked_to.clone();
-                self.member.events.record(
-                    Some(&node),
+                self.migrations.from = self.link.host.clone();
+                self.record(
+                    Some(node.clone()),
                     "migration_hold",
                     format!(
                         "{node} is about to be moved to another host: switchovers held and \
@@ -55,43 +64,44 @@ impl Agent {
                     ),
                     json!({ "id": id, "hold_ms": hold_ms }),
                 );
-                self.update_migration_hold();
+                self.update_migration_hold(now);
                 // The partners hold before the host begins.
                 self.send_heartbeats();
                 (true, format!("{node} is ready to be moved"))
             }
         };
-        if let Some(link) = &self.link {
-            let _ = link.try_send(LinkMessage::MigrationAnswer { id, ok, detail });
+        if self.has_link {
+            let answer = LinkMessage::MigrationAnswer { id, ok, detail };
+            self.out.push(Effect::SendLink(answer));
         }
     }
 
     /// The host says the migration `id` ended without moving this guest.
-    pub(super) fn on_migration_end(&mut self, id: u64) {
+    pub(super) fn on_migration_end(&mut self, now: Duration, id: u64) {
         if self.migrations.own.is_some_and(|(own, _)| own == id) {
-            self.end_own_migration("its host says the migration ended; it stays there");
+            self.end_own_migration(now, "its host says the migration ended; it stays there");
         }
     }
 
     /// This guest linked from host `host`; it moved when that is not the host that was
     /// moving it.
-    pub(super) fn migration_linked(&mut self, host: &str) {
+    pub(super) fn migration_linked(&mut self, now: Duration, host: &str) {
         let from = self.migrations.from.as_deref();
         if self.migrations.own.is_some() && from.is_some_and(|f| f != host) {
-            self.end_own_migration(&format!("it now runs on {host}"));
+            self.end_own_migration(now, &format!("it now runs on {host}"));
         }
     }
 
-    fn end_own_migration(&mut self, how: &str) {
+    fn end_own_migration(&mut self, now: Duration, how: &str) {
         self.migrations.own = None;
-        let node = self.member.own_name.clone();
-        self.member.events.record(
-            Some(&node),
+        let node = self.own_name();
+        self.record(
+            Some(node.clone()),
             "migration_over",
             format!("{node}: the move is over ({how}): switchovers released"),
             json!({}),
         );
-        self.update_migration_hold();
+        self.update_migration_hold(now);
         self.send_heartbeats();
     }
 
@@ -100,19 +110,18 @@ impl Agent {
         if ms == 0 {
             if self.migrations.peers.remove(&from).is_some() {
                 self.membership.relax(from, None);
-                self.update_migration_hold();
+                self.update_migration_hold(now);
             }
             return;
         }
         let fresh = !self.migrations.peers.contains_key(&from);
-        let until = Instant::now() + Duration::from_millis(ms);
+        let until = now + Duration::from_millis(ms);
         self.migrations.peers.insert(from, until);
-        self.membership
-            .relax(from, Some(now + Duration::from_millis(ms)));
+        self.membership.relax(from, Some(until));
         if fresh {
             let name = self.name(from);
-            self.member.events.record(
-                Some(&name),
+            self.record(
+                Some(name.clone()),
                 "migration_hold",
                 format!(
                     "{name} is being moved to another host: switchovers held and its silence \
@@ -121,18 +130,17 @@ impl Agent {
                 ),
                 json!({ "node": name, "hold_ms": ms }),
             );
-            self.update_migration_hold();
+            self.update_migration_hold(now);
         }
     }
 
     /// Lifts the holds whose time has passed, and gives the engine the hold of now.
-    pub(super) fn update_migration_hold(&mut self) {
-        let now = Instant::now();
-        if self.migrations.own.is_some_and(|(_, until)| until <= now) {
-            self.migrations.own = None;
+    pub(super) fn update_migration_hold(&mut self, now: Duration) {
+        let m = &mut self.migrations;
+        if m.own.is_some_and(|(_, until)| until <= now) {
+            m.own = None;
         }
-        let expired: Vec<NodeId> = self
-            .migrations
+        let expired: Vec<NodeId> = m
             .peers
             .iter()
             .filter(|(_, until)| **until <= now)
@@ -143,24 +151,19 @@ impl Agent {
             self.membership.relax(n, None);
         }
         let moving = match (self.migrations.own, self.migrations.peers.keys().next()) {
-            (Some(_), _) => Some(self.member.own_name.clone()),
+            (Some(_), _) => Some(self.own_name()),
             (None, Some(n)) => Some(self.name(*n)),
             (None, None) => None,
         };
         if moving.is_some() != self.migrations.holding {
             self.migrations.holding = moving.is_some();
             let why = moving.map(|n| format!("{n} is being moved to another host"));
-            self.apps.engine.set_switch_hold(why);
+            self.engine.set_switch_hold(why);
         }
     }
 
-    /// What this guest's heartbeats say: ms left of its own move (0: none).
-    pub(super) fn migrating_ms(&self) -> u64 {
-        self.migrations.own.map_or(0, |(_, until)| {
-            until
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .max(1) as u64
-        })
+    /// Whether this guest holds its switchovers for a migration now.
+    pub fn migration_hold(&self) -> bool {
+        self.migrations.holding
     }
 }
