@@ -24,6 +24,7 @@ mod coordinator;
 mod local;
 pub mod nodes;
 pub mod outcome;
+mod section;
 pub mod spec;
 #[cfg(test)]
 mod tests;

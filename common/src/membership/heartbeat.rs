@@ -1,0 +1,203 @@
+//! The heartbeat: a membership header (what the failure detector and quorum need) and
+//! the sections of the capabilities the sender runs, each owned and versioned by its
+//! capability ([`HeartbeatSection`]). Membership reads the header only.
+//!
+//! ```text
+//! heartbeat = header version   varint (HEADER_VERSION)
+//!             header           varint length, then its fields in order
+//!             section count    varint
+//!             per section      id varint, version varint, varint length, bytes
+//! header v1 = interconnect u8, watchdog, quorate, votes, config digest [16],
+//!             domains version, view (records of PeerView), probe (list of node ids)
+//! ```
+//!
+//! Integers are postcard varints. The header follows the rules of a section: a newer
+//! header version only appends fields, which an older reader skips (the header carries
+//! its length); anything after the section list is ignored.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::section::{self, FieldReader, FieldWriter, HeartbeatSection, SectionError, SectionId};
+use super::HostState;
+use crate::config::NodeId;
+
+/// The layout version of the membership header this build writes.
+pub const HEADER_VERSION: u16 = 1;
+
+/// The load watchdog's verdict about its own host, carried in heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchdogVerdict {
+    /// Scheduling is on time and pressure is low.
+    #[default]
+    Ok,
+    /// Late or under pressure, still working.
+    Slow {
+        /// Worst recent lateness of the watchdog's wake-ups.
+        lateness_ms: u32,
+        /// Recent CPU pressure (`some avg10`), percent.
+        psi_percent: u8,
+    },
+    /// Late beyond the hung threshold for `for_ms`.
+    Hung {
+        /// How long it has been hung.
+        for_ms: u32,
+    },
+}
+
+/// One host's state as another host sees it, as carried in heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The host described.
+    pub node: NodeId,
+    /// Its incarnation as known by the sender (0 if never heard).
+    pub incarnation: u64,
+    /// Its state in the sender's view.
+    pub state: HostState,
+}
+
+/// One section as carried: which, in which layout, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// The section's id.
+    pub id: SectionId,
+    /// The layout version its writer used.
+    pub version: u16,
+    /// Its fields, encoded.
+    pub bytes: Vec<u8>,
+}
+
+/// The payload of a heartbeat frame: the membership header (every field but
+/// `sections`) and the capabilities' sections.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Index of the interconnect it was sent on.
+    pub interconnect: u8,
+    /// The sender's own load-watchdog verdict.
+    pub watchdog: WatchdogVerdict,
+    /// Whether the sender's partition is quorate.
+    pub quorate: bool,
+    /// Votes present in the sender's partition.
+    pub votes: u32,
+    /// Digest of the sender's configuration; a mismatch is refused.
+    pub config_digest: [u8; 16],
+    /// Version of the sender's running-domain list.
+    pub domains_version: u64,
+    /// The sender's view of every other host.
+    pub view: Vec<PeerView>,
+    /// Hosts the sender asks to answer at once with heartbeats of their own: a panic
+    /// notice named them, and it counts only if they stay silent.
+    pub probe: Vec<NodeId>,
+    /// What the sender's capabilities share, one section each, as received.
+    pub sections: Vec<Section>,
+}
+
+impl Heartbeat {
+    /// Sets the section of `S` to `value` (in place of any earlier one).
+    pub fn put<S: HeartbeatSection>(&mut self, value: &S) {
+        let section = Section {
+            id: S::ID,
+            version: S::VERSION,
+            bytes: section::encode(value),
+        };
+        match self.sections.iter_mut().find(|s| s.id == S::ID) {
+            Some(old) => *old = section,
+            None => self.sections.push(section),
+        }
+    }
+
+    /// The section of `S`, decoded: `None` when the heartbeat has none.
+    pub fn read<S: HeartbeatSection>(&self) -> Option<Result<S, SectionError>> {
+        self.sections
+            .iter()
+            .find(|s| s.id == S::ID)
+            .map(|s| section::decode(s.version, &s.bytes))
+    }
+
+    /// The section of `S`, or its default when absent or broken (the caller counts
+    /// broken ones with [`Heartbeat::read`]).
+    pub fn section<S: HeartbeatSection + Default>(&self) -> S {
+        self.read().and_then(Result::ok).unwrap_or_default()
+    }
+
+    /// Leaves out the section `id`.
+    pub fn remove(&mut self, id: SectionId) {
+        self.sections.retain(|s| s.id != id);
+    }
+
+    /// Leaves out every section but those of `keep`.
+    pub fn retain(&mut self, keep: &[SectionId]) {
+        self.sections.retain(|s| keep.contains(&s.id));
+    }
+
+    /// The header as its fields.
+    fn write_header(&self) -> Vec<u8> {
+        let mut w = FieldWriter::default();
+        w.field(&self.interconnect)
+            .field(&self.watchdog)
+            .field(&self.quorate)
+            .field(&self.votes)
+            .field(&self.config_digest)
+            .field(&self.domains_version)
+            .records(&self.view)
+            .field(&self.probe);
+        w.into_bytes()
+    }
+
+    /// Reads a header of layout `version` (1 or newer) into a heartbeat without sections.
+    fn read_header(version: u16, bytes: &[u8]) -> Result<Heartbeat, SectionError> {
+        if version == 0 {
+            return Err(SectionError::BadField);
+        }
+        let mut r = FieldReader::new(bytes);
+        Ok(Heartbeat {
+            interconnect: r.field()?,
+            watchdog: r.field()?,
+            quorate: r.field()?,
+            votes: r.field()?,
+            config_digest: r.field()?,
+            domains_version: r.field()?,
+            view: r.records()?,
+            probe: r.field()?,
+            sections: Vec::new(),
+        })
+    }
+}
+
+/// The heartbeat as written (see the module's layout).
+#[derive(Serialize)]
+struct WireOut<'a> {
+    header_version: u16,
+    header: &'a [u8],
+    sections: &'a [Section],
+}
+
+/// The heartbeat as read.
+#[derive(Deserialize)]
+struct WireIn {
+    header_version: u16,
+    header: Vec<u8>,
+    sections: Vec<Section>,
+}
+
+impl Serialize for Heartbeat {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireOut {
+            header_version: HEADER_VERSION,
+            header: &self.write_header(),
+            sections: &self.sections,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Heartbeat {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireIn::deserialize(deserializer)?;
+        let mut hb = Heartbeat::read_header(wire.header_version, &wire.header).map_err(|e| {
+            serde::de::Error::custom(format_args!("heartbeat header does not decode: {e}"))
+        })?;
+        hb.sections = wire.sections;
+        Ok(hb)
+    }
+}
