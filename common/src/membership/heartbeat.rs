@@ -201,3 +201,121 @@ impl<'de> Deserialize<'de> for Heartbeat {
         Ok(hb)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::membership::FailReason;
+
+    fn state() -> impl Strategy<Value = HostState> {
+        prop_oneof![
+            Just(HostState::Unknown),
+            Just(HostState::Joining),
+            Just(HostState::Up),
+            Just(HostState::Suspect),
+            Just(HostState::Failed(FailReason::Silent)),
+            Just(HostState::Failed(FailReason::Panic)),
+            Just(HostState::Failed(FailReason::Hung)),
+        ]
+    }
+
+    fn watchdog() -> impl Strategy<Value = WatchdogVerdict> {
+        prop_oneof![
+            Just(WatchdogVerdict::Ok),
+            (any::<u32>(), any::<u8>()).prop_map(|(lateness_ms, psi_percent)| {
+                WatchdogVerdict::Slow {
+                    lateness_ms,
+                    psi_percent,
+                }
+            }),
+            any::<u32>().prop_map(|for_ms| WatchdogVerdict::Hung { for_ms }),
+        ]
+    }
+
+    prop_compose! {
+        fn heartbeat()(
+            interconnect in any::<u8>(),
+            watchdog in watchdog(),
+            quorate in any::<bool>(),
+            votes in any::<u32>(),
+            config_digest in any::<[u8; 16]>(),
+            domains_version in any::<u64>(),
+            view in prop::collection::vec((any::<u32>(), any::<u64>(), state()), 0..6),
+            probe in prop::collection::vec(any::<u32>(), 0..3),
+            sections in prop::collection::vec(
+                (any::<u16>(), any::<u16>(), prop::collection::vec(any::<u8>(), 0..20)),
+                0..4,
+            ),
+        ) -> Heartbeat {
+            Heartbeat {
+                interconnect,
+                watchdog,
+                quorate,
+                votes,
+                config_digest,
+                domains_version,
+                view: view
+                    .into_iter()
+                    .map(|(node, incarnation, state)| PeerView { node, incarnation, state })
+                    .collect(),
+                probe,
+                sections: sections
+                    .into_iter()
+                    .map(|(id, version, bytes)| Section { id, version, bytes })
+                    .collect(),
+            }
+        }
+    }
+
+    proptest! {
+        /// The header and the sections, whatever they hold, come back as they were;
+        /// any shorter prefix of the bytes is refused, never misread.
+        #[test]
+        fn a_heartbeat_round_trips(hb in heartbeat()) {
+            let bytes = postcard::to_allocvec(&hb).unwrap();
+            prop_assert_eq!(postcard::from_bytes::<Heartbeat>(&bytes).unwrap(), hb);
+            for cut in 0..bytes.len() {
+                prop_assert!(postcard::from_bytes::<Heartbeat>(&bytes[..cut]).is_err(), "cut at {}", cut);
+            }
+        }
+    }
+
+    #[test]
+    fn header_version_0_is_refused() {
+        let mut bytes = postcard::to_allocvec(&Heartbeat::default()).unwrap();
+        assert_eq!(bytes[0], HEADER_VERSION as u8);
+        assert!(postcard::from_bytes::<Heartbeat>(&bytes).is_ok());
+        bytes[0] = 0;
+        assert!(postcard::from_bytes::<Heartbeat>(&bytes).is_err());
+    }
+
+    #[test]
+    fn put_replaces_and_remove_leaves_out() {
+        #[derive(Debug, PartialEq)]
+        struct Note(u32);
+        impl HeartbeatSection for Note {
+            const ID: SectionId = 900;
+            const VERSION: u16 = 3;
+            const NAME: &'static str = "note";
+            fn write(&self, out: &mut FieldWriter) {
+                out.field(&self.0);
+            }
+            fn read(_: u16, fields: &mut FieldReader<'_>) -> Result<Self, SectionError> {
+                Ok(Note(fields.field()?))
+            }
+        }
+        let mut hb = Heartbeat::default();
+        assert_eq!(hb.read::<Note>(), None);
+        hb.put(&Note(1));
+        hb.put(&Note(2));
+        assert_eq!(hb.sections.len(), 1);
+        assert_eq!(hb.sections[0].version, 3);
+        assert_eq!(hb.read::<Note>(), Some(Ok(Note(2))));
+        hb.sections[0].bytes.clear();
+        assert_eq!(hb.read::<Note>(), Some(Err(SectionError::Truncated)));
+        hb.remove(Note::ID);
+        assert!(hb.sections.is_empty());
+    }
+}
