@@ -282,6 +282,49 @@ mod tests {
         }
     }
 
+    /// The example payload of `docs/protocol.md`, "Heartbeat payload".
+    #[test]
+    fn the_documented_example_is_what_is_sent() {
+        let hb = Heartbeat {
+            interconnect: 0,
+            watchdog: WatchdogVerdict::Ok,
+            quorate: true,
+            votes: 3,
+            config_digest: [
+                0xda, 0x14, 0x02, 0x8a, 0x02, 0x61, 0x8d, 0xe7, 0xb8, 0xfa, 0x8b, 0xa6, 0x5f, 0xcd,
+                0x5b, 0x47,
+            ],
+            domains_version: 0,
+            view: vec![
+                PeerView {
+                    node: 2,
+                    incarnation: 1732266701907733,
+                    state: HostState::Up,
+                },
+                PeerView {
+                    node: 3,
+                    incarnation: 1732266719550012,
+                    state: HostState::Up,
+                },
+            ],
+            probe: Vec::new(),
+            sections: Vec::new(),
+        };
+        let bytes = postcard::to_allocvec(&hb).unwrap();
+        let mut expected = vec![0x01, 0x2d, 0x00, 0x00, 0x01, 0x03];
+        expected.extend_from_slice(&hb.config_digest);
+        expected.extend_from_slice(&[0x00, 0x02]);
+        expected.extend_from_slice(&[
+            0x0a, 0x02, 0x95, 0xce, 0xb1, 0xab, 0xcc, 0xef, 0x89, 0x03, 0x02,
+        ]);
+        expected.extend_from_slice(&[
+            0x0a, 0x03, 0xbc, 0xb4, 0xe6, 0xb3, 0xcc, 0xef, 0x89, 0x03, 0x02,
+        ]);
+        expected.extend_from_slice(&[0x00, 0x00]);
+        assert_eq!(bytes, expected);
+        assert_eq!(bytes.len(), 48);
+    }
+
     #[test]
     fn header_version_0_is_refused() {
         let mut bytes = postcard::to_allocvec(&Heartbeat::default()).unwrap();
