@@ -40,6 +40,7 @@ use crate::config::NodeId;
 use local::Local;
 pub use nodes::{DownProof, GuestNodes, NodeChange, NodeView};
 pub use outcome::{OfflineReason, OpKind, OpOutcome, ResourceState};
+pub use section::{Migrating, Proofs};
 pub use spec::{AppSpec, ResourceSpec};
 
 /// An application's state on one node (RMS's words).
@@ -207,8 +208,9 @@ pub struct Gossip {
     pub held_down: Vec<NodeId>,
 }
 
-/// The payload of a guest heartbeat frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The payload of a guest heartbeat frame: the membership header and the engine's
+/// sections (encoded in `section.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestHeartbeat {
     /// The membership part, as between hosts.
     pub membership: crate::membership::Heartbeat,
