@@ -11,11 +11,26 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{DownProof, Gossip, GuestHeartbeat};
+use super::{DownProof, Gossip};
 use crate::membership::section::{
     record_list_section, FieldReader, FieldWriter, HeartbeatSection, SectionError, SectionId,
 };
 use crate::membership::Heartbeat;
+
+/// The payload of a guest heartbeat frame: the membership header and the engine's
+/// sections (see the module's documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestHeartbeat {
+    /// The membership part, as between hosts.
+    pub membership: Heartbeat,
+    /// Placements and this node's application reports.
+    pub gossip: Gossip,
+    /// Nodes the sender holds proved dead.
+    pub proofs: Vec<DownProof>,
+    /// The sender is being migrated: for this many more ms, hold every switchover and
+    /// do not take its silence for a failure (0: it is not).
+    pub migrating_ms: u64,
+}
 
 impl HeartbeatSection for Gossip {
     const ID: SectionId = 10;
