@@ -7,10 +7,14 @@
 //! each detail at most [`MAX_DETAIL`] bytes): at their caps, with names as long as a
 //! configuration allows, they take at most [`GUEST_SECTIONS_MAX`] bytes, which leaves
 //! the rest for what the host itself reports (membership, its domains, VM HA,
-//! applications, migrations). Should the whole still not fit, [`fit`] drops sections,
-//! those guests drive first, down to the membership alone, which always fits: the
-//! host's heartbeats never stop, and the caller raises the alarm.
+//! applications, migrations). Should the whole still not fit, [`fit`] leaves sections
+//! out, those guests drive first, down to the membership header and the DOWN records,
+//! which always fit: the host's heartbeats never stop, and the caller raises the alarm.
 
+use crate::fencing::Downs;
+use crate::host_heartbeat::HostSections;
+use crate::hostlink::{Guests, KillAnswers, KillOrders};
+use crate::membership::section::{HeartbeatSection, SectionId};
 use crate::membership::Heartbeat;
 use crate::wire::MAX_PAYLOAD;
 
@@ -36,51 +40,50 @@ pub struct Fitted {
     pub size: usize,
 }
 
-/// Applies the per-section caps to `hb` and, while it is larger than `budget` bytes
-/// encoded, drops whole sections: the guest-driven ones, then everything but the
-/// membership. Returns what it did.
-pub fn fit(hb: &mut Heartbeat, budget: usize) -> Fitted {
+/// Applies the per-section caps to `sections`, writes them into `hb` and, while it is
+/// larger than `budget` bytes encoded, leaves out whole sections: the guest-driven ones,
+/// then everything but the membership header and the DOWN records. Returns what it did.
+pub fn fit(hb: &mut Heartbeat, sections: &mut HostSections, budget: usize) -> Fitted {
     let mut out = Fitted::default();
-    for a in &mut hb.kill_answers {
+    for a in &mut sections.kill_answers {
         truncate(&mut a.detail, MAX_DETAIL);
     }
-    let mut cap = |name: &'static str, len: &mut dyn FnMut(usize) -> usize, max: usize| {
-        let over = len(max);
+    let mut cap = |name: &'static str, over: usize| {
         if over > 0 {
             out.capped.push((name, over));
         }
     };
     cap(
         "kill_orders",
-        &mut |m| cut(&mut hb.kill_orders, m),
-        MAX_KILL_ORDERS,
+        cut(&mut sections.kill_orders, MAX_KILL_ORDERS),
     );
     cap(
         "kill_answers",
-        &mut |m| cut(&mut hb.kill_answers, m),
-        MAX_KILL_ANSWERS,
+        cut(&mut sections.kill_answers, MAX_KILL_ANSWERS),
     );
-    cap("guests", &mut |m| cut(&mut hb.guests, m), MAX_GUESTS);
-    let steps: [(&str, LeaveOut); 4] = [
-        ("kill_answers", |h| h.kill_answers.clear()),
-        ("kill_orders", |h| h.kill_orders.clear()),
-        ("guests", |h| h.guests.clear()),
-        ("all but the membership", |h| *h = membership_only(h)),
+    cap("guests", cut(&mut sections.guests, MAX_GUESTS));
+    sections.write(hb);
+    let steps: [(&str, &[SectionId]); 4] = [
+        ("kill_answers", &[KillAnswers::ID]),
+        ("kill_orders", &[KillOrders::ID]),
+        ("guests", &[Guests::ID]),
+        ("all but the membership", &[]),
     ];
     out.size = size(hb);
-    for (name, drop) in steps {
+    for (name, leave_out) in steps {
         if out.size <= budget {
             break;
         }
-        drop(hb);
+        if leave_out.is_empty() {
+            hb.retain(&[Downs::ID]);
+        } else {
+            leave_out.iter().for_each(|id| hb.remove(*id));
+        }
         out.dropped.push(name);
         out.size = size(hb);
     }
     out
 }
-
-/// Leaves a section out of a heartbeat.
-type LeaveOut = fn(&mut Heartbeat);
 
 /// The budget of a host heartbeat's payload: what one frame holds.
 pub const BUDGET: usize = MAX_PAYLOAD;
@@ -103,21 +106,6 @@ fn truncate(s: &mut String, max: usize) {
             end -= 1;
         }
         s.truncate(end);
-    }
-}
-
-/// What the failure detector needs, and nothing else.
-fn membership_only(hb: &Heartbeat) -> Heartbeat {
-    Heartbeat {
-        interconnect: hb.interconnect,
-        watchdog: hb.watchdog,
-        quorate: hb.quorate,
-        votes: hb.votes,
-        config_digest: hb.config_digest,
-        domains_version: hb.domains_version,
-        view: hb.view.clone(),
-        down: hb.down.clone(),
-        ..Heartbeat::default()
     }
 }
 

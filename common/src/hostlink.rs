@@ -22,10 +22,14 @@
 //! cluster cannot speak as a host and a recorded message cannot be replayed
 //! ([`crate::hostseal`]).
 
+mod sections;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeId;
 use crate::wire::{self, Kind, HEADER_LEN, MAX_FRAME, TAG_LEN};
+
+pub use sections::{Domains, Guests, KillAnswers, KillOrders};
 
 /// A message on the host link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,11 +7,15 @@
 //! it) and carried in its heartbeats (so no host takes the domain's two instances during
 //! the move for a double run).
 
+mod section;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeId;
 use crate::hostlink::{DomainPresence, HostCapacity};
 use crate::vmha::Room;
+
+pub use section::Locks;
 
 /// How a domain moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,9 +2,13 @@
 //! Pure: the host agent gives it the domains to place and what every surviving host has
 //! room for; it answers, in priority order, a host for each domain or why none fits.
 
+mod sections;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeId;
+
+pub use sections::{Capacity, HaFailures, HaLostDomains, HaPlan};
 
 /// A domain to place.
 #[derive(Debug, Clone, PartialEq, Eq)]

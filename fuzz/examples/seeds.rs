@@ -12,6 +12,7 @@ use std::time::Duration;
 use hvcluster_common::admin::Request;
 use hvcluster_common::application::{Gossip, GuestHeartbeat};
 use hvcluster_common::fencing::{DownRecord, Proof};
+use hvcluster_common::host_heartbeat::HostSections;
 use hvcluster_common::hostlink::{
     DomainPresence, GuestPresence, HaAssignment, HaFailure, HaLost, HostCapacity, KillAnswer,
     KillOrder, LinkMessage,
@@ -127,7 +128,7 @@ fn host_heartbeats() -> Vec<Heartbeat> {
         digest: [7; 16],
     };
     let from_machine = Membership::new(cfg, 5, Duration::from_secs(1)).heartbeat(1);
-    let full = Heartbeat {
+    let mut full = Heartbeat {
         interconnect: 0,
         watchdog: WatchdogVerdict::Slow {
             lateness_ms: 40,
@@ -149,6 +150,10 @@ fn host_heartbeats() -> Vec<Heartbeat> {
                 state: HostState::Failed(FailReason::Silent),
             },
         ],
+        probe: vec![3],
+        sections: Vec::new(),
+    };
+    let sections = HostSections {
         down: vec![DownRecord {
             target: 3,
             incarnation: 2,
@@ -205,8 +210,9 @@ fn host_heartbeats() -> Vec<Heartbeat> {
         }],
         maintenance: true,
         failback: vec!["web".into()],
-        ..Heartbeat::default()
+        ..HostSections::default()
     };
+    sections.write(&mut full);
     vec![Heartbeat::default(), from_machine, full]
 }
 

@@ -144,6 +144,7 @@ impl<P: HeartbeatPayload> Outbox<P> {
 mod tests {
     use super::*;
     use hvcluster_common::heartbeat_budget::{fit, BUDGET};
+    use hvcluster_common::host_heartbeat::HostSections;
     use hvcluster_common::hostlink::KillOrder;
     use hvcluster_common::membership::Heartbeat;
 
@@ -160,8 +161,8 @@ mod tests {
     }
 
     /// Kill orders a flood of guest requests would pile up: more than a frame holds.
-    fn flooded() -> Heartbeat {
-        Heartbeat {
+    fn flooded() -> (Heartbeat, HostSections) {
+        let sections = HostSections {
             kill_orders: (0..5000)
                 .map(|id| KillOrder {
                     id,
@@ -170,8 +171,11 @@ mod tests {
                     node_id: 2,
                 })
                 .collect(),
-            ..Heartbeat::default()
-        }
+            ..HostSections::default()
+        };
+        let mut hb = Heartbeat::default();
+        sections.write(&mut hb);
+        (hb, sections)
     }
 
     /// A heartbeat too large for a frame is reported, not dropped in silence; fitted to
@@ -179,12 +183,12 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_heartbeat_is_reported_and_a_fitted_one_is_sent() {
         let (mut out, peer) = outbox().await;
-        let mut hb = flooded();
+        let (mut hb, mut sections) = flooded();
         let report = out.send(0, 1, &hb);
         assert_eq!(report.sent, 0);
         let why = report.unsendable.expect("the failure is reported");
         assert!(why.contains("more than the"), "{why}");
-        fit(&mut hb, BUDGET);
+        fit(&mut hb, &mut sections, BUDGET);
         let report = out.send(0, 1, &hb);
         assert_eq!((report.sent, report.unsendable), (1, None));
         let mut buf = vec![0u8; 70_000];

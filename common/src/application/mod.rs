@@ -24,6 +24,7 @@ mod coordinator;
 mod local;
 pub mod nodes;
 pub mod outcome;
+mod section;
 pub mod spec;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ use crate::config::NodeId;
 use local::Local;
 pub use nodes::{DownProof, GuestNodes, NodeChange, NodeView};
 pub use outcome::{OfflineReason, OpKind, OpOutcome, ResourceState};
+pub use section::{GuestHeartbeat, Migrating, Proofs};
 pub use spec::{AppSpec, ResourceSpec};
 
 /// An application's state on one node (RMS's words).
@@ -204,20 +206,6 @@ pub struct Gossip {
     /// since it died, and the sender has not heard it since: the sender may start its
     /// applications at any time, so its reports acknowledge nothing to that node.
     pub held_down: Vec<NodeId>,
-}
-
-/// The payload of a guest heartbeat frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuestHeartbeat {
-    /// The membership part, as between hosts.
-    pub membership: crate::membership::Heartbeat,
-    /// Placements and this node's application reports.
-    pub gossip: Gossip,
-    /// Nodes the sender holds proved dead.
-    pub proofs: Vec<DownProof>,
-    /// The sender is being migrated: for this many more ms, hold every switchover and
-    /// do not take its silence for a failure (0: it is not).
-    pub migrating_ms: u64,
 }
 
 /// A resource operation the driver must run and answer with

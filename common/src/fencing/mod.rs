@@ -21,6 +21,7 @@
 //! [`Fencing::on_level_result`], [`Fencing::on_journaled`], [`Fencing::on_peer_down`]
 //! and the operator calls; it returns [`FenceAction`]s.
 
+mod down;
 mod journaled;
 mod target;
 #[cfg(test)]
@@ -34,37 +35,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ClusterConfig, DeviceKind, NodeId};
 use crate::membership::{HostState, Membership};
 
+pub use down::{DownRecord, Downs, Proof};
 pub use journaled::JOURNAL_RETRY;
 use target::Target;
 pub use target::{FenceState, TargetStatus};
-
-/// What proves a host is down.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Proof {
-    /// These fence devices powered it off and confirmed it.
-    PowerOff {
-        /// Devices of the level that succeeded.
-        devices: Vec<String>,
-    },
-    /// Its crash kernel sent a panic notice and a kdump level accepts that.
-    KdumpNotice,
-    /// An operator confirmed it is off.
-    Operator,
-}
-
-/// A host declared down, as journaled and shared with peers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DownRecord {
-    /// The host.
-    pub target: NodeId,
-    /// Its incarnation when it failed (0 if never heard).
-    pub incarnation: u64,
-    /// What proves it.
-    pub proof: Proof,
-    /// The host that obtained the proof.
-    pub by: NodeId,
-}
 
 /// Kind of a fence level, from its devices.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::fencing::{DownRecord, Proof};
 use crate::hostlink::{DomainPresence, GuestPresence, KillAnswer, KillOrder};
 use crate::membership::{HostState, PeerView};
 
@@ -46,7 +47,6 @@ fn membership() -> Heartbeat {
                 state: HostState::Up,
             })
             .collect(),
-        down: Vec::new(),
         ..Heartbeat::default()
     }
 }
@@ -55,18 +55,25 @@ fn membership() -> Heartbeat {
 /// bytes, node 128), the guest-driven sections stay within GUEST_SECTIONS_MAX.
 #[test]
 fn guest_sections_at_their_caps_fit_their_share() {
-    let mut hb = Heartbeat {
+    let mut hb = Heartbeat::default();
+    let mut sections = HostSections {
         kill_orders: (0..1000).map(|i| order(i, 63)).collect(),
         kill_answers: (0..1000).map(|i| answer(i, 10_000)).collect(),
         guests: (0..1000).map(|i| guest(i, 128)).collect(),
-        ..Heartbeat::default()
+        ..HostSections::default()
     };
-    let fitted = fit(&mut hb, BUDGET);
+    let fitted = fit(&mut hb, &mut sections, BUDGET);
     assert!(fitted.dropped.is_empty(), "{fitted:?}");
-    assert_eq!(hb.kill_orders.len(), MAX_KILL_ORDERS);
-    assert_eq!(hb.kill_answers.len(), MAX_KILL_ANSWERS);
-    assert_eq!(hb.guests.len(), MAX_GUESTS);
-    assert!(hb.kill_answers.iter().all(|a| a.detail.len() <= MAX_DETAIL));
+    let (sent, issues) = HostSections::read(&hb);
+    assert!(issues.is_empty());
+    assert_eq!(sent, sections);
+    assert_eq!(sent.kill_orders.len(), MAX_KILL_ORDERS);
+    assert_eq!(sent.kill_answers.len(), MAX_KILL_ANSWERS);
+    assert_eq!(sent.guests.len(), MAX_GUESTS);
+    assert!(sent
+        .kill_answers
+        .iter()
+        .all(|a| a.detail.len() <= MAX_DETAIL));
     assert!(
         fitted.size <= GUEST_SECTIONS_MAX,
         "{} bytes at the caps",
@@ -83,18 +90,34 @@ fn guest_sections_at_their_caps_fit_their_share() {
 #[test]
 fn a_heartbeat_that_fits_is_left_alone() {
     let mut hb = membership();
-    hb.kill_orders = vec![order(1, 3)];
-    let before = hb.clone();
-    let fitted = fit(&mut hb, BUDGET);
-    assert_eq!(hb, before);
+    let mut sections = HostSections {
+        kill_orders: vec![order(1, 3)],
+        ..HostSections::default()
+    };
+    let before = sections.clone();
+    let fitted = fit(&mut hb, &mut sections, BUDGET);
+    assert_eq!(sections, before);
+    assert_eq!(HostSections::read(&hb), (before, Vec::new()));
     assert!(fitted.capped.is_empty() && fitted.dropped.is_empty());
 }
 
-/// Too many domains of the host's own: everything but the membership goes, which fits.
+/// Too many domains of the host's own: everything but the membership header and the
+/// DOWN records goes, which fits.
 #[test]
 fn an_oversized_heartbeat_keeps_its_membership() {
     let mut hb = membership();
-    hb.domains = (0..2000)
+    let down = DownRecord {
+        target: 3,
+        incarnation: 9,
+        proof: Proof::KdumpNotice,
+        by: 1,
+    };
+    let mut sections = HostSections {
+        down: vec![down.clone()],
+        kill_orders: vec![order(1, 3)],
+        ..HostSections::default()
+    };
+    sections.domains = (0..2000)
         .map(|i| DomainPresence {
             name: format!("{i:0>60}"),
             uuid: format!("{i:0>36}"),
@@ -104,11 +127,13 @@ fn an_oversized_heartbeat_keeps_its_membership() {
         })
         .collect();
     let view = hb.view.clone();
-    let fitted = fit(&mut hb, BUDGET);
+    let fitted = fit(&mut hb, &mut sections, BUDGET);
     assert!(fitted.size <= BUDGET);
     assert_eq!(fitted.dropped.last(), Some(&"all but the membership"));
     assert_eq!(hb.view, view);
-    assert!(hb.domains.is_empty());
+    let (sent, _) = HostSections::read(&hb);
+    assert!(sent.domains.is_empty() && sent.kill_orders.is_empty());
+    assert_eq!(sent.down, vec![down]);
 }
 
 proptest! {
@@ -124,26 +149,32 @@ proptest! {
         domains in 0usize..400,
     ) {
         let mut hb = membership();
-        hb.kill_orders = (0..orders as u64).map(|i| order(i, name_len)).collect();
-        hb.kill_answers = (0..answers as u64).map(|i| answer(i, detail_len)).collect();
-        hb.guests = (0..guests).map(|i| guest(i, name_len)).collect();
-        hb.domains = (0..domains)
-            .map(|i| DomainPresence {
-                name: format!("vm{i}"),
-                uuid: format!("{i:0>36}"),
-                state: "Running".into(),
-                memory_kib: 1 << 20,
-                vcpus: 2,
-            })
-            .collect();
+        let mut sections = HostSections {
+            kill_orders: (0..orders as u64).map(|i| order(i, name_len)).collect(),
+            kill_answers: (0..answers as u64).map(|i| answer(i, detail_len)).collect(),
+            guests: (0..guests).map(|i| guest(i, name_len)).collect(),
+            domains: (0..domains)
+                .map(|i| DomainPresence {
+                    name: format!("vm{i}"),
+                    uuid: format!("{i:0>36}"),
+                    state: "Running".into(),
+                    memory_kib: 1 << 20,
+                    vcpus: 2,
+                })
+                .collect(),
+            ..HostSections::default()
+        };
         let expected_view = hb.view.clone();
-        let fitted = fit(&mut hb, BUDGET);
+        let fitted = fit(&mut hb, &mut sections, BUDGET);
         let encoded = postcard::to_allocvec(&hb).unwrap();
         prop_assert!(encoded.len() <= BUDGET, "{} > {BUDGET}", encoded.len());
         prop_assert_eq!(encoded.len(), fitted.size);
-        prop_assert_eq!(&hb.view, &expected_view);
-        prop_assert!(hb.kill_orders.len() <= MAX_KILL_ORDERS);
-        prop_assert!(hb.kill_answers.len() <= MAX_KILL_ANSWERS);
-        prop_assert!(hb.guests.len() <= MAX_GUESTS);
+        let decoded: Heartbeat = postcard::from_bytes(&encoded).unwrap();
+        prop_assert_eq!(&decoded.view, &expected_view);
+        let (sent, issues) = HostSections::read(&decoded);
+        prop_assert!(issues.is_empty());
+        prop_assert!(sent.kill_orders.len() <= MAX_KILL_ORDERS);
+        prop_assert!(sent.kill_answers.len() <= MAX_KILL_ANSWERS);
+        prop_assert!(sent.guests.len() <= MAX_GUESTS);
     }
 }

@@ -30,8 +30,10 @@
 
 #[cfg(test)]
 mod freshness_tests;
+mod heartbeat;
 mod notice;
 mod peer;
+pub mod section;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +45,7 @@ use crate::config::{ClusterConfig, NodeId};
 use crate::quorum::{QuorumRules, QuorumState};
 use crate::wire::Accepted;
 
+pub use heartbeat::{Heartbeat, PeerView, Section, WatchdogVerdict, HEADER_VERSION};
 pub use notice::DEFAULT_PANIC_PROBE;
 use peer::Peer;
 pub use peer::{LinkState, PeerStatus};
@@ -81,90 +84,6 @@ impl HostState {
     pub fn present(self) -> bool {
         matches!(self, HostState::Up | HostState::Suspect)
     }
-}
-
-/// The load watchdog's verdict about its own host, carried in heartbeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WatchdogVerdict {
-    /// Scheduling is on time and pressure is low.
-    #[default]
-    Ok,
-    /// Late or under pressure, still working.
-    Slow {
-        /// Worst recent lateness of the watchdog's wake-ups.
-        lateness_ms: u32,
-        /// Recent CPU pressure (`some avg10`), percent.
-        psi_percent: u8,
-    },
-    /// Late beyond the hung threshold for `for_ms`.
-    Hung {
-        /// How long it has been hung.
-        for_ms: u32,
-    },
-}
-
-/// One host's state as another host sees it, as carried in heartbeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerView {
-    /// The host described.
-    pub node: NodeId,
-    /// Its incarnation as known by the sender (0 if never heard).
-    pub incarnation: u64,
-    /// Its state in the sender's view.
-    pub state: HostState,
-}
-
-/// The payload of a heartbeat frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// Index of the interconnect it was sent on.
-    pub interconnect: u8,
-    /// The sender's own load-watchdog verdict.
-    pub watchdog: WatchdogVerdict,
-    /// Whether the sender's partition is quorate.
-    pub quorate: bool,
-    /// Votes present in the sender's partition.
-    pub votes: u32,
-    /// Digest of the sender's configuration; a mismatch is refused.
-    pub config_digest: [u8; 16],
-    /// Version of the sender's running-domain list.
-    pub domains_version: u64,
-    /// The sender's view of every other host.
-    pub view: Vec<PeerView>,
-    /// Hosts the sender holds DOWN with proof; repeated in every heartbeat so every
-    /// survivor learns them even across message loss.
-    pub down: Vec<crate::fencing::DownRecord>,
-    /// Guests linked to the sender (the host link): who runs where.
-    pub guests: Vec<crate::hostlink::GuestPresence>,
-    /// Orders to other hosts to destroy one of their guests, until answered.
-    pub kill_orders: Vec<crate::hostlink::KillOrder>,
-    /// Answers to other hosts' kill orders.
-    pub kill_answers: Vec<crate::hostlink::KillAnswer>,
-    /// Domains that may run on the sender (not off, not crashed).
-    pub domains: Vec<crate::hostlink::DomainPresence>,
-    /// What the sender's hypervisor can give its domains (VM HA placement).
-    pub capacity: Option<crate::hostlink::HostCapacity>,
-    /// VM HA assignments the sender decided as coordinator.
-    pub ha_plan: Vec<crate::hostlink::HaAssignment>,
-    /// VM HA starts that failed on the sender.
-    pub ha_failed: Vec<crate::hostlink::HaFailure>,
-    /// VM HA domains the sender holds lost (not running anywhere yet).
-    pub ha_lost: Vec<crate::hostlink::HaLost>,
-    /// The sender's application engine: placements and reports of the host-side
-    /// applications (empty without any).
-    pub gossip: crate::application::Gossip,
-    /// Migrations the sender runs (and ran in the last seconds): a domain present on
-    /// both of its hosts meanwhile is no double run.
-    pub migrations: Vec<crate::migration::MigrationLock>,
-    /// The sender is in maintenance: it takes no domain (no migration, no VM HA start).
-    pub maintenance: bool,
-    /// Domains the sender wants back after its maintenance (failback): the host that
-    /// runs one moves it there.
-    pub failback: Vec<String>,
-    /// Hosts the sender asks to answer at once with heartbeats of their own: a panic
-    /// notice named them, and it counts only if they stay silent.
-    pub probe: Vec<NodeId>,
 }
 
 /// Something that happened to the membership, for logs, status and the event stream.
@@ -430,8 +349,8 @@ impl Membership {
                 })
                 .collect(),
             probe: self.probed(),
-            // The agent fills in what it shares beyond membership.
-            ..Heartbeat::default()
+            // The agent adds the sections of what it shares beyond membership.
+            sections: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! counter (at most one event every 10 s each) and an error in the log.
 
 use hvcluster_common::heartbeat_budget::{self, BUDGET};
+use hvcluster_common::host_heartbeat::HostSections;
 use hvcluster_common::membership::Heartbeat;
 use serde_json::json;
 
@@ -10,10 +11,10 @@ use super::Agent;
 use crate::outbox::SendReport;
 
 impl Agent {
-    /// Caps the sections of `hb` guests drive and, if it is still too large, drops
-    /// sections so that it fits: the heartbeat always goes out.
-    pub(super) fn fit_heartbeat(&mut self, hb: &mut Heartbeat) {
-        let fitted = heartbeat_budget::fit(hb, BUDGET);
+    /// Caps the sections guests drive, writes `sections` into `hb` and, if it is still
+    /// too large, leaves sections out so that it fits: the heartbeat always goes out.
+    pub(super) fn fit_heartbeat(&mut self, hb: &mut Heartbeat, sections: &mut HostSections) {
+        let fitted = heartbeat_budget::fit(hb, sections, BUDGET);
         for (section, n) in &fitted.capped {
             self.member
                 .counters

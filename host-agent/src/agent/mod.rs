@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hvcluster_common::config::{ClusterConfig, LoadedConfig, NodeId};
+use hvcluster_common::host_heartbeat::HostSections;
 use hvcluster_common::membership::{
     Action, Heartbeat, Membership, MembershipConfig, MembershipEvent,
 };
@@ -27,6 +28,7 @@ mod maintenance;
 mod migrate;
 mod panic;
 mod saves;
+mod sections;
 
 /// How long a guest waits before asking again to kill a guest of a slow host, ms.
 const KILL_DEFER_MS: u64 = 1000;
@@ -397,33 +399,29 @@ impl Agent {
             self.member.counters.bump("heartbeats_unconfirmed");
             return;
         }
-        self.links.on_heartbeat(hb.sender, &hb.payload.guests);
-        if self.remote_domains.get(&hb.sender) != Some(&hb.payload.domains) {
-            self.remote_domains
-                .insert(hb.sender, hb.payload.domains.clone());
+        let (s, issues) = HostSections::read(&hb.payload);
+        self.report_sections(hb.sender, issues);
+        self.links.on_heartbeat(hb.sender, &s.guests);
+        if self.remote_domains.get(&hb.sender) != Some(&s.domains) {
+            self.remote_domains.insert(hb.sender, s.domains.clone());
             self.check_double_runs();
         }
-        self.vm_ha_heard(hb.sender, &hb.payload);
-        self.apps_heard(now, hb.sender, hb.incarnation, &hb.payload.gossip);
-        if self.migrations.heard(hb.sender, &hb.payload.migrations) {
+        self.vm_ha_heard(hb.sender, &s);
+        self.apps_heard(now, hb.sender, hb.incarnation, &s.gossip);
+        if self.migrations.heard(hb.sender, &s.migrations) {
             self.note_incoming();
         }
         self.maintenance
-            .heard(hb.sender, hb.payload.maintenance, &hb.payload.failback);
+            .heard(hb.sender, s.maintenance, &s.failback);
         let me = self.member.me;
-        for order in self
-            .kills
-            .new_orders(me, hb.sender, &hb.payload.kill_orders)
-        {
+        for order in self.kills.new_orders(me, hb.sender, &s.kill_orders) {
             self.destroy(hb.sender, order);
         }
-        for (given, answer) in self.kills.settled(me, &hb.payload.kill_answers) {
+        for (given, answer) in self.kills.settled(me, &s.kill_answers) {
             self.kill_result(&given, answer.ok, answer.detail);
         }
-        if !hb.payload.down.is_empty() {
-            let events = self
-                .fence
-                .on_peer_downs(&hb.payload.down, &self.membership, now);
+        if !s.down.is_empty() {
+            let events = self.fence.on_peer_downs(&s.down, &self.membership, now);
             self.report_fence(events);
         }
     }
@@ -461,23 +459,26 @@ impl Agent {
     fn send_heartbeats(&mut self) {
         for ic in 0..self.member.outbox.interconnects() {
             let mut hb = self.membership.heartbeat(ic);
-            hb.down = self.fence.down_records();
+            let mut s = HostSections {
+                down: self.fence.down_records(),
+                ..HostSections::default()
+            };
             let (hypervisor, domains) = (self.libvirt.is_some(), &self.domains);
-            hb.guests = self.links.presence(self.now(), |d| {
+            s.guests = self.links.presence(self.now(), |d| {
                 !hypervisor || domains.iter().any(|x| x.name == d || x.uuid == d)
             });
-            hb.kill_orders = self.kills.orders();
-            hb.domains = self.domains.clone();
-            hb.kill_answers = self.kills.answers(self.member.now());
-            hb.capacity = self.vm_ha.capacity;
-            (hb.ha_plan, hb.ha_failed, hb.ha_lost) = self.vm_ha.published();
+            s.kill_orders = self.kills.orders();
+            s.domains = self.domains.clone();
+            s.kill_answers = self.kills.answers(self.member.now());
+            s.capacity = self.vm_ha.capacity;
+            (s.ha_plan, s.ha_failed, s.ha_lost) = self.vm_ha.published();
             if !self.host_apps.apps.is_empty() {
-                hb.gossip = self.host_apps.apps.engine.gossip();
+                s.gossip = self.host_apps.apps.engine.gossip();
             }
-            hb.migrations = self.migrations.published();
-            hb.maintenance = self.maintenance.on();
-            hb.failback = self.maintenance.failback();
-            self.fit_heartbeat(&mut hb);
+            s.migrations = self.migrations.published();
+            s.maintenance = self.maintenance.on();
+            s.failback = self.maintenance.failback();
+            self.fit_heartbeat(&mut hb, &mut s);
             let report = self
                 .member
                 .outbox

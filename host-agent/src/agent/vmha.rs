@@ -137,7 +137,7 @@ impl Agent {
     pub(super) fn vm_ha_heard(
         &mut self,
         from: NodeId,
-        hb: &hvcluster_common::membership::Heartbeat,
+        hb: &hvcluster_common::host_heartbeat::HostSections,
     ) {
         match hb.capacity {
             Some(c) => self.vm_ha.remote_capacity.insert(from, c),
