@@ -7,6 +7,7 @@ pub mod application;
 pub mod config;
 pub mod fencing;
 pub mod heartbeat_budget;
+pub mod host;
 pub mod hostlink;
 pub mod hostseal;
 pub mod kdump;

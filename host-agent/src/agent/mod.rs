@@ -21,8 +21,6 @@ mod guests;
 mod input;
 mod journaled;
 mod kill_gate;
-mod kills;
-mod links;
 mod maintenance;
 mod migrate;
 mod panic;
@@ -35,9 +33,9 @@ mod vmha;
 
 use domains::poll_domains;
 use guests::start_host_link;
+use hvcluster_common::host::kills::{self, Kills};
+use hvcluster_common::host::notices::{Linked, Links};
 pub use input::Input;
-use kills::Kills;
-use links::{Linked, Links};
 
 use crate::admin::{self, AdminCall};
 use crate::fence::FenceDriver;
@@ -207,7 +205,7 @@ impl Agent {
             kdump_sources,
             prepared,
             links: Links::new(me, notice_retry),
-            kills: Kills::default(),
+            kills: Kills::new(rand::random::<u64>() >> 16),
             libvirt,
             domains: Vec::new(),
             remote_domains: std::collections::BTreeMap::new(),
