@@ -26,9 +26,24 @@ impl HostCore {
         hb
     }
 
-    /// An authenticated heartbeat of `from`. One possibly recorded before this agent
-    /// started (not fresh) only notes the sender's incarnation: nothing in it is news.
-    pub(super) fn on_heartbeat(
+    /// An authenticated heartbeat of `from` ([`super::Event::Heartbeat`], lent rather
+    /// than given: the driver reads the fields it still owns after). One possibly
+    /// recorded before this agent started (not fresh) only notes the sender's
+    /// incarnation: nothing in it is news.
+    pub fn heard(
+        &mut self,
+        now: Duration,
+        (from, incarnation): (NodeId, u64),
+        accepted: Accepted,
+        hb: &Heartbeat,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.on_heartbeat(now, (from, incarnation), accepted, hb, &mut out);
+        self.after_downs(now, &mut out);
+        out
+    }
+
+    fn on_heartbeat(
         &mut self,
         now: Duration,
         (from, incarnation): (NodeId, u64),

@@ -155,6 +155,14 @@ impl HostCore {
         &self.cfg.names
     }
 
+    /// The coordinator at `now` ([`coordinator`]): the present host with the lowest
+    /// node id, this one included.
+    pub fn coordinator(&self, now: Duration) -> NodeId {
+        let peers = self.membership.peers(now);
+        let present = peers.iter().filter(|p| p.state.present()).map(|p| p.node);
+        coordinator::coordinator(self.cfg.me, present)
+    }
+
     /// The membership, to read.
     pub fn membership(&self) -> &Membership {
         &self.membership
@@ -169,6 +177,12 @@ impl HostCore {
     /// DOWN: that comes with [`Event::Journaled`]).
     pub fn fencing_mut(&mut self) -> &mut FenceCore {
         &mut self.fence
+    }
+
+    /// The membership and fencing, for the operator's `fence` and `confirm-down`, whose
+    /// refusals say what was heard of the host.
+    pub fn operator_parts(&mut self) -> (&Membership, &mut FenceCore) {
+        (&self.membership, &mut self.fence)
     }
 
     /// Linked guests, here and on the other hosts.
@@ -186,7 +200,7 @@ impl HostCore {
                 incarnation,
                 accepted,
                 payload,
-            } => self.on_heartbeat(now, (from, incarnation), accepted, &payload, &mut out),
+            } => return self.heard(now, (from, incarnation), accepted, &payload),
             Event::Kdump { from, bytes } => {
                 let sources = &self.cfg.kdump_sources;
                 if let Some(node) =

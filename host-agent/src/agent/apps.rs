@@ -69,8 +69,8 @@ impl Agent {
         }
         let now = self.now();
         let nodes = &mut self.host_apps.nodes;
-        let mut changes = nodes.update(&self.membership.peers(now));
-        for r in self.fence.down_records() {
+        let mut changes = nodes.update(&self.core.membership().peers(now));
+        for r in self.core.fencing().down_records() {
             let proof = DownProof {
                 node: r.target,
                 incarnation: r.incarnation,
@@ -144,13 +144,14 @@ impl Agent {
                 Err("it is this host: another host must fence it".to_string())
             } else {
                 let now = self.now();
-                self.fence.request_fence(now, n).map_err(|r| {
-                    let (config, membership) = (&self.config, &self.membership);
-                    crate::operator::refusal_text(config, membership, &self.fence, now, &name, r)
+                let (membership, fence) = self.core.operator_parts();
+                fence.request_fence(now, n).map_err(|r| {
+                    let config = &self.config;
+                    crate::operator::refusal_text(config, membership, fence, now, &name, r)
                 })
             };
             match outcome {
-                Ok(events) => self.report_fence(events),
+                Ok(effects) => self.perform(effects),
                 Err(why) => self.member.events.record(
                     Some(&name),
                     "kill_requested",

@@ -294,7 +294,7 @@ impl Agent {
     pub(super) fn domain_holders(
         &self,
     ) -> Vec<(NodeId, &[hvcluster_common::hostlink::DomainPresence])> {
-        let machine = self.fence.machine();
+        let machine = self.core.fencing().machine();
         std::iter::once((self.member.me, self.domains.as_slice()))
             .chain(
                 self.remote_domains
@@ -310,7 +310,8 @@ impl Agent {
         &self,
     ) -> Vec<(NodeId, &[hvcluster_common::hostlink::DomainPresence])> {
         let live: Vec<NodeId> = self
-            .membership
+            .core
+            .membership()
             .peers(self.now())
             .into_iter()
             .filter(|p| p.state.present())

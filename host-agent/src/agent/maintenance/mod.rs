@@ -368,7 +368,7 @@ impl Agent {
     fn roomiest_host(&self, memory_kib: u64, vcpus: u32) -> Option<NodeId> {
         let me = self.member.me;
         let ratio = self.config.vm_ha.vcpu_ratio;
-        let peers = self.membership.peers(self.now());
+        let peers = self.core.membership().peers(self.now());
         peers
             .iter()
             .filter(|p| p.state == HostState::Up && p.node != me && !self.in_maintenance(p.node))
