@@ -13,6 +13,9 @@
 //! - guest kills ([`kills`]): requests through the kill gate, orders and answers between
 //!   hosts, destroy results.
 //!
+//! Not composed here yet, and driven by the host agent directly: the operator's
+//! maintenance change ([`maintenance`], answered only once its state is on disk).
+//!
 //! Every capability that needs "the coordinator" asks [`coordinator`].
 
 pub mod coordinator;
@@ -22,6 +25,7 @@ pub mod event;
 pub mod fencing;
 mod heartbeat;
 pub mod kills;
+pub mod maintenance;
 pub mod names;
 pub mod notices;
 pub mod panic;

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -16,7 +15,7 @@ use super::{Agent, Input};
 use crate::state_writer::{StateWriter, WriteFn};
 
 /// How long a change waits for its state file to be on disk before it is called off.
-pub(super) const SAVE_LIMIT: Duration = Duration::from_secs(10);
+pub(super) use hvcluster_common::host::maintenance::SAVE_LIMIT;
 
 /// One write's result.
 #[derive(Debug)]
@@ -146,7 +145,7 @@ mod tests {
             if got.len() >= n {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(std::time::Duration::from_millis(25));
         }
         got
     }
@@ -186,7 +185,7 @@ mod tests {
             seqs.push(saves.save_json(file, &json!(1)).unwrap());
             go.send(Ok(())).unwrap();
             // Each write completes before the next save: none coalesces.
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let got = wait_for(&saves, 4);
         let mut numbers: Vec<u64> = got.iter().map(|s| s.seq).collect();
