@@ -14,7 +14,8 @@
 //!   hosts, destroy results.
 //!
 //! Not composed here yet, and driven by the host agent directly: the operator's
-//! maintenance change ([`maintenance`], answered only once its state is on disk).
+//! maintenance change ([`maintenance`], answered only once its state is on disk) and the
+//! migration lock ([`migration`], journaled before the hypervisor is asked).
 //!
 //! Every capability that needs "the coordinator" asks [`coordinator`].
 
@@ -26,6 +27,7 @@ pub mod fencing;
 mod heartbeat;
 pub mod kills;
 pub mod maintenance;
+pub mod migration;
 pub mod names;
 pub mod notices;
 pub mod panic;

@@ -2,8 +2,8 @@
 //! off the driver loop by a [`StateWriter`] thread. A change that must be on disk before
 //! it takes effect (a migration begins, a host enters or leaves maintenance) waits for
 //! its save's result, which comes back as [`Input::StateSaved`]; a disk that does not
-//! answer within [`SAVE_LIMIT`] calls the change off, with heartbeats, detection and the
-//! admin socket going on meanwhile.
+//! answer within [`SAVE_LIMIT`](hvcluster_common::host::maintenance::SAVE_LIMIT) calls
+//! the change off, with heartbeats, detection and the admin socket going on meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,6 @@ use tokio::sync::mpsc;
 
 use super::{Agent, Input};
 use crate::state_writer::{StateWriter, WriteFn};
-
-/// How long a change waits for its state file to be on disk before it is called off.
-pub(super) use hvcluster_common::host::maintenance::SAVE_LIMIT;
 
 /// One write's result.
 #[derive(Debug)]
@@ -117,7 +114,8 @@ impl Agent {
         }
     }
 
-    /// Calls off the changes whose save did not complete within [`SAVE_LIMIT`].
+    /// Calls off the changes whose save did not complete within the limit
+    /// ([`SAVE_LIMIT`](hvcluster_common::host::maintenance::SAVE_LIMIT)).
     pub(super) fn saves_tick(&mut self) {
         self.on_saved();
         self.migration_save_overdue();
