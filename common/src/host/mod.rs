@@ -15,10 +15,12 @@
 //!
 //! Not composed here yet, and driven by the host agent directly: the operator's
 //! maintenance change ([`maintenance`], answered only once its state is on disk) and the
-//! migration lock ([`migration`], journaled before the hypervisor is asked).
+//! migration lock ([`migration`], journaled before the hypervisor is asked), and the
+//! host-side applications' resource results ([`apps`], reported after a fresh listing).
 //!
 //! Every capability that needs "the coordinator" asks [`coordinator`].
 
+pub mod apps;
 pub mod coordinator;
 pub mod describe;
 pub mod effect;

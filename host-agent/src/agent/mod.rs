@@ -310,10 +310,10 @@ impl Agent {
             Input::MigrationProgress(p) => self.on_migration_progress(p),
             Input::Migrated(result) => self.on_migrated(result),
             Input::AppOpDone { id, outcome } => {
-                if self.host_apps.relist.remove(&id) {
-                    self.relist_then_report(id, outcome);
-                } else {
-                    self.app_result(id, outcome, None);
+                use hvcluster_common::host::apps::ResultRoute;
+                match self.host_apps.results.ended(id) {
+                    ResultRoute::ListFirst => self.relist_then_report(id, outcome),
+                    ResultRoute::ReportNow => self.app_result(id, outcome, None),
                 }
             }
             Input::AppOpListed {
