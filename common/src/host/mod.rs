@@ -16,13 +16,15 @@
 //! Not composed here yet, and driven by the host agent directly: the operator's
 //! maintenance change ([`maintenance`], answered only once its state is on disk) and the
 //! migration lock ([`migration`], journaled before the hypervisor is asked), and the
-//! host-side applications' resource results ([`apps`], reported after a fresh listing).
+//! host-side applications' resource results ([`apps`], reported after a fresh listing),
+//! and double runs ([`domains`]).
 //!
 //! Every capability that needs "the coordinator" asks [`coordinator`].
 
 pub mod apps;
 pub mod coordinator;
 pub mod describe;
+pub mod domains;
 pub mod effect;
 pub mod event;
 pub mod fencing;

@@ -59,7 +59,7 @@ pub struct Agent {
     /// Why the hypervisor cannot be asked, while it cannot.
     hypervisor_problem: Option<String>,
     /// Domains seen running on several hosts (UUID and hosts), reported once.
-    double_runs: std::collections::BTreeSet<(String, Vec<NodeId>)>,
+    double_runs: hvcluster_common::host::domains::DoubleRuns,
     /// The hypervisor listed its domains at least once since this agent started.
     domains_listed: bool,
     /// VM HA: lost domains, assignments, failed starts.
@@ -202,7 +202,7 @@ impl Agent {
             domains: Vec::new(),
             remote_domains: std::collections::BTreeMap::new(),
             hypervisor_problem: None,
-            double_runs: std::collections::BTreeSet::new(),
+            double_runs: Default::default(),
             domains_listed: false,
             vm_ha: vmha::VmHa::default(),
             link_tx: HashMap::new(),
