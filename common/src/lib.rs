@@ -8,6 +8,7 @@ pub mod config;
 pub mod fencing;
 pub mod guest;
 pub mod heartbeat_budget;
+pub mod host;
 pub mod host_heartbeat;
 pub mod hostlink;
 pub mod hostseal;

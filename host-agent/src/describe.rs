@@ -1,9 +1,7 @@
 //! Wording of membership events and states for the event log and logs.
 
 use hvcluster_common::config::NodeId;
-use hvcluster_common::membership::{
-    FailReason, HostState, LinkState, MembershipEvent, WatchdogVerdict,
-};
+use hvcluster_common::membership::{FailReason, HostState, LinkState, MembershipEvent};
 
 /// Subject, kind and message of a membership event; `name` maps node ids to host names,
 /// `ic_name` interconnect indexes to names, `host` is this host's name.
@@ -119,18 +117,5 @@ pub fn link_text(s: LinkState) -> &'static str {
         LinkState::Unknown => "unknown",
         LinkState::Up => "up",
         LinkState::Down => "DOWN",
-    }
-}
-
-pub fn verdict_text(v: WatchdogVerdict) -> String {
-    match v {
-        WatchdogVerdict::Ok => "ok".into(),
-        WatchdogVerdict::Slow {
-            lateness_ms,
-            psi_percent,
-        } => {
-            format!("slow (lateness {lateness_ms} ms, cpu pressure {psi_percent}%)")
-        }
-        WatchdogVerdict::Hung { for_ms } => format!("HUNG for {for_ms} ms"),
     }
 }

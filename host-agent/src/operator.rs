@@ -23,8 +23,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::events::EventLog;
-use crate::fence::FenceDriver;
 use crate::journal;
+use hvcluster_common::host::{Effect, FenceCore};
 
 /// What an operator command may read and change, lent by the driver loop.
 #[derive(Debug)]
@@ -35,8 +35,10 @@ pub struct Ctx<'a> {
     pub me: NodeId,
     /// The membership, to say what was heard of a host.
     pub membership: &'a Membership,
-    /// The fencing machine and its journal.
-    pub fence: &'a mut FenceDriver,
+    /// The host core's fencing.
+    pub fence: &'a mut FenceCore,
+    /// The fencing journal, for `fence-history`.
+    pub journal: &'a std::path::Path,
     /// The event log, for the audit line of each command.
     pub events: &'a EventLog,
     /// Now, on the loop's clock.
@@ -62,13 +64,13 @@ impl Answer {
     }
 }
 
-/// Serves one operator request; returns the fencing events to report (already
-/// journaled) and the answer to send after them.
+/// Serves one operator request; returns the fencing effects to perform and the answer
+/// to send after them.
 pub fn handle(
     cx: Ctx<'_>,
     request: Request,
     reply: oneshot::Sender<Response>,
-) -> (Vec<FenceEvent>, Answer) {
+) -> (Vec<Effect>, Answer) {
     let (command, host, outcome) = match request {
         Request::Fence { host } => {
             let outcome = fence(cx.config, cx.me, cx.membership, cx.fence, cx.now, &host);
@@ -79,7 +81,7 @@ pub fn handle(
             ("hvctl host confirm-down", host, outcome)
         }
         Request::FenceHistory => {
-            spawn_history(cx.fence.journal_path().to_path_buf(), cx.config, reply);
+            spawn_history(cx.journal.to_path_buf(), cx.config, reply);
             return (Vec::new(), Answer(None));
         }
         Request::FenceCheck => {
@@ -120,13 +122,13 @@ pub fn resolve<'c>(hosts: &'c [HostEntry], name: &str) -> Result<&'c HostEntry, 
     })
 }
 
-type Outcome = Result<(Vec<FenceEvent>, String), String>;
+type Outcome = Result<(Vec<Effect>, String), String>;
 
 fn fence(
     config: &ClusterConfig,
     me: NodeId,
     membership: &Membership,
-    driver: &mut FenceDriver,
+    driver: &mut FenceCore,
     now: Duration,
     name: &str,
 ) -> Outcome {
@@ -145,7 +147,7 @@ fn fence(
              hvctl host confirm-down {name}"
         ));
     }
-    let phase = |d: &FenceDriver| {
+    let phase = |d: &FenceCore| {
         d.machine()
             .status()
             .into_iter()
@@ -179,7 +181,7 @@ fn confirm_down(
     config: &ClusterConfig,
     me: NodeId,
     membership: &Membership,
-    driver: &mut FenceDriver,
+    driver: &mut FenceCore,
     now: Duration,
     name: &str,
 ) -> Outcome {
@@ -215,7 +217,7 @@ fn host_name(config: &ClusterConfig, id: NodeId) -> String {
 pub(crate) fn refusal_text(
     config: &ClusterConfig,
     membership: &Membership,
-    driver: &FenceDriver,
+    driver: &FenceCore,
     now: Duration,
     name: &str,
     refusal: Refusal,

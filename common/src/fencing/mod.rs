@@ -26,6 +26,7 @@ mod journaled;
 mod target;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub use down::{DownRecord, Downs, Proof};
 pub use journaled::JOURNAL_RETRY;
 use target::Target;
 pub use target::{FenceState, TargetStatus};
+pub use view::{PeerFacts, View};
 
 /// Kind of a fence level, from its devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,75 +110,6 @@ impl FencingConfig {
             retry_backoff: Duration::from_millis(config.fencing.retry_backoff_ms),
             max_backoff: Duration::from_millis(config.fencing.max_backoff_ms),
         }
-    }
-}
-
-/// The membership facts fencing decides on, taken at each tick.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct View {
-    /// Whether this host's partition is quorate.
-    pub quorate: bool,
-    /// Every other host: state, incarnation (0 if never heard), panic notice seen.
-    pub peers: Vec<PeerFacts>,
-    /// How long ago this host itself was stalled (frozen, starved), if ever.
-    pub stalled_ago: Option<Duration>,
-}
-
-impl View {
-    /// What `membership` says at `now`.
-    pub fn of(membership: &Membership, now: Duration) -> View {
-        let accusers = membership.accusers();
-        View {
-            quorate: membership.quorum().quorate,
-            stalled_ago: membership.stalled_ago(now),
-            peers: membership
-                .peers(now)
-                .iter()
-                .map(|p| PeerFacts {
-                    node: p.node,
-                    state: p.state,
-                    incarnation: p.incarnation.unwrap_or(0),
-                    panic_noticed: p.panic_noticed,
-                    must_rejoin: p.must_rejoin,
-                    accuses_me: accusers.contains(&p.node),
-                    silent_long: p.silent_for_ms.is_none_or(|ms| {
-                        Duration::from_millis(ms) >= membership.config().suspect_after
-                    }),
-                })
-                .collect(),
-        }
-    }
-}
-
-/// One peer as membership sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerFacts {
-    /// The host.
-    pub node: NodeId,
-    /// Its state.
-    pub state: HostState,
-    /// Its incarnation, 0 if never heard.
-    pub incarnation: u64,
-    /// A kdump panic notice arrived from it.
-    pub panic_noticed: bool,
-    /// Failed, but heard again (so not off).
-    pub must_rejoin: bool,
-    /// Heard, and its heartbeats declare this host Failed: a one-way partition.
-    pub accuses_me: bool,
-    /// Nothing heard from it on any interconnect for at least the suspect time (or never).
-    pub silent_long: bool,
-}
-
-impl PeerFacts {
-    /// Whether a panic notice proves it down: one was taken (unanswered by its agent),
-    /// the host is Failed, not heard since, and silent for at least the suspect time. A
-    /// notice is not authenticated, so any sign of life outvotes it, and a live agent
-    /// that merely stalled past the probe bound is not taken for a crashed one.
-    pub fn kdump_proof(&self) -> bool {
-        self.panic_noticed
-            && matches!(self.state, HostState::Failed(_))
-            && !self.must_rejoin
-            && self.silent_long
     }
 }
 
@@ -351,13 +284,8 @@ impl Fencing {
     }
 
     fn coordinator(&self, view: &View) -> bool {
-        let lowest_live = view
-            .peers
-            .iter()
-            .filter(|p| p.state.present())
-            .map(|p| p.node)
-            .min();
-        lowest_live.is_none_or(|n| self.cfg.me < n)
+        let present = view.peers.iter().filter(|p| p.state.present());
+        crate::host::coordinator::is_coordinator(self.cfg.me, present.map(|p| p.node))
     }
 
     fn stronger_than_me(&self, other: NodeId) -> bool {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hvcluster_common::admin::{Request, Response};
-use hvcluster_common::application::{AppAction, Command, DownProof, GuestNodes, OpKind};
+use hvcluster_common::application::{AppAction, Command, DownProof, GuestNodes};
 use hvcluster_common::config::{ClusterConfig, NodeId};
 use serde_json::json;
 
@@ -22,7 +22,7 @@ pub(super) struct HostApps {
     nodes: GuestNodes,
     /// Starts and stops running now on a host with a hypervisor: the domains are listed
     /// again when one ends, before the engine hears of it.
-    pub(super) relist: std::collections::HashSet<u64>,
+    pub(super) results: hvcluster_common::host::apps::ResultGate,
 }
 
 impl HostApps {
@@ -55,7 +55,7 @@ impl HostApps {
         HostApps {
             apps,
             nodes: GuestNodes::new(member.me, &ids, dead_after),
-            relist: Default::default(),
+            results: Default::default(),
         }
     }
 }
@@ -69,8 +69,8 @@ impl Agent {
         }
         let now = self.now();
         let nodes = &mut self.host_apps.nodes;
-        let mut changes = nodes.update(&self.membership.peers(now));
-        for r in self.fence.down_records() {
+        let mut changes = nodes.update(&self.core.membership().peers(now));
+        for r in self.core.fencing().down_records() {
             let proof = DownProof {
                 node: r.target,
                 incarnation: r.incarnation,
@@ -127,13 +127,8 @@ impl Agent {
     }
 
     pub(super) fn perform_apps(&mut self, actions: Vec<AppAction>) {
-        if self.libvirt.is_some() {
-            let ops = actions.iter().filter_map(|a| match a {
-                AppAction::Run(op) if op.kind != OpKind::Check => Some(op.id),
-                _ => None,
-            });
-            self.host_apps.relist.extend(ops);
-        }
+        let hypervisor = self.libvirt.is_some();
+        self.host_apps.results.running(&actions, hypervisor);
         let done = |id, outcome| Input::AppOpDone { id, outcome };
         let kills = self.host_apps.apps.perform(actions, &mut self.member, done);
         for n in kills {
@@ -144,13 +139,14 @@ impl Agent {
                 Err("it is this host: another host must fence it".to_string())
             } else {
                 let now = self.now();
-                self.fence.request_fence(now, n).map_err(|r| {
-                    let (config, membership) = (&self.config, &self.membership);
-                    crate::operator::refusal_text(config, membership, &self.fence, now, &name, r)
+                let (membership, fence) = self.core.operator_parts();
+                fence.request_fence(now, n).map_err(|r| {
+                    let config = &self.config;
+                    crate::operator::refusal_text(config, membership, fence, now, &name, r)
                 })
             };
             match outcome {
-                Ok(events) => self.report_fence(events),
+                Ok(effects) => self.perform(effects),
                 Err(why) => self.member.events.record(
                     Some(&name),
                     "kill_requested",

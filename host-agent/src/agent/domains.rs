@@ -294,7 +294,7 @@ impl Agent {
     pub(super) fn domain_holders(
         &self,
     ) -> Vec<(NodeId, &[hvcluster_common::hostlink::DomainPresence])> {
-        let machine = self.fence.machine();
+        let machine = self.core.fencing().machine();
         std::iter::once((self.member.me, self.domains.as_slice()))
             .chain(
                 self.remote_domains
@@ -310,7 +310,8 @@ impl Agent {
         &self,
     ) -> Vec<(NodeId, &[hvcluster_common::hostlink::DomainPresence])> {
         let live: Vec<NodeId> = self
-            .membership
+            .core
+            .membership()
             .peers(self.now())
             .into_iter()
             .filter(|p| p.state.present())
@@ -329,50 +330,11 @@ impl Agent {
     /// Reports, once, every domain that runs on two hosts or more at the same time (the
     /// hosts that count are this one and those Up or Suspect).
     pub(super) fn check_double_runs(&mut self) {
-        let mut by_uuid: std::collections::BTreeMap<String, (String, Vec<NodeId>)> =
-            std::collections::BTreeMap::new();
-        for (host, domains) in self.live_domains() {
-            for d in domains {
-                let entry = by_uuid
-                    .entry(d.uuid.clone())
-                    .or_insert_with(|| (d.name.clone(), Vec::new()));
-                entry.1.push(host);
-            }
-        }
-        // A domain on the two hosts of its migration is one instance moving.
         let locks = self.migrations.all();
-        let moving = |uuid: &String, hosts: &Vec<NodeId>| {
-            locks
-                .iter()
-                .any(|l| &l.uuid == uuid && hosts.iter().all(|h| *h == l.from || *h == l.to))
-        };
-        let now: std::collections::BTreeSet<(String, Vec<NodeId>)> = by_uuid
-            .iter()
-            .filter(|(uuid, (_, hosts))| hosts.len() > 1 && !moving(uuid, hosts))
-            .map(|(uuid, (_, hosts))| {
-                let mut hosts = hosts.clone();
-                hosts.sort_unstable();
-                (uuid.clone(), hosts)
-            })
-            .collect();
-        for (uuid, hosts) in now.difference(&self.double_runs) {
-            let name = by_uuid
-                .get(uuid)
-                .map(|(n, _)| n.clone())
-                .unwrap_or_default();
-            let names: Vec<String> = hosts.iter().map(|h| self.name(*h)).collect();
-            self.member.counters.bump("domain_double_runs");
-            self.member.events.record(
-                Some(&name),
-                "domain_double_run",
-                format!(
-                    "domain {name} ({uuid}) runs on {} at the same time: its disks may be corrupted",
-                    names.join(" and ")
-                ),
-                json!({ "domain": name, "uuid": uuid, "hosts": names }),
-            );
-        }
-        self.double_runs = now;
+        let mut runs = std::mem::take(&mut self.double_runs);
+        let effects = runs.check(&self.live_domains(), &locks, self.core.names());
+        self.double_runs = runs;
+        self.perform(effects);
     }
 }
 

@@ -1,8 +1,7 @@
-//! Results of the fencing journal's writes: a DOWN they complete is acted on now; a
-//! journal that cannot be written is an alarm (event, counter, `hvctl status` line).
-//! State files found unreadable at start are reported here too.
+//! The fencing journal's health as the host core reports it: a journal that cannot be
+//! written is an alarm (event, counter, `hvctl status` line). State files found
+//! unreadable at start are reported here too.
 
-use hvcluster_common::fencing::DownRecord;
 use serde_json::json;
 
 use super::Agent;
@@ -22,12 +21,8 @@ pub(super) fn report_state_problems<const N: usize>(
 }
 
 impl Agent {
-    pub(super) fn on_journaled(&mut self, down: Option<DownRecord>, result: Result<(), String>) {
-        if result.is_err() {
-            self.member.counters.bump("journal_write_errors");
-        }
-        let now = self.now();
-        let (events, health) = self.fence.on_journaled(now, down.as_ref(), result);
+    /// The fencing journal's health changed: an alarm, or its end.
+    pub(super) fn journal_health(&mut self, health: JournalHealth) {
         let own = self.member.own_name.clone();
         let path = self.fence.journal_path().display().to_string();
         match health {
@@ -56,14 +51,14 @@ impl Agent {
                 );
             }
         }
-        self.report_fence(events);
     }
 
     /// The `hvctl status` line of a journal that cannot be written, while it cannot.
     pub(super) fn journal_alarm(&self) -> Option<String> {
-        let (why, failures) = self.fence.journal_problem()?;
+        let (why, failures) = self.core.fencing().journal_problem()?;
         let waiting: Vec<String> = self
-            .fence
+            .core
+            .fencing()
             .machine()
             .journaling()
             .iter()

@@ -1,17 +1,18 @@
-//! The agent's driver loop: owns the membership machine, feeds it what arrives and
-//! performs what it returns.
+//! The agent's driver loop: owns the host core ([`HostCore`]), turns what arrives into
+//! its events and performs the effects it returns ([`perform`]). What the core does not
+//! decide yet (VM HA, domains and double runs, maintenance, migration, host-side
+//! applications) is still decided here.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hvcluster_common::config::{ClusterConfig, LoadedConfig, NodeId};
+use hvcluster_common::host::{Event, HostCore};
 use hvcluster_common::host_heartbeat::HostSections;
-use hvcluster_common::membership::{
-    Action, Heartbeat, Membership, MembershipConfig, MembershipEvent,
-};
+use hvcluster_common::membership::{Heartbeat, MembershipEvent};
 use serde_json::json;
 
 mod apps;
@@ -21,25 +22,18 @@ mod domains;
 mod guests;
 mod input;
 mod journaled;
-mod kill_gate;
-mod kills;
-mod links;
 mod maintenance;
 mod migrate;
 mod panic;
+mod perform;
 mod saves;
 mod sections;
-
-/// How long a guest waits before asking again to kill a guest of a slow host, ms.
-const KILL_DEFER_MS: u64 = 1000;
 mod status;
 mod vmha;
 
 use domains::poll_domains;
 use guests::start_host_link;
 pub use input::Input;
-use kills::Kills;
-use links::{Linked, Links};
 
 use crate::admin::{self, AdminCall};
 use crate::fence::FenceDriver;
@@ -52,12 +46,11 @@ use crate::{incarnation, operator, watchdog};
 pub struct Agent {
     config: ClusterConfig,
     member: Member<Input, Heartbeat>,
-    membership: Membership,
+    /// Every decision of the failover path: membership, fencing, panic notices,
+    /// host-down notices, guest kills.
+    core: HostCore,
     fence: FenceDriver,
-    kdump_sources: HashMap<IpAddr, NodeId>,
     prepared: Prepared,
-    links: Links,
-    kills: Kills,
     /// This host's hypervisor, when `[hypervisor] uri` is given.
     libvirt: Option<crate::hv_call::Hv>,
     /// Domains that may run here, as the hypervisor last listed them.
@@ -68,7 +61,7 @@ pub struct Agent {
     /// Why the hypervisor cannot be asked, while it cannot.
     hypervisor_problem: Option<String>,
     /// Domains seen running on several hosts (UUID and hosts), reported once.
-    double_runs: std::collections::BTreeSet<(String, Vec<NodeId>)>,
+    double_runs: hvcluster_common::host::domains::DoubleRuns,
     /// The hypervisor listed its domains at least once since this agent started.
     domains_listed: bool,
     /// VM HA: lost domains, assignments, failed starts.
@@ -115,15 +108,10 @@ impl Agent {
         let roster = Roster::new(key, config.cluster_id(), host, &config.interconnects, hosts)?;
         let mut member = Member::start(roster, "heartbeat")?;
         let me = member.me;
-        let kdump_sources: HashMap<IpAddr, NodeId> = config
-            .hosts
-            .iter()
-            .flat_map(|h| net::host_addresses(h).map(move |a| (a, h.node_id)))
-            .collect();
         if config.kdump.enabled {
             let addr = SocketAddr::new(config.kdump.listen, config.kdump.port);
             let socket = net::bind_udp(addr, "kdump notice")?;
-            let sources = kdump_sources.keys().copied().collect();
+            let sources = config.hosts.iter().flat_map(net::host_addresses).collect();
             let (counters, events) = (member.counters.clone(), member.events.clone());
             let listener =
                 crate::kdump::listen(socket, sources, counters, events, member.tx.clone());
@@ -145,7 +133,6 @@ impl Agent {
             incoming.clone(),
             signing,
         )?;
-        let notice_retry = Duration::from_millis(config.host_link.notice_retry_ms);
         let libvirt = config.hypervisor.uri.as_ref().map(|u| {
             let hv: crate::hv_call::Hv =
                 std::sync::Arc::new(crate::hypervisor::Libvirt::new(&u.replace("{host}", host)));
@@ -154,19 +141,25 @@ impl Agent {
         if let Some(libvirt) = &libvirt {
             member.spawn(poll_domains(libvirt.clone(), member.tx.clone()));
         }
-        let (mut fence, restored) = FenceDriver::open(&config, me, member.tx.clone())
-            .with_context(|| {
+        let (mut fence, restored) =
+            FenceDriver::open(&config, member.tx.clone()).with_context(|| {
                 format!(
                     "cannot open the fencing journal in {}",
                     config.cluster.state_dir.display()
                 )
             })?;
-        let mut membership = Membership::new(
-            MembershipConfig::from_cluster(&config, me, digest),
-            incarnation,
+        // Order ids start at random, so an agent restarted within the time answers are
+        // kept cannot have a new order settled by an answer to an old one of the same id.
+        let first_order = rand::random::<u64>() >> 16;
+        let mut core = HostCore::new(
+            &config,
+            me,
+            (digest, incarnation),
             member.now(),
+            first_order,
         );
-        membership.set_panic_probe(Duration::from_millis(config.kdump.probe_ms));
+        let downs = restored.clone();
+        let _ = core.step(member.now(), Event::StateLoaded { downs });
         let host_apps = apps::HostApps::open(&config, &member, host);
         let saves = saves::Saves::spawn(member.tx.clone());
         let config_state_dir = config.cluster.state_dir.clone();
@@ -204,17 +197,14 @@ impl Agent {
         Ok(Agent {
             config,
             member,
-            membership,
+            core,
             fence,
-            kdump_sources,
             prepared,
-            links: Links::new(me, notice_retry),
-            kills: Kills::default(),
             libvirt,
             domains: Vec::new(),
             remote_domains: std::collections::BTreeMap::new(),
             hypervisor_problem: None,
-            double_runs: std::collections::BTreeSet::new(),
+            double_runs: Default::default(),
             domains_listed: false,
             vm_ha: vmha::VmHa::default(),
             link_tx: HashMap::new(),
@@ -255,19 +245,13 @@ impl Agent {
                     }) {
                         break;
                     }
-                    let actions = self.membership.tick(self.now());
-                    self.perform(actions);
-                    let now = self.now();
-                    let view = FenceDriver::view(&self.membership, now);
-                    let events = self.fence.tick(now, &view);
-                    self.report_fence(events);
-                    self.send_notices();
-                    self.expire_kills();
+                    let effects = self.core.tick(self.now());
+                    self.perform(effects);
                     self.apps_tick();
                     self.saves_tick();
                     self.migration_tick();
                     self.maintenance_tick();
-                    self.member.service_tick(&self.membership, "host");
+                    self.member.service_tick(self.core.membership(), "host");
                 }
                 Some(input) = inputs.recv() => self.on_input(input),
             }
@@ -293,19 +277,11 @@ impl Agent {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Kdump { at, from, bytes } => self.on_kdump(at, from, &bytes),
-            Input::Watchdog(verdict) => {
-                let before = self.membership.watchdog();
-                self.membership.set_watchdog(verdict);
-                if std::mem::discriminant(&before) != std::mem::discriminant(&verdict) {
-                    self.member.events.record(
-                        Some(&self.member.own_name),
-                        "watchdog",
-                        format!("load watchdog: {}", crate::describe::verdict_text(verdict)),
-                        serde_json::to_value(verdict).unwrap_or_default(),
-                    );
-                }
+            Input::Kdump { at, from, bytes } => {
+                let now = self.member.clock_at(at);
+                self.step_at(now, Event::Kdump { from, bytes });
             }
+            Input::Watchdog(verdict) => self.step(Event::Watchdog(verdict)),
             Input::Admin(AdminCall::Status(reply)) => {
                 let _ = reply.send(self.status());
             }
@@ -336,10 +312,10 @@ impl Agent {
             Input::MigrationProgress(p) => self.on_migration_progress(p),
             Input::Migrated(result) => self.on_migrated(result),
             Input::AppOpDone { id, outcome } => {
-                if self.host_apps.relist.remove(&id) {
-                    self.relist_then_report(id, outcome);
-                } else {
-                    self.app_result(id, outcome, None);
+                use hvcluster_common::host::apps::ResultRoute;
+                match self.host_apps.results.ended(id) {
+                    ResultRoute::ListFirst => self.relist_then_report(id, outcome),
+                    ResultRoute::ReportNow => self.app_result(id, outcome, None),
                 }
             }
             Input::AppOpListed {
@@ -348,16 +324,19 @@ impl Agent {
                 listed,
             } => self.app_result(id, outcome, listed),
             Input::Admin(AdminCall::Operator { request, reply }) => {
+                let now = self.now();
+                let (membership, fence) = self.core.operator_parts();
                 let cx = operator::Ctx {
-                    now: self.now(),
+                    now,
                     config: &self.config,
                     me: self.member.me,
-                    membership: &self.membership,
-                    fence: &mut self.fence,
+                    membership,
+                    fence,
+                    journal: self.fence.journal_path(),
                     events: &self.member.events,
                 };
-                let (events, answer) = operator::handle(cx, request, reply);
-                self.report_fence(events);
+                let (effects, answer) = operator::handle(cx, request, reply);
+                self.perform(effects);
                 answer.send();
             }
             Input::Link(input) => self.on_link(input),
@@ -375,13 +354,13 @@ impl Agent {
                 level,
                 ok,
                 detail,
-            } => {
-                let events = self
-                    .fence
-                    .on_level_result(self.now(), target, level, ok, detail);
-                self.report_fence(events);
-            }
-            Input::Journaled { down, result } => self.on_journaled(down, result),
+            } => self.step(Event::FenceLevelDone {
+                target,
+                level,
+                ok,
+                detail,
+            }),
+            Input::Journaled { down, result } => self.step(Event::Journaled { down, result }),
             Input::StateSaved => self.on_saved(),
         }
     }
@@ -389,19 +368,16 @@ impl Agent {
     fn on_frame(&mut self, frame: Received<Heartbeat>) {
         let hb = frame.heartbeat;
         let now = self.member.clock_at(frame.at);
-        let fresh = self.membership.is_fresh(&hb.payload);
-        let actions =
-            self.membership
-                .on_heartbeat(now, hb.sender, hb.incarnation, hb.accepted, &hb.payload);
-        self.perform(actions);
-        if !fresh {
-            // Possibly recorded before this agent started: nothing in it is news.
-            self.member.counters.bump("heartbeats_unconfirmed");
-            return;
-        }
+        let fresh = self.core.membership().is_fresh(&hb.payload);
+        let sender = (hb.sender, hb.incarnation);
         let (s, issues) = HostSections::read(&hb.payload);
         self.report_sections(hb.sender, issues);
-        self.links.on_heartbeat(hb.sender, &s.guests);
+        let effects = self.core.heard(now, sender, hb.accepted, (&hb.payload, &s));
+        self.perform(effects);
+        if !fresh {
+            return;
+        }
+        // What the core does not decide yet.
         if self.remote_domains.get(&hb.sender) != Some(&s.domains) {
             self.remote_domains.insert(hb.sender, s.domains.clone());
             self.check_double_runs();
@@ -413,63 +389,27 @@ impl Agent {
         }
         self.maintenance
             .heard(hb.sender, s.maintenance, &s.failback);
-        let me = self.member.me;
-        for order in self.kills.new_orders(me, hb.sender, &s.kill_orders) {
-            self.destroy(hb.sender, order);
-        }
-        for (given, answer) in self.kills.settled(me, &s.kill_answers) {
-            self.kill_result(&given, answer.ok, answer.detail);
-        }
-        if !s.down.is_empty() {
-            let events = self.fence.on_peer_downs(&s.down, &self.membership, now);
-            self.report_fence(events);
-        }
     }
 
-    fn perform(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::SendHeartbeats => self.send_heartbeats(),
-                // Forged notices can repeat these at will: logged at most every 10 s.
-                Action::Event(
-                    e @ (MembershipEvent::PanicNotice { .. }
-                    | MembershipEvent::PanicNoticeRefuted { .. }),
-                ) => self.report_limited(e),
-                Action::Event(e) => {
-                    // Who counts as live for the double-run check changes with it.
-                    let host_changed = matches!(e, MembershipEvent::HostState { .. });
-                    self.report(e);
-                    if host_changed && !self.remote_domains.is_empty() {
-                        self.check_double_runs();
-                    }
-                }
-                Action::Rejoin => {
-                    let more = self.member.rejoin(
-                        &mut self.membership,
-                        &self.config.cluster.state_dir,
-                        "rejoined",
-                        |_, inc| format!("rejoining the cluster with incarnation {inc}"),
-                    );
-                    self.perform(more);
-                }
-            }
-        }
+    /// Hands `event` to the core now and performs what it returns.
+    fn step(&mut self, event: Event) {
+        self.step_at(self.now(), event);
+    }
+
+    /// Hands `event` to the core at `now` and performs what it returns.
+    fn step_at(&mut self, now: Duration, event: Event) {
+        let effects = self.core.step(now, event);
+        self.perform(effects);
     }
 
     fn send_heartbeats(&mut self) {
         for ic in 0..self.member.outbox.interconnects() {
-            let mut hb = self.membership.heartbeat(ic);
-            let mut s = HostSections {
-                down: self.fence.down_records(),
-                ..HostSections::default()
-            };
+            let now = self.now();
             let (hypervisor, domains) = (self.libvirt.is_some(), &self.domains);
-            s.guests = self.links.presence(self.now(), |d| {
+            let (mut hb, mut s) = self.core.heartbeat(now, ic, |d| {
                 !hypervisor || domains.iter().any(|x| x.name == d || x.uuid == d)
             });
-            s.kill_orders = self.kills.orders();
             s.domains = self.domains.clone();
-            s.kill_answers = self.kills.answers(self.member.now());
             s.capacity = self.vm_ha.capacity;
             (s.ha_plan, s.ha_failed, s.ha_lost) = self.vm_ha.published();
             if !self.host_apps.apps.is_empty() {
@@ -482,7 +422,7 @@ impl Agent {
             let report = self
                 .member
                 .outbox
-                .send(ic, self.membership.incarnation(), &hb);
+                .send(ic, self.core.membership().incarnation(), &hb);
             self.check_sent(&report);
             self.member.counters.add("heartbeats_sent", report.sent);
             for failure in report.failed {
@@ -499,31 +439,14 @@ impl Agent {
         }
     }
 
-    fn report_fence(&mut self, events: Vec<hvcluster_common::fencing::FenceEvent>) {
-        // A new DOWN goes out at once rather than with the next regular heartbeat.
-        let downs: Vec<NodeId> = events
-            .iter()
-            .filter_map(|e| match e {
-                hvcluster_common::fencing::FenceEvent::Down(d) => Some(d.target),
-                _ => None,
-            })
-            .collect();
-        let news = !downs.is_empty();
-        for e in events {
-            let (subject, kind, message) = crate::fence::describe(&e, |n| self.name(n));
-            self.member.events.record(
-                Some(&subject),
-                kind,
-                message,
-                serde_json::to_value(&e).unwrap_or_default(),
-            );
-        }
-        if news {
-            self.send_heartbeats();
-        }
-        for target in downs {
-            self.vm_ha_host_down(target);
-        }
+    fn report_fence(&mut self, e: &hvcluster_common::fencing::FenceEvent) {
+        let (subject, kind, message) = crate::fence::describe(e, |n| self.name(n));
+        self.member.events.record(
+            Some(&subject),
+            kind,
+            message,
+            serde_json::to_value(e).unwrap_or_default(),
+        );
     }
 
     fn report(&mut self, e: MembershipEvent) {

@@ -2,21 +2,17 @@
 //! off the driver loop by a [`StateWriter`] thread. A change that must be on disk before
 //! it takes effect (a migration begins, a host enters or leaves maintenance) waits for
 //! its save's result, which comes back as [`Input::StateSaved`]; a disk that does not
-//! answer within [`SAVE_LIMIT`] calls the change off, with heartbeats, detection and the
-//! admin socket going on meanwhile.
+//! answer within [`SAVE_LIMIT`](hvcluster_common::host::maintenance::SAVE_LIMIT) calls
+//! the change off, with heartbeats, detection and the admin socket going on meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{Agent, Input};
 use crate::state_writer::{StateWriter, WriteFn};
-
-/// How long a change waits for its state file to be on disk before it is called off.
-pub(super) const SAVE_LIMIT: Duration = Duration::from_secs(10);
 
 /// One write's result.
 #[derive(Debug)]
@@ -118,7 +114,8 @@ impl Agent {
         }
     }
 
-    /// Calls off the changes whose save did not complete within [`SAVE_LIMIT`].
+    /// Calls off the changes whose save did not complete within the limit
+    /// ([`SAVE_LIMIT`](hvcluster_common::host::maintenance::SAVE_LIMIT)).
     pub(super) fn saves_tick(&mut self) {
         self.on_saved();
         self.migration_save_overdue();
@@ -146,7 +143,7 @@ mod tests {
             if got.len() >= n {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(std::time::Duration::from_millis(25));
         }
         got
     }
@@ -186,7 +183,7 @@ mod tests {
             seqs.push(saves.save_json(file, &json!(1)).unwrap());
             go.send(Ok(())).unwrap();
             // Each write completes before the next save: none coalesces.
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let got = wait_for(&saves, 4);
         let mut numbers: Vec<u64> = got.iter().map(|s| s.seq).collect();

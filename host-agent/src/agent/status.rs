@@ -9,8 +9,8 @@ impl Agent {
     /// This host's view of the cluster.
     pub(super) fn status(&self) -> HostStatus {
         let now = self.now();
-        let peers = self.membership.peers(now);
-        let fence = self.fence.machine().status();
+        let peers = self.core.membership().peers(now);
+        let fence = self.core.fencing().machine().status();
         let hosts = self
             .config
             .hosts
@@ -25,8 +25,8 @@ impl Agent {
                         state: HostState::Up,
                         state_for_ms: now.as_millis() as u64,
                         links: vec![LinkState::Up; self.member.outbox.interconnects()],
-                        incarnation: Some(self.membership.incarnation()),
-                        watchdog: self.membership.watchdog(),
+                        incarnation: Some(self.core.membership().incarnation()),
+                        watchdog: self.core.membership().watchdog(),
                         must_rejoin: false,
                         panic_noticed: false,
                         silent_for_ms: None,
@@ -60,10 +60,10 @@ impl Agent {
             cluster: self.config.cluster.name.clone(),
             host: self.member.own_name.clone(),
             node_id: self.member.me,
-            incarnation: self.membership.incarnation(),
+            incarnation: self.core.membership().incarnation(),
             started_unix_ms: self.member.started_unix_ms(),
-            quorum: self.membership.quorum(),
-            watchdog: self.membership.watchdog(),
+            quorum: self.core.membership().quorum(),
+            watchdog: self.core.membership().watchdog(),
             realtime: self.prepared.realtime,
             memory_locked: self.prepared.memory_locked,
             interconnects: self
@@ -106,7 +106,8 @@ impl Agent {
     fn linked_guests(&self) -> Vec<hvcluster_common::admin::LinkedGuestLine> {
         use hvcluster_common::admin::LinkedGuestLine;
         let mut out: Vec<LinkedGuestLine> = self
-            .links
+            .core
+            .links()
             .local()
             .map(|(_, g)| LinkedGuestLine {
                 host: self.member.own_name.clone(),
@@ -116,7 +117,7 @@ impl Agent {
                 domain: g.domain.clone(),
             })
             .collect();
-        for (host, guests) in self.links.remote() {
+        for (host, guests) in self.core.links().remote() {
             out.extend(guests.iter().map(|g| LinkedGuestLine {
                 host: self.name(*host),
                 cluster: g.cluster.clone(),

@@ -250,21 +250,14 @@ impl Agent {
     /// two hosts never place at once).
     fn vm_ha_coordinator(&self) -> bool {
         !self.vm_ha.lost.is_empty()
-            && self.membership.quorum().quorate
+            && self.core.membership().quorum().quorate
             && self.vm_ha_coordinator_id() == self.member.me
     }
 
-    /// The lowest host present (Up or Suspect), this one included: whose assignments
-    /// count.
+    /// The coordinator (the host core's one rule: the lowest host present, Up or
+    /// Suspect, this one included): whose assignments count.
     fn vm_ha_coordinator_id(&self) -> NodeId {
-        self.membership
-            .peers(self.now())
-            .into_iter()
-            .filter(|p| p.state.present())
-            .map(|p| p.node)
-            .chain(std::iter::once(self.member.me))
-            .min()
-            .unwrap_or(self.member.me)
+        self.core.coordinator(self.now())
     }
 
     /// The coordinator's assignments: those already given (by it or a coordinator before
@@ -275,7 +268,8 @@ impl Agent {
         let me = self.member.me;
         let up: Vec<NodeId> = std::iter::once(me)
             .chain(
-                self.membership
+                self.core
+                    .membership()
                     .peers(now)
                     .into_iter()
                     .filter(|p| p.state == hvcluster_common::membership::HostState::Up)

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 
 use super::Store;
 use crate::agent::Input;
-use crate::fence::{FenceDriver, JournalHealth};
+use crate::fence::bench::FenceBench;
+use crate::fence::JournalHealth;
 
 fn config() -> ClusterConfig {
     serde_json::from_value(json!({
@@ -105,7 +106,7 @@ fn a_down_waits_for_a_blocked_journal_and_the_driver_goes_on() {
         gate,
         written: written_tx,
     };
-    let mut d = FenceDriver::with_store(&config(), 1, tx, store).unwrap();
+    let mut d = FenceBench::with_store(&config(), 1, tx, store).unwrap();
     let v = view();
     let t0 = Instant::now();
     assert!(d
@@ -155,7 +156,7 @@ fn a_down_waits_for_a_blocked_journal_and_the_driver_goes_on() {
 #[test]
 fn a_failing_journal_is_an_alarm_and_the_down_waits_for_a_write_that_succeeds() {
     let (tx, mut rx) = mpsc::channel(8);
-    let mut d = FenceDriver::with_store(&config(), 1, tx, Failing { fail: 2 }).unwrap();
+    let mut d = FenceBench::with_store(&config(), 1, tx, Failing { fail: 2 }).unwrap();
     let v = view();
     let _ = d.tick(Duration::from_secs(1), &v);
     assert!(d.confirm_down(3).unwrap().is_empty());

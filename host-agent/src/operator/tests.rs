@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::events::EventLog;
-use crate::fence::FenceDriver;
+use crate::fence::bench::FenceBench;
 
 /// Three hosts; h2 has a fence level, h3 has none.
 fn config(state_dir: &std::path::Path) -> ClusterConfig {
@@ -28,14 +28,14 @@ fn config(state_dir: &std::path::Path) -> ClusterConfig {
     .unwrap()
 }
 
-fn driver(config: &ClusterConfig) -> (FenceDriver, mpsc::Receiver<crate::agent::Input>) {
+fn driver(config: &ClusterConfig) -> (FenceBench, mpsc::Receiver<crate::agent::Input>) {
     let (tx, rx) = mpsc::channel(8);
-    (FenceDriver::open(config, 1, tx).unwrap().0, rx)
+    (FenceBench::open(config, 1, tx).unwrap(), rx)
 }
 
 /// Waits for the journal writer's next result and gives it to the driver, as the agent
 /// does; returns the events it completes.
-fn journaled(d: &mut FenceDriver, rx: &mut mpsc::Receiver<crate::agent::Input>) -> Vec<FenceEvent> {
+fn journaled(d: &mut FenceBench, rx: &mut mpsc::Receiver<crate::agent::Input>) -> Vec<FenceEvent> {
     loop {
         match rx.blocking_recv() {
             Some(crate::agent::Input::Journaled { down, result }) => {
@@ -80,21 +80,24 @@ fn membership(config: &ClusterConfig) -> Membership {
 /// Runs `request` through `handle` and returns the events and the answer.
 fn run(
     config: &ClusterConfig,
-    fence: &mut FenceDriver,
+    fence: &mut FenceBench,
     log: &EventLog,
     request: Request,
 ) -> (Vec<FenceEvent>, Response) {
     let m = membership(config);
     let (reply, mut rx) = oneshot::channel();
+    let journal = fence.journal_path().to_path_buf();
     let cx = Ctx {
         config,
         me: 1,
         membership: &m,
-        fence,
+        fence: &mut fence.core,
+        journal: &journal,
         events: log,
         now: Duration::from_secs(5),
     };
-    let (events, answer) = handle(cx, request, reply);
+    let (effects, answer) = handle(cx, request, reply);
+    let events = fence.perform(effects);
     answer.send();
     (events, rx.try_recv().unwrap())
 }
@@ -230,7 +233,7 @@ async fn fence_starts_level_one_and_a_second_request_is_refused_while_it_runs() 
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path());
     let (tx, mut rx) = mpsc::channel(8);
-    let mut d = FenceDriver::open(&c, 1, tx).unwrap().0;
+    let mut d = FenceBench::open(&c, 1, tx).unwrap();
     let log = EventLog::new("h1");
     d.tick(
         Duration::from_secs(1),

@@ -1,14 +1,13 @@
 //! `hvctl host maintenance HOST on|off` as the operator gives it: the new state goes to
-//! the state writer, and takes effect (and is answered) once it is on disk.
-
-use std::time::Instant;
+//! the state writer, and takes effect (and is answered) once it is on disk, as
+//! `hvcluster_common::host::maintenance` decides.
 
 use hvcluster_common::admin::Response;
+use hvcluster_common::host::maintenance::{Ask, Change, SAVE_LIMIT};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{Journal, Pending};
-use crate::agent::saves::SAVE_LIMIT;
+use super::Journal;
 use crate::agent::Agent;
 
 impl Agent {
@@ -21,34 +20,26 @@ impl Agent {
         reply: oneshot::Sender<Response>,
     ) {
         let own = self.member.own_name.clone();
-        let refusal = if host != own {
-            Some(format!(
-                "run it on {host} itself (this is {own}): the host in maintenance moves its \
-                 own domains"
-            ))
-        } else if self.maintenance.pending.is_some() {
-            Some(format!(
-                "a change of {own}'s maintenance is being written to {} already; try again \
-                 in a moment",
-                self.maintenance.file.display()
-            ))
-        } else if on && self.libvirt.is_none() {
-            Some("this host has no [hypervisor] uri: it runs no domains".into())
-        } else if !on && !self.maintenance.on() {
-            Some(format!("{own} is not in maintenance"))
-        } else {
-            None
+        let file = self.maintenance.file.display().to_string();
+        let ask = Ask {
+            host,
+            own: &own,
+            on,
+            has_hypervisor: self.libvirt.is_some(),
+            in_maintenance: self.maintenance.on(),
+            file: &file,
         };
-        if let Some(message) = refusal {
+        if let Some(message) = self.maintenance.command.refusal(ask) {
             return self.maintenance_answer(on, reply, Err(message));
         }
         let written = self.maintenance_target(on);
         match self.saves.save_json(&self.maintenance.file, &written) {
             Ok(seq) => {
-                self.maintenance.pending = Some(Pending {
+                let since = self.now();
+                self.maintenance.command.wait(Change {
                     seq,
                     written,
-                    since: Instant::now(),
+                    since,
                     on,
                     reply,
                 });
@@ -90,7 +81,7 @@ impl Agent {
 
     /// The state writer wrote save `seq` of the maintenance file (or failed to).
     pub(in crate::agent) fn maintenance_saved(&mut self, seq: u64, result: Result<(), String>) {
-        let Some(p) = self.maintenance.pending.take_if(|p| seq >= p.seq) else {
+        let Some((p, result)) = self.maintenance.command.saved(seq, result) else {
             return;
         };
         let outcome = match result {
@@ -119,8 +110,8 @@ impl Agent {
 
     /// Refuses an `on` or `off` whose state is not on disk within the limit.
     pub(in crate::agent) fn maintenance_save_overdue(&mut self) {
-        let overdue = |p: &mut Pending| p.since.elapsed() >= SAVE_LIMIT;
-        let Some(p) = self.maintenance.pending.take_if(overdue) else {
+        let now = self.now();
+        let Some(p) = self.maintenance.command.overdue(now) else {
             return;
         };
         self.maintenance_save_current();
@@ -135,33 +126,9 @@ impl Agent {
 
     /// The state `on` or `off` makes of the current one.
     pub(super) fn maintenance_target(&self, on: bool) -> Journal {
-        let state = &self.maintenance.state;
-        if on {
-            return Journal {
-                on: true,
-                failback: Vec::new(),
-                // Asked again while in maintenance: what moved already stays recorded.
-                evacuated: if state.on {
-                    state.evacuated.clone()
-                } else {
-                    Vec::new()
-                },
-            };
-        }
-        let failback = |n: &String| {
-            let domains = &self.config.migration.domains;
-            domains.iter().any(|d| &d.name == n && d.failback)
-        };
-        Journal {
-            on: false,
-            failback: state
-                .evacuated
-                .iter()
-                .map(|(n, _)| n.clone())
-                .filter(failback)
-                .collect(),
-            evacuated: Vec::new(),
-        }
+        let domains = &self.config.migration.domains;
+        let comes_back = |n: &str| domains.iter().any(|d| d.name == n && d.failback);
+        self.maintenance.state.target(on, comes_back)
     }
 
     /// Writes the state after a change that already happened (a domain moved, came
@@ -169,16 +136,12 @@ impl Agent {
     /// written includes it, and its answer waits for this write. A failed write is
     /// reported; the next change writes it all again.
     pub(super) fn maintenance_save_current(&mut self) {
-        let state = match &self.maintenance.pending {
+        let state = match self.maintenance.command.pending() {
             Some(p) => self.maintenance_target(p.on),
             None => self.maintenance.state.clone(),
         };
         match self.saves.save_json(&self.maintenance.file, &state) {
-            Ok(seq) => {
-                if let Some(p) = &mut self.maintenance.pending {
-                    (p.seq, p.written) = (seq, state);
-                }
-            }
+            Ok(seq) => self.maintenance.command.rewritten(seq, state),
             Err(why) => tracing::error!(cause = %why, "cannot write the maintenance state"),
         }
     }

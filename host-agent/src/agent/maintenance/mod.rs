@@ -11,7 +11,8 @@
 //! moves it. The state (on, what was moved where) is journaled in
 //! `<state_dir>/maintenance.json`, so a restart keeps the host in maintenance. The file is
 //! written by the state writer thread: `on` or `off` takes effect, and is answered, once
-//! it is on disk; a disk that does not take it within 10 s leaves everything as it was.
+//! it is on disk; a disk that does not take it within 10 s leaves everything as it was
+//! (that decision: `hvcluster_common::host::maintenance`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -19,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use hvcluster_common::admin::Response;
 use hvcluster_common::config::NodeId;
+use hvcluster_common::host::maintenance::{MaintenanceCommand, MaintenanceState as Journal};
 use hvcluster_common::membership::HostState;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -36,34 +37,13 @@ const RETRY: Duration = Duration::from_secs(2);
 /// Pause before a host asks again to move a domain back (failback).
 const FAILBACK_RETRY: Duration = Duration::from_secs(10);
 
-/// What survives a restart.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct Journal {
-    on: bool,
-    /// Domains moved away, and where.
-    evacuated: Vec<(String, NodeId)>,
-    /// Domains asked back.
-    failback: Vec<String>,
-}
-
-/// An operator's `on` or `off` waiting for its state to be on disk.
-#[derive(Debug)]
-struct Pending {
-    /// The save that carries it, and what it wrote.
-    seq: u64,
-    written: Journal,
-    since: Instant,
-    on: bool,
-    reply: oneshot::Sender<Response>,
-}
-
 /// This host's maintenance, and the others'.
 #[derive(Debug, Default)]
 pub(super) struct Maintenance {
     pub(super) file: PathBuf,
     state: Journal,
-    /// A change being saved.
-    pending: Option<Pending>,
+    /// An operator's change being saved.
+    command: MaintenanceCommand<oneshot::Sender<Response>>,
     /// Domains still to move, with their tries, and when the next may begin.
     queue: VecDeque<(String, u32)>,
     next_at: Option<Instant>,
@@ -368,7 +348,7 @@ impl Agent {
     fn roomiest_host(&self, memory_kib: u64, vcpus: u32) -> Option<NodeId> {
         let me = self.member.me;
         let ratio = self.config.vm_ha.vcpu_ratio;
-        let peers = self.membership.peers(self.now());
+        let peers = self.core.membership().peers(self.now());
         peers
             .iter()
             .filter(|p| p.state == HostState::Up && p.node != me && !self.in_maintenance(p.node))

@@ -1,17 +1,18 @@
 //! Beginning a migration: its lock is journaled first (by the state writer thread), and
-//! libvirt is asked only once the lock is on disk; a lock not written, or not within
-//! [`SAVE_LIMIT`], calls the migration off.
+//! libvirt is asked only once the lock is on disk; a lock not written, or not within the
+//! limit, calls the migration off (that decision:
+//! `hvcluster_common::host::migration`).
 
 use std::time::{Duration, Instant};
 
 use hvcluster_common::admin::Response;
+use hvcluster_common::host::migration::LockOutcome;
 use hvcluster_common::migration::MigrationLock;
 use hvcluster_libvirt::{Migrated, Migration};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::state::{Begin, Journaling, Preparing, Running};
-use crate::agent::saves::SAVE_LIMIT;
+use super::state::{Begin, Preparing, Running};
 use crate::agent::{Agent, Input};
 
 /// How long past its own timeout a migration (or an export) may take before the
@@ -48,11 +49,8 @@ impl Agent {
     fn journal_lock(&mut self, then: Begin) {
         match self.saves.save_json(&self.migrations.journal, then.lock()) {
             Ok(seq) => {
-                self.migrations.journaling = Some(Journaling {
-                    seq,
-                    since: Instant::now(),
-                    then,
-                });
+                let since = self.now();
+                self.migrations.journaling.wait(seq, since, then);
             }
             Err(why) => self.lock_not_journaled(then, why),
         }
@@ -60,31 +58,21 @@ impl Agent {
 
     /// The journal's writer wrote save `seq` of the lock file (or failed to).
     pub(in crate::agent) fn migration_saved(&mut self, seq: u64, result: Result<(), String>) {
-        // Otherwise the removal of an earlier lock.
-        let Some(j) = self.migrations.journaling.take_if(|j| seq >= j.seq) else {
-            return;
-        };
-        match result {
-            Ok(()) => self.begin_journaled(j.then),
-            Err(why) => {
-                self.lock_not_journaled(j.then, format!("cannot journal the migration lock: {why}"))
-            }
+        match self.migrations.journaling.saved(seq, result) {
+            Some(LockOutcome::Begin(then)) => self.begin_journaled(then),
+            Some(LockOutcome::CallOff(then, why)) => self.lock_not_journaled(then, why),
+            None => {}
         }
     }
 
     /// Calls off a migration whose lock is not on disk within the limit.
     pub(in crate::agent) fn migration_save_overdue(&mut self) {
-        let overdue = |j: &mut Journaling| j.since.elapsed() >= SAVE_LIMIT;
-        let Some(j) = self.migrations.journaling.take_if(overdue) else {
-            return;
-        };
-        let why = format!(
-            "the migration lock could not be written to {} within {} s (is the state disk \
-             slow or blocked?)",
-            self.migrations.journal.display(),
-            SAVE_LIMIT.as_secs()
-        );
-        self.lock_not_journaled(j.then, why);
+        let (now, file) = (self.now(), self.migrations.journal.display().to_string());
+        if let Some(LockOutcome::CallOff(then, why)) =
+            self.migrations.journaling.overdue(now, &file)
+        {
+            self.lock_not_journaled(then, why);
+        }
     }
 
     /// A migration whose lock could not be journaled does not happen. A late write of

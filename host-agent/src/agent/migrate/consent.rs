@@ -57,7 +57,10 @@ impl Agent {
         if let Some(p) = self.migrations.preparing.as_mut() {
             // A guest whose link broke while it was asked (it registered again) is asked
             // on its new link; a closed link cannot answer.
-            let mut open = self.links.conns_of_domain(&p.lock.name, &p.lock.uuid);
+            let mut open = self
+                .core
+                .links()
+                .conns_of_domain(&p.lock.name, &p.lock.uuid);
             open.retain(|c| !p.conns.contains(c));
             for conn in open {
                 if let Some(tx) = self.link_tx.get(&conn) {

@@ -102,7 +102,8 @@ impl Agent {
             .find(|d| d.name == name || d.uuid == name)
             .cloned();
         let up = self
-            .membership
+            .core
+            .membership()
             .peers(self.now())
             .iter()
             .any(|p| p.node == dest && p.state == hvcluster_common::membership::HostState::Up);
@@ -139,10 +140,11 @@ impl Agent {
         let reply = reply.take();
         let mut lock = plan.lock;
         lock.cluster = self
-            .links
+            .core
+            .links()
             .conns_of_domain(&lock.name, &lock.uuid)
             .first()
-            .and_then(|c| self.links.guest(*c))
+            .and_then(|c| self.core.links().guest(*c))
             .map(|g| g.cluster.clone());
         let m = &self.config.migration;
         let address = |host: NodeId| {
@@ -203,7 +205,7 @@ impl Agent {
         };
         self.migrations.next_id += 1;
         let id = self.migrations.next_id;
-        let conns = self.links.conns_of_domain(&lock.name, &lock.uuid);
+        let conns = self.core.links().conns_of_domain(&lock.name, &lock.uuid);
         if conns.is_empty() {
             self.begin_migration(id, lock, job, reply, Vec::new(), maintenance);
             return Ok(String::new());
@@ -343,11 +345,12 @@ impl Agent {
 
     /// What the destination of an interrupted migration says, as this host knows it.
     fn destination_facts(&self, to: NodeId) -> DestinationFacts<'_> {
-        if self.fence.machine().down(to).is_some() {
+        if self.core.fencing().machine().down(to).is_some() {
             return DestinationFacts::Down;
         }
         let present = self
-            .membership
+            .core
+            .membership()
             .peers(self.now())
             .iter()
             .any(|p| p.node == to && p.state.present());

@@ -25,7 +25,7 @@ pub(in crate::agent) struct Migrations {
     /// One waiting for its guests' consent.
     pub(super) preparing: Option<Preparing>,
     /// One whose lock is being written to the journal: it begins once it is on disk.
-    pub(super) journaling: Option<Journaling>,
+    pub(super) journaling: hvcluster_common::host::migration::LockJournal<Begin>,
     /// Numbers the migrations of this agent (what the guests are asked about).
     pub(super) next_id: u64,
     /// Finished ones, still published until the listings caught up.
@@ -96,15 +96,6 @@ pub(super) struct Running {
     pub(super) start: bool,
     /// Part of this host's evacuation or of a failback (no operator waits).
     pub(super) maintenance: bool,
-}
-
-/// A migration whose lock is being journaled.
-#[derive(Debug)]
-pub(super) struct Journaling {
-    /// The save of the lock.
-    pub(super) seq: u64,
-    pub(super) since: Instant,
-    pub(super) then: Begin,
 }
 
 /// What begins once the lock is on disk.
@@ -192,14 +183,14 @@ impl Migrations {
 
     /// A migration is being prepared or runs here.
     pub(in crate::agent) fn busy(&self) -> bool {
-        self.running.is_some() || self.preparing.is_some() || self.journaling.is_some()
+        self.running.is_some() || self.preparing.is_some() || self.journaling.pending().is_some()
     }
 
     /// The lock of the migration prepared, being journaled or running here.
     pub(super) fn current(&self) -> Option<&MigrationLock> {
         let running = self.running.as_ref().map(|r| &r.lock);
         let preparing = || self.preparing.as_ref().map(|p| &p.lock);
-        let journaling = || self.journaling.as_ref().map(|j| j.then.lock());
+        let journaling = || self.journaling.pending().map(Begin::lock);
         running.or_else(preparing).or_else(journaling)
     }
 

@@ -1,13 +1,16 @@
 //! Guests killed through the hosts (the guests' shutdown facility): a linked guest asks
 //! its host to kill a silent partner; the order travels in host heartbeats to the host
 //! that runs the partner, which destroys it through its hypervisor and answers the same
-//! way. Pure bookkeeping: the driver runs the destroy command and sends the results.
+//! way. The bookkeeping of orders given and received; what a request becomes is decided
+//! in [`request`].
+
+pub mod request;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hvcluster_common::config::NodeId;
-use hvcluster_common::hostlink::{KillAnswer, KillOrder};
+use crate::config::NodeId;
+use crate::hostlink::{KillAnswer, KillOrder};
 
 /// How long answers are repeated in heartbeats.
 const ANSWER_KEPT: Duration = Duration::from_secs(10);
@@ -33,23 +36,22 @@ pub struct Kills {
     /// Orders of other hosts for this one: answered ones with the time of the answer.
     received: BTreeMap<(NodeId, u64), Option<(KillAnswer, Duration)>>,
     /// Which requests of linked guests become orders (dedup and rate limit).
-    pub gate: hvcluster_common::kill_gate::KillGate,
+    pub gate: crate::kill_gate::KillGate,
 }
 
-impl Default for Kills {
-    /// Order ids start at random, so an agent restarted within [`ANSWER_KEPT`] cannot
-    /// have a new order settled by an answer to an old one of the same id.
-    fn default() -> Self {
+impl Kills {
+    /// Orders numbered after `first_id`. The driver starts it at random, so an agent
+    /// restarted within [`ANSWER_KEPT`] cannot have a new order settled by an answer to
+    /// an old one of the same id.
+    pub fn new(first_id: u64) -> Self {
         Kills {
-            next_id: rand::random::<u64>() >> 16,
+            next_id: first_id,
             given: BTreeMap::new(),
             received: BTreeMap::new(),
             gate: Default::default(),
         }
     }
-}
 
-impl Kills {
     /// Gives a new order for the guest on `conn`; returns it.
     pub fn give(
         &mut self,
@@ -154,7 +156,7 @@ mod tests {
 
     #[test]
     fn an_order_travels_is_executed_once_and_its_answer_settles_it() {
-        let (mut a, mut b) = (Kills::default(), Kills::default());
+        let (mut a, mut b) = (Kills::new(100), Kills::new(100));
         let order = a.give(MS(0), 7, 3, 2, "erp".into(), 1);
         assert_eq!(a.orders(), vec![order.clone()]);
         // Host 2 sees it in host 1's heartbeats, again and again: executed once.
@@ -183,7 +185,7 @@ mod tests {
 
     #[test]
     fn unanswered_orders_expire() {
-        let mut a = Kills::default();
+        let mut a = Kills::new(100);
         a.give(MS(0), 7, 3, 2, "erp".into(), 1);
         assert!(a.expired(MS(1000), MS(5000)).is_empty());
         assert_eq!(a.expired(MS(6000), MS(5000)).len(), 1);

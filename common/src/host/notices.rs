@@ -1,14 +1,14 @@
-//! The host agent's view of the host link: which guests are linked here, which guests
-//! the other hosts have (from their heartbeats), and the host-down notices owed to each
-//! linked guest until it acknowledges them. Pure: the driver sends what [`Links::due`]
-//! returns.
+//! Host-down notices and who runs where: which guests are linked here, which guests the
+//! other hosts have (from their heartbeats), and the host-down notices owed to each
+//! linked guest until it acknowledges them ([`Links::due`], sent by [`announce`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hvcluster_common::config::NodeId;
-use hvcluster_common::fencing::DownRecord;
-use hvcluster_common::hostlink::{GuestPresence, LinkMessage};
+use crate::config::NodeId;
+use crate::fencing::DownRecord;
+use crate::host::effect::Effect;
+use crate::hostlink::{GuestPresence, LinkMessage};
 
 /// A guest linked to this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,10 +306,44 @@ impl Links {
     }
 }
 
+/// The effects of sending notice `out`: counted, recorded when it is the first, sent.
+pub fn announce(links: &Links, out: Outgoing, effects: &mut Vec<Effect>) {
+    if let LinkMessage::HostDown {
+        host,
+        guests,
+        epoch,
+        ..
+    } = &out.message
+    {
+        if out.first {
+            let guest = links
+                .guest(out.conn)
+                .map(|g| g.node.clone())
+                .unwrap_or_default();
+            effects.push(Effect::Count("host_down_notices"));
+            effects.push(Effect::Record {
+                subject: Some(guest.clone()),
+                kind: "host_down_notice",
+                message: format!(
+                    "{guest}: told that {host} is DOWN and {} partner(s) died with it (notice {epoch})",
+                    guests.len()
+                ),
+                detail: serde_json::json!({ "host": host, "epoch": epoch, "guests": guests }),
+            });
+        } else {
+            effects.push(Effect::Count("host_down_notices_repeated"));
+        }
+    }
+    effects.push(Effect::SendToGuest {
+        conn: out.conn,
+        message: out.message,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hvcluster_common::fencing::Proof;
+    use crate::fencing::Proof;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
