@@ -23,12 +23,11 @@
 //! application not in maintenance is Online on exactly one node, where its resources
 //! really run, and runs nowhere else.
 //!
-//! `HV_GUEST_SIM_SEEDS=N` runs N seeds (default 300) from `HV_GUEST_SIM_FIRST` (default
+//! The test `guest_cluster` runs it: `HV_GUEST_SIM_SEEDS=N` runs N seeds (default 300) from `HV_GUEST_SIM_FIRST` (default
 //! 0), `HV_GUEST_SIM_STEPS=M` takes M random steps per seed (default 200);
 //! `HV_GUEST_SIM_SEED=S` replays one seed and prints its trace.
 
-#[path = "support/guest_world.rs"]
-mod guest_world;
+pub mod world;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -39,7 +38,7 @@ use hvcluster_common::config::guest::SwitchTrigger;
 use hvcluster_common::config::NodeId;
 use hvcluster_common::kill_gate;
 
-use guest_world::{id, op_code, Broken, Injection, Power, Rng, World, MS, TICK};
+use world::{id, op_code, Broken, Injection, Power, Rng, World, MS, TICK};
 
 /// Time the cluster gets to form and start its applications before the first fault.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -499,7 +498,8 @@ fn check_settled(w: &World) -> Result<(), String> {
     Ok(())
 }
 
-fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<(), String> {
+/// Runs one seeded schedule of `steps` random steps; `verbose` prints its trace.
+pub fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<(), String> {
     let mut rng = Rng(seed);
     let n = 3 + rng.below(2) as usize;
     let specs = random_specs(&mut rng, n);
@@ -522,35 +522,4 @@ fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<(), String> {
         quiet_period(&mut w)?;
     }
     Ok(())
-}
-
-fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
-    std::env::var(name).ok().and_then(|s| s.parse().ok())
-}
-
-#[test]
-fn seeded_guest_cluster_simulation() {
-    let steps = env("HV_GUEST_SIM_STEPS").unwrap_or(200);
-    if let Some(seed) = env::<u64>("HV_GUEST_SIM_SEED") {
-        if let Err(e) = run_seed(seed, steps, true) {
-            panic!("seed {seed}: {e}");
-        }
-        return;
-    }
-    let seeds: u64 = env("HV_GUEST_SIM_SEEDS").unwrap_or(300);
-    let mut failures = Vec::new();
-    let first: u64 = env("HV_GUEST_SIM_FIRST").unwrap_or(0);
-    for seed in first..first + seeds {
-        if let Err(e) = run_seed(seed, steps, false) {
-            failures.push(format!("seed {seed}: {e}"));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {seeds} schedules broke an invariant (replay one with HV_GUEST_SIM_SEED=<seed> \
-         cargo test -p hvcluster-common --test guest_simulation -- --nocapture):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    println!("{seeds} seeded guest schedules of {steps} steps held every invariant");
 }
