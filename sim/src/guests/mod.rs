@@ -27,27 +27,28 @@
 //! 0), `HV_GUEST_SIM_STEPS=M` takes M random steps per seed (default 200);
 //! `HV_GUEST_SIM_SEED=S` replays one seed and prints its trace.
 
+pub mod steps;
 pub mod world;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hvcluster_common::admin::GuestNodeState;
-use hvcluster_common::application::{AppSpec, AppState, Command, OpKind, ResourceSpec};
+use hvcluster_common::application::{AppSpec, AppState, Command, ResourceSpec};
 use hvcluster_common::config::guest::SwitchTrigger;
 use hvcluster_common::config::NodeId;
 use hvcluster_common::kill_gate;
 
-use world::{id, op_code, Broken, Injection, Power, Rng, World, MS, TICK};
+use world::{id, Rng, World, MS, TICK};
 
 /// Time the cluster gets to form and start its applications before the first fault.
-const SETTLE: Duration = Duration::from_secs(10);
+pub const SETTLE: Duration = Duration::from_secs(10);
 /// Time after the repairs for the engines to sort things out by themselves.
-const RECOVER: Duration = Duration::from_secs(20);
+pub const RECOVER: Duration = Duration::from_secs(20);
 /// Time after each of the operator's rounds.
-const AFTER_OPERATOR: Duration = Duration::from_secs(20);
+pub const AFTER_OPERATOR: Duration = Duration::from_secs(20);
 
-fn random_specs(rng: &mut Rng, n: usize) -> Vec<AppSpec> {
+pub fn random_specs(rng: &mut Rng, n: usize) -> Vec<AppSpec> {
     let apps = 1 + rng.below(3) as usize;
     (0..apps)
         .map(|a| {
@@ -95,7 +96,7 @@ fn random_specs(rng: &mut Rng, n: usize) -> Vec<AppSpec> {
 }
 
 /// Runs the world for `d`, checking after every tick that nothing runs twice.
-fn advance(w: &mut World, d: Duration) -> Result<(), String> {
+pub fn advance(w: &mut World, d: Duration) -> Result<(), String> {
     let end = w.now + d;
     while w.now < end {
         w.tick();
@@ -108,7 +109,7 @@ fn advance(w: &mut World, d: Duration) -> Result<(), String> {
 /// once it came back under a new incarnation (its agent started again), however its
 /// partners flood. (The rate limit per guest is for more targets than a simulated
 /// cluster has: the gate's unit tests and scenario kill-request-flood cover it.)
-fn check_kills(w: &World) -> Result<(), String> {
+pub fn check_kills(w: &World) -> Result<(), String> {
     let Some(&(at, _, target, incarnation)) = w.ordered.last() else {
         return Ok(());
     };
@@ -129,7 +130,7 @@ fn check_kills(w: &World) -> Result<(), String> {
     Ok(())
 }
 
-fn check_safety(w: &World) -> Result<(), String> {
+pub fn check_safety(w: &World) -> Result<(), String> {
     check_kills(w)?;
     for app in 0..w.specs.len() {
         let holders: Vec<String> = (0..w.nodes.len())
@@ -148,228 +149,14 @@ fn check_safety(w: &World) -> Result<(), String> {
     Ok(())
 }
 
-fn serving(w: &World) -> Vec<usize> {
+pub fn serving(w: &World) -> Vec<usize> {
     (0..w.nodes.len())
         .filter(|&i| w.nodes[i].serving())
         .collect()
 }
 
-fn nodes_where(w: &World, pred: impl Fn(&World, usize) -> bool) -> Vec<usize> {
-    (0..w.nodes.len()).filter(|&i| pred(w, i)).collect()
-}
-
-/// Takes one random step; returns how long to let the world run afterwards.
-fn random_step(w: &mut World) -> Duration {
-    let n = w.nodes.len();
-    let after = TICK * (1 + w.rng.below(6) as u32);
-    let roll = w.rng.below(100);
-    match roll {
-        0..=13 => {
-            let d = w.rng.millis(1000, 6000);
-            w.log(|| format!("step: time passes ({d:?})"));
-            return d;
-        }
-        14..=25 => {
-            // A running (monitored) resource dies on a node whose agent watches it.
-            let mut candidates = Vec::new();
-            for i in serving(w) {
-                for (a, spec) in w.specs.iter().enumerate() {
-                    for (r, res) in spec.resources.iter().enumerate() {
-                        if res.monitored && w.nodes[i].running[a][r] {
-                            candidates.push((i, a, r));
-                        }
-                    }
-                }
-            }
-            if let Some((i, a, r)) = w.rng.pick(&candidates) {
-                w.log(|| format!("step: a{a}r{r} dies on g{}", id(i)));
-                w.resource_dies(i, a, r);
-            }
-        }
-        26..=35 => {
-            // Mostly where the application runs or should run, where it hurts.
-            let a = w.rng.below(w.specs.len() as u64) as usize;
-            let involved = nodes_where(w, |w, i| {
-                w.active(i, a) || w.placement(i, a).is_some_and(|p| p.target == Some(id(i)))
-            });
-            let i = match w.rng.pick(&involved) {
-                Some(i) if w.rng.chance(75) => i,
-                _ => w.rng.below(n as u64) as usize,
-            };
-            let r = w.rng.below(w.specs[a].resources.len() as u64) as usize;
-            let kind = match w.rng.below(5) {
-                0 | 1 => OpKind::Start,
-                2 | 3 => OpKind::Stop,
-                _ => OpKind::Check,
-            };
-            let broken = if w.rng.chance(70) {
-                Broken::Fails
-            } else {
-                Broken::Hangs
-            };
-            // Now and then broken until repaired.
-            let remaining = if w.rng.chance(20) {
-                u32::MAX
-            } else {
-                1 + w.rng.below(2) as u32
-            };
-            w.log(|| {
-                format!(
-                    "step: {kind:?} of a{a}r{r} on g{} breaks ({broken:?} x{remaining})",
-                    id(i)
-                )
-            });
-            w.injections
-                .insert((i, a, r, op_code(kind)), Injection { broken, remaining });
-        }
-        36..=38 => {
-            let keys: Vec<_> = w.injections.keys().copied().collect();
-            if let Some(key) = w.rng.pick(&keys) {
-                w.log(|| format!("step: repair {key:?}"));
-                w.injections.remove(&key);
-            }
-        }
-        39..=52 => operator_command(w),
-        53..=56 => {
-            if let Some(i) = w
-                .rng
-                .pick(&nodes_where(w, |w, i| w.nodes[i].power != Power::Off))
-            {
-                w.log(|| format!("step: g{} crashes", id(i)));
-                w.crash(i);
-            }
-        }
-        57..=60 => {
-            if let Some(i) = w
-                .rng
-                .pick(&nodes_where(w, |w, i| w.nodes[i].power == Power::On))
-            {
-                let d = w.rng.millis(500, 8000);
-                w.log(|| format!("step: g{} hangs for {d:?}", id(i)));
-                w.hang(i, d);
-            }
-        }
-        61..=63 => {
-            if let Some(i) = w.rng.pick(&serving(w)) {
-                let d = w.rng.millis(200, 4000);
-                w.log(|| format!("step: g{}'s agent restarts in {d:?}", id(i)));
-                w.restart_agent(i, d);
-            }
-        }
-        64..=71 => {
-            if let Some(i) = w
-                .rng
-                .pick(&nodes_where(w, |w, i| w.nodes[i].power == Power::Off))
-            {
-                w.log(|| format!("step: g{} boots", id(i)));
-                w.boot(i);
-            }
-        }
-        72..=74 => {
-            let a = w.rng.below(n as u64) as usize;
-            let b = (a + 1 + w.rng.below(n as u64 - 1) as usize) % n;
-            w.log(|| format!("step: cut g{} <-> g{}", id(a), id(b)));
-            w.cut.insert((a, b));
-            w.cut.insert((b, a));
-        }
-        75..=76 => {
-            let a = w.rng.below(n as u64) as usize;
-            let b = (a + 1 + w.rng.below(n as u64 - 1) as usize) % n;
-            w.log(|| format!("step: cut g{} -> g{}", id(a), id(b)));
-            w.cut.insert((a, b));
-        }
-        77..=78 => {
-            let a = w.rng.below(n as u64) as usize;
-            w.log(|| format!("step: isolate g{}", id(a)));
-            for b in (0..n).filter(|&b| b != a) {
-                w.cut.insert((a, b));
-                w.cut.insert((b, a));
-            }
-        }
-        79..=84 => {
-            w.log(|| "step: the network heals".to_string());
-            w.cut.clear();
-            w.loss = 0;
-        }
-        85..=86 => {
-            let loss = 5 + w.rng.below(30);
-            w.log(|| format!("step: {loss}% of frames are lost"));
-            w.loss = loss;
-        }
-        87..=92 => {
-            // The operator marks down a node that really is off.
-            let off = nodes_where(w, |w, i| w.nodes[i].power == Power::Off);
-            if let (Some(t), Some(by)) = (w.rng.pick(&off), w.rng.pick(&serving(w))) {
-                let r = w.node_down(by, t);
-                w.log(|| format!("step: operator on g{}: node down g{}: {r:?}", id(by), id(t)));
-            }
-        }
-        93 if w.host_link => {
-            // A guest agent gone wrong asks the hosts to kill every partner, again
-            // and again.
-            if let Some(i) = w.rng.pick(&serving(w)) {
-                let d = w.rng.millis(500, 5000);
-                w.log(|| format!("step: g{} floods kill requests for {d:?}", id(i)));
-                w.flooding = Some((i, w.now + d));
-            }
-        }
-        _ => kill_and_down(w),
-    }
-    after
-}
-
-/// The operator kills a node that some node sees LEFTCLUSTER, or that a HaltFlag
-/// application asked to be killed, then marks it down (which may be refused while its
-/// last heartbeats are recent; a later step marks it down then).
-fn kill_and_down(w: &mut World) {
-    let n = w.nodes.len();
-    let mut targets: Vec<usize> = w.kill_requests.iter().map(|k| k.1).collect();
-    for i in serving(w) {
-        for j in (0..n).filter(|&j| j != i) {
-            if w.node_state(i, j) == Some(GuestNodeState::LeftCluster) {
-                targets.push(j);
-            }
-        }
-    }
-    targets.retain(|&t| w.nodes[t].power != Power::Off);
-    let Some(t) = w.rng.pick(&targets) else {
-        return;
-    };
-    w.log(|| format!("step: operator kills g{}", id(t)));
-    w.kill_requests.retain(|k| k.1 != t);
-    w.crash(t);
-    if let Some(by) = w.rng.pick(&serving(w)) {
-        let r = w.node_down(by, t);
-        w.log(|| format!("step: operator on g{}: node down g{}: {r:?}", id(by), id(t)));
-    }
-}
-
-fn operator_command(w: &mut World) {
-    let Some(by) = w.rng.pick(&serving(w)) else {
-        return;
-    };
-    let app = w.rng.below(w.specs.len() as u64) as usize;
-    let command = match w.rng.below(20) {
-        0..=3 => Command::Switch(Some(id(w.rng.below(w.nodes.len() as u64) as usize))),
-        4..=6 => Command::Switch(None),
-        7..=9 => Command::Online,
-        10..=11 => Command::Offline,
-        12..=15 => Command::Clear,
-        _ => Command::Maintenance(w.rng.chance(50)),
-    };
-    let shown = format!("{command:?}");
-    let r = w.command(by, app, command);
-    w.log(|| {
-        format!(
-            "step: operator on g{}: {} {shown}: {r:?}",
-            id(by),
-            w.specs[app].name
-        )
-    });
-}
-
 /// Every fault ends, the operator tidies up, then every application must have settled.
-fn quiet_period(w: &mut World) -> Result<(), String> {
+pub fn quiet_period(w: &mut World) -> Result<(), String> {
     w.log(|| "quiet period: every fault is repaired".to_string());
     w.restore();
     advance(w, RECOVER)?;
@@ -445,7 +232,7 @@ fn restart_shunned_agents(w: &mut World) {
     }
 }
 
-fn check_settled(w: &World) -> Result<(), String> {
+pub fn check_settled(w: &World) -> Result<(), String> {
     let n = w.nodes.len();
     for (app, spec) in w.specs.iter().enumerate() {
         let name = &spec.name;
@@ -515,7 +302,12 @@ pub fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<(), String> {
     // Two rounds of faults, each followed by a quiet period.
     for _ in 0..2 {
         for _ in 0..steps / 2 {
-            let d = random_step(&mut w);
+            let after = TICK * (1 + w.rng.below(6) as u32);
+            let waited = match steps::choose(&mut w) {
+                Some(step) => steps::apply(&mut w, &step),
+                None => Duration::ZERO,
+            };
+            let d = if waited.is_zero() { after } else { waited };
             check_safety(&w)?;
             advance(&mut w, d)?;
         }

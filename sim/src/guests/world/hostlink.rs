@@ -11,6 +11,9 @@ impl World {
     /// settled. A request refused for its rate is asked again (as a guest agent does).
     pub(super) fn host_kills(&mut self) {
         let now = self.now;
+        if self.forgetful_gate {
+            self.gate = KillGate::default();
+        }
         if let Some((by, until)) = self.flooding {
             if now >= until || !self.nodes[by].serving() {
                 self.flooding = None;
@@ -96,5 +99,33 @@ impl World {
             };
             self.on_proof(to, id(to), proof);
         }
+    }
+
+    /// A host tells node `to`, linked to it, that node `node` is down under
+    /// `incarnation` (its host was proved down while it ran there).
+    pub fn host_down_notice(&mut self, to: usize, node: usize, incarnation: u64) {
+        if !self.nodes[to].serving() {
+            return;
+        }
+        self.log(|| {
+            format!(
+                "host tells g{}: g{} (inc {incarnation}) is down",
+                id(to),
+                id(node)
+            )
+        });
+        let proof = DownProof {
+            node: id(node),
+            incarnation,
+        };
+        self.on_proof(to, id(to), proof);
+    }
+
+    /// The incarnation of node `i`'s agent, or the one it had when it last stopped.
+    pub fn incarnation(&self, i: usize) -> u64 {
+        let node = &self.nodes[i];
+        node.agent
+            .as_ref()
+            .map_or(node.last_incarnation, |a| a.membership.incarnation())
     }
 }

@@ -38,7 +38,7 @@ pub const DEAD_AFTER: Duration = Duration::from_millis(800);
 const OP_TIMEOUT: Duration = Duration::from_millis(4000);
 
 /// How an injected fault makes an operation end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Broken {
     /// It exits non-zero.
     Fails,
@@ -171,6 +171,10 @@ pub struct World {
     pub flooding: Option<(usize, Duration)>,
     /// The hosts kill nodes on request and prove dead nodes down.
     pub host_link: bool,
+    /// Nodes whose machine cannot run now (their host is off): not booted by a repair.
+    pub held: Vec<bool>,
+    /// A flaw for the checker's own test: the kill gate forgets every order at once.
+    pub forgetful_gate: bool,
     /// Proofs the hosts will give: (when, node, incarnation).
     proofs_due: Vec<(Duration, usize, u64)>,
     /// Randomness for everything the world decides.
@@ -242,6 +246,8 @@ impl World {
             ordered: Vec::new(),
             flooding: None,
             host_link,
+            held: vec![false; n],
+            forgetful_gate: false,
             proofs_due: Vec::new(),
             rng,
             verbose,
@@ -306,19 +312,25 @@ impl World {
 
     // ----- faults and repairs -----
 
-    /// The machine dies with everything it ran.
+    /// The machine dies with everything it ran; with a host link, its host proves it
+    /// down a moment later.
     pub fn crash(&mut self, i: usize) {
+        self.lose_power(i);
+        if self.host_link {
+            let at = self.now + self.rng.millis(200, 3000);
+            self.proofs_due
+                .push((at, i, self.nodes[i].last_incarnation));
+        }
+    }
+
+    /// The machine dies with everything it ran, with nobody to prove it (its host died).
+    pub fn lose_power(&mut self, i: usize) {
         self.stop_agent(i);
         let node = &mut self.nodes[i];
         node.power = Power::Off;
         node.agent_back_at = None;
         for app in &mut node.running {
             app.iter_mut().for_each(|r| *r = false);
-        }
-        if self.host_link {
-            let at = self.now + self.rng.millis(200, 3000);
-            self.proofs_due
-                .push((at, i, self.nodes[i].last_incarnation));
         }
     }
 
@@ -363,6 +375,7 @@ impl World {
         }
         for i in 0..self.nodes.len() {
             match self.nodes[i].power {
+                Power::Off if self.held[i] => {}
                 Power::Off => self.boot(i),
                 Power::Hung { .. } => self.nodes[i].power = Power::On,
                 Power::On if self.nodes[i].agent.is_none() => self.boot_agent(i),
