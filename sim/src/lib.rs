@@ -10,3 +10,4 @@
 pub mod guests;
 pub mod hosts;
 pub mod rng;
+pub mod system;

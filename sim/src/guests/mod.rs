@@ -43,10 +43,9 @@ use world::{id, Rng, World, MS, TICK};
 
 /// Time the cluster gets to form and start its applications before the first fault.
 pub const SETTLE: Duration = Duration::from_secs(10);
-/// Time after the repairs for the engines to sort things out by themselves.
+/// Time after the repairs, and after each of the operator's rounds, for the engines to
+/// sort things out by themselves.
 pub const RECOVER: Duration = Duration::from_secs(20);
-/// Time after each of the operator's rounds.
-pub const AFTER_OPERATOR: Duration = Duration::from_secs(20);
 
 pub fn random_specs(rng: &mut Rng, n: usize) -> Vec<AppSpec> {
     let apps = 1 + rng.below(3) as usize;
@@ -155,50 +154,91 @@ pub fn serving(w: &World) -> Vec<usize> {
         .collect()
 }
 
+/// What runs a guest cluster through its quiet periods: the guest world alone, or the
+/// whole system around it.
+pub trait Driver {
+    /// The guest cluster.
+    fn guests(&mut self) -> &mut World;
+    /// Runs for `d`, checking every safety rule after every tick.
+    fn advance(&mut self, d: Duration) -> Result<(), String>;
+    /// Every fault ends; every node that can run runs.
+    fn restore(&mut self);
+    /// How long each round of the quiet period lets the cluster sort things out.
+    fn round(&self) -> Duration {
+        RECOVER
+    }
+}
+
+impl Driver for World {
+    fn guests(&mut self) -> &mut World {
+        self
+    }
+    fn advance(&mut self, d: Duration) -> Result<(), String> {
+        advance(self, d)
+    }
+    fn restore(&mut self) {
+        World::restore(self)
+    }
+}
+
 /// Every fault ends, the operator tidies up, then every application must have settled.
-pub fn quiet_period(w: &mut World) -> Result<(), String> {
-    w.log(|| "quiet period: every fault is repaired".to_string());
-    w.restore();
-    advance(w, RECOVER)?;
-    restart_shunned_agents(w);
-    advance(w, RECOVER)?;
-    let apps = w.specs.len();
+pub fn quiet_period<D: Driver>(d: &mut D) -> Result<(), String> {
+    d.guests()
+        .log(|| "quiet period: every fault is repaired".to_string());
+    let round = d.round();
+    d.restore();
+    d.advance(round)?;
+    restart_shunned_agents(d.guests());
+    d.advance(round)?;
+    let apps = d.guests().specs.len();
     let mut lifted = false;
     for app in 0..apps {
-        let maintenance = w.placement(0, app).is_some_and(|p| p.maintenance);
+        let w = d.guests();
+        let Some(&op) = serving(w).first() else {
+            continue;
+        };
+        let maintenance = w.placement(op, app).is_some_and(|p| p.maintenance);
         if maintenance && w.rng.chance(50) {
-            let r = w.command(0, app, Command::Maintenance(false));
+            let r = w.command(op, app, Command::Maintenance(false));
             w.log(|| format!("operator: maintenance off app{app}: {r:?}"));
             lifted = true;
         }
     }
     if lifted {
         // Checks find what went wrong during maintenance.
-        advance(w, AFTER_OPERATOR)?;
+        d.advance(round)?;
     }
     // A HaltFlag kill on the host link may have taken a node away meanwhile.
-    w.restore();
-    advance(w, RECOVER)?;
+    d.restore();
+    d.advance(round)?;
     for app in 0..apps {
+        let w = d.guests();
+        let Some(&op) = serving(w).first() else {
+            continue;
+        };
         let faulted = (0..w.nodes.len()).any(|i| w.app_state(i, app) == Some(AppState::Faulted));
         if faulted {
-            let r = w.command(0, app, Command::Clear);
+            let r = w.command(op, app, Command::Clear);
             w.log(|| format!("operator: clear app{app}: {r:?}"));
         }
     }
-    advance(w, AFTER_OPERATOR)?;
-    w.restore();
-    advance(w, RECOVER)?;
+    d.advance(round)?;
+    d.restore();
+    d.advance(round)?;
     for app in 0..apps {
+        let w = d.guests();
+        let Some(&op) = serving(w).first() else {
+            continue;
+        };
         let online = (0..w.nodes.len()).any(|i| w.app_state(i, app) == Some(AppState::Online));
-        let maintenance = w.placement(0, app).is_some_and(|p| p.maintenance);
+        let maintenance = w.placement(op, app).is_some_and(|p| p.maintenance);
         if w.specs[app].auto_start_up && !online && !maintenance {
-            let r = w.command(0, app, Command::Online);
+            let r = w.command(op, app, Command::Online);
             w.log(|| format!("operator: online app{app}: {r:?}"));
         }
     }
-    advance(w, AFTER_OPERATOR)?;
-    check_settled(w)
+    d.advance(round)?;
+    check_settled(d.guests())
 }
 
 /// The membership layer can leave one node holding another Failed for good although
@@ -303,7 +343,10 @@ pub fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<(), String> {
     for _ in 0..2 {
         for _ in 0..steps / 2 {
             let after = TICK * (1 + w.rng.below(6) as u32);
-            let waited = match steps::choose(&mut w) {
+            let mut rng = std::mem::replace(&mut w.rng, Rng(0));
+            let chosen = steps::choose(&w, &mut rng);
+            w.rng = rng;
+            let waited = match chosen {
                 Some(step) => steps::apply(&mut w, &step),
                 None => Duration::ZERO,
             };

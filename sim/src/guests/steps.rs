@@ -10,6 +10,7 @@ use hvcluster_common::admin::GuestNodeState;
 use hvcluster_common::application::{Command, OpKind};
 
 use super::world::{id, op_code, Broken, Injection, Power, World, MS};
+use crate::rng::Rng;
 
 /// An operator command on an application, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,17 +88,18 @@ fn nodes_where(w: &World, pred: impl Fn(&World, usize) -> bool) -> Vec<usize> {
     (0..w.nodes.len()).filter(|&i| pred(w, i)).collect()
 }
 
-fn other(w: &mut World, a: usize) -> usize {
+fn other(w: &World, rng: &mut Rng, a: usize) -> usize {
     let n = w.nodes.len();
-    (a + 1 + w.rng.below(n as u64 - 1) as usize) % n
+    (a + 1 + rng.below(n as u64 - 1) as usize) % n
 }
 
-/// Chooses a step for the world as it is; `None` when the chosen kind has no target.
-pub fn choose(w: &mut World) -> Option<GuestStep> {
+/// Chooses a step for the world as it is with the scheduler's `rng`; `None` when the
+/// chosen kind has no target.
+pub fn choose(w: &World, rng: &mut Rng) -> Option<GuestStep> {
     let n = w.nodes.len();
-    let roll = w.rng.below(100);
+    let roll = rng.below(100);
     Some(match roll {
-        0..=13 => GuestStep::Wait(1000 + w.rng.below(5001)),
+        0..=13 => GuestStep::Wait(1000 + rng.below(5001)),
         14..=25 => {
             // A running (monitored) resource dies on a node whose agent watches it.
             let mut candidates = Vec::new();
@@ -110,35 +112,35 @@ pub fn choose(w: &mut World) -> Option<GuestStep> {
                     }
                 }
             }
-            let (i, a, r) = w.rng.pick(&candidates)?;
+            let (i, a, r) = rng.pick(&candidates)?;
             GuestStep::ResourceDies(i, a, r)
         }
         26..=35 => {
             // Mostly where the application runs or should run, where it hurts.
-            let a = w.rng.below(w.specs.len() as u64) as usize;
+            let a = rng.below(w.specs.len() as u64) as usize;
             let involved = nodes_where(w, |w, i| {
                 w.active(i, a) || w.placement(i, a).is_some_and(|p| p.target == Some(id(i)))
             });
-            let i = match w.rng.pick(&involved) {
-                Some(i) if w.rng.chance(75) => i,
-                _ => w.rng.below(n as u64) as usize,
+            let i = match rng.pick(&involved) {
+                Some(i) if rng.chance(75) => i,
+                _ => rng.below(n as u64) as usize,
             };
-            let r = w.rng.below(w.specs[a].resources.len() as u64) as usize;
-            let kind = match w.rng.below(5) {
+            let r = rng.below(w.specs[a].resources.len() as u64) as usize;
+            let kind = match rng.below(5) {
                 0 | 1 => OpKind::Start,
                 2 | 3 => OpKind::Stop,
                 _ => OpKind::Check,
             };
-            let broken = if w.rng.chance(70) {
+            let broken = if rng.chance(70) {
                 Broken::Fails
             } else {
                 Broken::Hangs
             };
             // Now and then broken until repaired.
-            let times = if w.rng.chance(20) {
+            let times = if rng.chance(20) {
                 u32::MAX
             } else {
-                1 + w.rng.below(2) as u32
+                1 + rng.below(2) as u32
             };
             GuestStep::BreakOp {
                 at: (i, a, r),
@@ -149,7 +151,7 @@ pub fn choose(w: &mut World) -> Option<GuestStep> {
         }
         36..=38 => {
             let keys: Vec<_> = w.injections.keys().copied().collect();
-            let (i, a, r, code) = w.rng.pick(&keys)?;
+            let (i, a, r, code) = rng.pick(&keys)?;
             let kind = [
                 OpKind::Start,
                 OpKind::StartStandby,
@@ -159,50 +161,46 @@ pub fn choose(w: &mut World) -> Option<GuestStep> {
             GuestStep::Repair(i, a, r, kind)
         }
         39..=52 => {
-            let by = w.rng.pick(&serving(w))?;
-            let app = w.rng.below(w.specs.len() as u64) as usize;
-            let order = match w.rng.below(20) {
-                0..=3 => Order::Switch(Some(w.rng.below(n as u64) as usize)),
+            let by = rng.pick(&serving(w))?;
+            let app = rng.below(w.specs.len() as u64) as usize;
+            let order = match rng.below(20) {
+                0..=3 => Order::Switch(Some(rng.below(n as u64) as usize)),
                 4..=6 => Order::Switch(None),
                 7..=9 => Order::Online,
                 10..=11 => Order::Offline,
                 12..=15 => Order::Clear,
-                _ => Order::Maintenance(w.rng.chance(50)),
+                _ => Order::Maintenance(rng.chance(50)),
             };
             GuestStep::Operator(by, app, order)
         }
-        53..=56 => GuestStep::Crash(
-            w.rng
-                .pick(&nodes_where(w, |w, i| w.nodes[i].power != Power::Off))?,
-        ),
-        57..=60 => {
-            let i = w
-                .rng
-                .pick(&nodes_where(w, |w, i| w.nodes[i].power == Power::On))?;
-            GuestStep::Hang(i, 500 + w.rng.below(7501))
+        53..=56 => {
+            GuestStep::Crash(rng.pick(&nodes_where(w, |w, i| w.nodes[i].power != Power::Off))?)
         }
-        61..=63 => GuestStep::AgentRestart(w.rng.pick(&serving(w))?, 200 + w.rng.below(3801)),
-        64..=71 => GuestStep::Boot(
-            w.rng
-                .pick(&nodes_where(w, |w, i| w.nodes[i].power == Power::Off))?,
-        ),
+        57..=60 => {
+            let i = rng.pick(&nodes_where(w, |w, i| w.nodes[i].power == Power::On))?;
+            GuestStep::Hang(i, 500 + rng.below(7501))
+        }
+        61..=63 => GuestStep::AgentRestart(rng.pick(&serving(w))?, 200 + rng.below(3801)),
+        64..=71 => {
+            GuestStep::Boot(rng.pick(&nodes_where(w, |w, i| w.nodes[i].power == Power::Off))?)
+        }
         72..=74 => {
-            let a = w.rng.below(n as u64) as usize;
-            GuestStep::Cut(a, other(w, a))
+            let a = rng.below(n as u64) as usize;
+            GuestStep::Cut(a, other(w, rng, a))
         }
         75..=76 => {
-            let a = w.rng.below(n as u64) as usize;
-            GuestStep::CutOneWay(a, other(w, a))
+            let a = rng.below(n as u64) as usize;
+            GuestStep::CutOneWay(a, other(w, rng, a))
         }
-        77..=78 => GuestStep::Isolate(w.rng.below(n as u64) as usize),
+        77..=78 => GuestStep::Isolate(rng.below(n as u64) as usize),
         79..=84 => GuestStep::Heal,
-        85..=86 => GuestStep::Loss(5 + w.rng.below(30)),
+        85..=86 => GuestStep::Loss(5 + rng.below(30)),
         87..=92 => {
             // The operator marks down a node that really is off.
             let off = nodes_where(w, |w, i| w.nodes[i].power == Power::Off);
-            GuestStep::NodeDown(w.rng.pick(&serving(w))?, w.rng.pick(&off)?)
+            GuestStep::NodeDown(rng.pick(&serving(w))?, rng.pick(&off)?)
         }
-        93 if w.host_link => GuestStep::Flood(w.rng.pick(&serving(w))?, 500 + w.rng.below(4501)),
+        93 if w.host_link => GuestStep::Flood(rng.pick(&serving(w))?, 500 + rng.below(4501)),
         _ => {
             // The operator kills a node that some node sees LEFTCLUSTER, or that a
             // HaltFlag application asked to be killed.
@@ -215,12 +213,12 @@ pub fn choose(w: &mut World) -> Option<GuestStep> {
                 }
             }
             targets.retain(|&t| w.nodes[t].power != Power::Off);
-            let t = w.rng.pick(&targets)?;
+            let t = rng.pick(&targets)?;
             let by = serving(w)
                 .into_iter()
                 .filter(|&b| b != t)
                 .collect::<Vec<_>>();
-            GuestStep::KillAndDown(t, w.rng.pick(&by))
+            GuestStep::KillAndDown(t, rng.pick(&by))
         }
     })
 }
