@@ -18,6 +18,7 @@
 //! (when the running hosts are quorate), and the guest cluster settles (see
 //! [`crate::guests::quiet_period`]).
 
+pub mod campaign;
 pub mod host_agent;
 pub mod hosts;
 mod run;
