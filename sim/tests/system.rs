@@ -5,69 +5,43 @@
 //! `HV_SYSTEM_SIM_SCHEDULES=N` runs N schedules (default 2000) from `HV_SYSTEM_SIM_SEED`
 //! (default 0); `hvlab sim` runs any number from a random seed and replays failures.
 
-use std::time::Instant;
-
-use hvcluster_sim::system::{explore, known, replay, shrink, Flaw, Params, Schedule};
+use hvcluster_sim::system::campaign::{campaign, cycled};
+use hvcluster_sim::system::{explore, replay, shrink, Flaw, Params, Schedule};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|s| s.parse().ok())
-}
-
-/// The sizes CI cycles through: 2 to 4 hosts, 3 or 4 guest nodes.
-fn params_for(seed: u64) -> Params {
-    Params {
-        hosts: 2 + (seed % 3) as usize,
-        guests: 3 + (seed / 3 % 2) as usize,
-        ..Params::default()
-    }
 }
 
 #[test]
 fn whole_system_schedules_hold_every_invariant() {
     let schedules: u64 = env("HV_SYSTEM_SIM_SCHEDULES").unwrap_or(2000);
     let first: u64 = env("HV_SYSTEM_SIM_SEED").unwrap_or(0);
-    let started = Instant::now();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let results: Vec<(u64, Vec<String>, u64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    let mut steps = 0;
-                    let mut failures = Vec::new();
-                    let mut known_seen = 0;
-                    for seed in (first + t..first + schedules).step_by(threads as usize) {
-                        let out = explore(seed, &params_for(seed), false);
-                        steps += out.schedule.steps.len() as u64;
-                        if out.failure.as_deref().and_then(known).is_some() {
-                            known_seen += 1;
-                            continue;
-                        }
-                        if let Some(f) = &out.failure {
-                            let small = shrink(&out, 200);
-                            failures.push(format!(
-                                "seed {seed}: {f}\nshrunk to {} steps ({}), replay with `hvlab sim --replay FILE`:\n{}",
-                                small.schedule.steps.len(),
-                                small.failure.unwrap_or_default(),
-                                small.schedule.to_text()
-                            ));
-                        }
-                    }
-                    (steps, failures, known_seen)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let steps: u64 = results.iter().map(|r| r.0).sum();
-    let known_seen: u64 = results.iter().map(|r| r.2).sum();
-    let failures: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
-    let elapsed = started.elapsed().as_secs_f64();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let summary = campaign(first, schedules, &cycled, threads, false, 200);
     println!(
-        "{schedules} whole-system schedules, {steps} steps, {} failures, {known_seen} known \
-         findings, {elapsed:.1}s ({:.1} schedules/s)",
-        failures.len(),
-        schedules as f64 / elapsed
+        "{} whole-system schedules, {} steps, {} failures, {} known findings, {:.1}s ({:.1} \
+         schedules/s)",
+        summary.schedules,
+        summary.steps,
+        summary.failures.len(),
+        summary.known.len(),
+        summary.elapsed_s,
+        summary.per_second()
     );
+    let failures: Vec<String> = summary
+        .failures
+        .iter()
+        .map(|(first, small)| {
+            format!(
+                "seed {}: {}\nshrunk to {} steps ({}); replay with `hvlab sim --replay FILE`:\n{}",
+                first.schedule.seed,
+                first.failure.as_deref().unwrap_or_default(),
+                small.schedule.steps.len(),
+                small.failure.as_deref().unwrap_or_default(),
+                small.schedule.to_text()
+            )
+        })
+        .collect();
     assert!(
         failures.is_empty(),
         "{} of {schedules} schedules broke a rule:\n{}",

@@ -22,7 +22,6 @@
 //! and the operator calls; it returns [`FenceAction`]s.
 
 mod journaled;
-mod peers;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -322,9 +321,6 @@ pub struct Fencing {
     last_view: Option<View>,
     /// When this host's latest stall ended, as last seen.
     last_stall: Option<Duration>,
-    /// The highest incarnation each host was seen in: membership forgets them when this
-    /// host rejoins, but a DOWN of an older life must stay refused.
-    seen: BTreeMap<NodeId, u64>,
 }
 
 impl Fencing {
@@ -341,7 +337,6 @@ impl Fencing {
             targets,
             last_view: None,
             last_stall: None,
-            seen: BTreeMap::new(),
         }
     }
 
@@ -438,8 +433,6 @@ impl Fencing {
         // host. Nothing is fenced until no peer is Suspect any more.
         let settled = !view.peers.iter().any(|p| p.state == HostState::Suspect);
         for p in &view.peers {
-            let seen = self.seen.entry(p.node).or_default();
-            *seen = (*seen).max(p.incarnation);
             let stronger = self.stronger_than_me(p.node);
             let levels = self.cfg.levels.get(&p.node).cloned().unwrap_or_default();
             let Some(t) = self.targets.get_mut(&p.node) else {
@@ -492,6 +485,53 @@ impl Fencing {
             t.on_level_result(
                 now, target, me, level, ok, detail, &levels, backoff, max, &mut out,
             );
+        }
+        out
+    }
+
+    /// A peer says `record.target` is DOWN. Adopted unless this host hears the target
+    /// alive (`present`) in a newer incarnation than the proof: then it rebooted since.
+    pub fn on_peer_down(
+        &mut self,
+        record: &DownRecord,
+        current_incarnation: u64,
+        present: bool,
+    ) -> Vec<FenceAction> {
+        let mut out = Vec::new();
+        if record.target == self.cfg.me || (present && current_incarnation > record.incarnation) {
+            return out;
+        }
+        if let Some(t) = self.targets.get_mut(&record.target) {
+            if !t.decided() {
+                t.journal(record.clone(), &mut out);
+            }
+        }
+        out
+    }
+
+    /// DOWN records a peer's heartbeat carried, judged against `membership` at `now`.
+    pub fn on_peer_downs(
+        &mut self,
+        records: &[DownRecord],
+        membership: &Membership,
+        now: Duration,
+    ) -> Vec<FenceAction> {
+        // Every heartbeat repeats them: skip the ones already held before building the
+        // membership snapshot.
+        let new: Vec<&DownRecord> = records
+            .iter()
+            .filter(|r| r.target != self.cfg.me && !self.decided(r.target))
+            .collect();
+        if new.is_empty() {
+            return Vec::new();
+        }
+        let peers = membership.peers(now);
+        let mut out = Vec::new();
+        for r in new {
+            let facts = peers.iter().find(|p| p.node == r.target);
+            let inc = facts.and_then(|p| p.incarnation).unwrap_or(0);
+            let present = facts.is_some_and(|p| p.state.present() || p.state == HostState::Joining);
+            out.extend(self.on_peer_down(r, inc, present));
         }
         out
     }

@@ -42,6 +42,12 @@ pub const KNOWN: &[(&str, &str)] = &[
          stronger end of a one-way partition and fences them before it is expelled and \
          rejoins (docs/simulation.md)",
     ),
+    (
+        "by an old record",
+        "fencing: a DOWN record proves the life its prover knew; a peer that does not \
+         hear the host (just booted, rejoined, or cut off) adopts a record of an earlier \
+         life while the host runs a later one, and acts on it (docs/simulation.md)",
+    ),
 ];
 
 /// The known finding `failure` is, if any.
