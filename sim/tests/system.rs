@@ -59,7 +59,7 @@ fn caught_and_shrunk(flaw: Flaw, expect: &str) {
     };
     let failing = (0..300)
         .map(|seed| explore(seed, &params, false))
-        .find(|o| o.failure.is_some())
+        .find(|o| o.failure.as_deref().is_some_and(|f| f.contains(expect)))
         .unwrap_or_else(|| panic!("no schedule caught the flaw {flaw:?}"));
     let small = shrink(&failing, 300);
     let failure = small
