@@ -222,7 +222,16 @@ fn settle(r: &mut Runner) -> Result<(), String> {
     if let Some(by) = (0..n).find(|&h| r.w.hosts[h].agent.is_some()) {
         let off: Vec<usize> = (0..n).filter(|&t| !r.w.hosts[t].powered).collect();
         for t in off {
+            r.w.last_refusal = None;
             r.w.host_step(by, HostEvent::ConfirmDown { target: hid(t) });
+            let refusal = r.w.last_refusal.take();
+            if let Some(why) = refusal.filter(|why| why.contains("heard alive")) {
+                return Err(format!(
+                    "the operator cannot confirm down h{}, off since the heal, on h{}: {why}",
+                    hid(t),
+                    hid(by)
+                ));
+            }
         }
     }
     r.advance(HEAL)?;

@@ -50,6 +50,8 @@ pub struct SystemWorld {
     pub rng: Rng,
     /// The first safety rule broken.
     pub failure: Option<String>,
+    /// The last operator request an agent refused, and why.
+    pub last_refusal: Option<String>,
     /// DOWN records (target, incarnation, by) already judged, with the life of the
     /// target they were made in.
     pub record_life: BTreeMap<(NodeId, u64, NodeId), u64>,
@@ -79,6 +81,7 @@ impl SystemWorld {
             rng,
             failure: None,
             record_life: BTreeMap::new(),
+            last_refusal: None,
             fenced_by: vec![None; n],
         };
         for h in 0..n {
@@ -325,7 +328,10 @@ impl SystemWorld {
                 HostEffect::RunLevel { target, level } => self.run_level(h, target, level),
                 HostEffect::Journal(r) => self.journal(h, r),
                 HostEffect::Down(r) => self.on_down(h, r),
-                HostEffect::Refused(why) => self.log(|| format!("h{} refuses: {why}", hid(h))),
+                HostEffect::Refused(why) => {
+                    self.log(|| format!("h{} refuses: {why}", hid(h)));
+                    self.last_refusal = Some(why);
+                }
                 HostEffect::Log(what) => self.log(|| format!("h{} {what}", hid(h))),
             }
         }

@@ -65,6 +65,9 @@ enum Command {
         /// it) and print its trace.
         #[arg(long, value_name = "TEXT|FILE")]
         replay: Option<String>,
+        /// Run every schedule even after a failure (each failure is shrunk and printed).
+        #[arg(long)]
+        keep_going: bool,
     },
     /// Remove labs left behind by interrupted runs (all labs with --all).
     Cleanup {
@@ -180,7 +183,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             guests,
             steps,
             replay,
-        } => Ok(hvlab_sim(schedules, seed, hosts, guests, steps, replay)?),
+            keep_going,
+        } => Ok(hvlab_sim(
+            schedules, seed, hosts, guests, steps, replay, keep_going,
+        )?),
         Command::Cleanup { all } => {
             need_root()?;
             let n = if all {
@@ -353,6 +359,7 @@ fn hvlab_sim(
     guests: Option<usize>,
     steps: usize,
     replay: Option<String>,
+    keep_going: bool,
 ) -> anyhow::Result<ExitCode> {
     use hvcluster_sim::system::{self, campaign, Schedule};
     if let Some(replay) = replay {
@@ -389,7 +396,7 @@ fn hvlab_sim(
         p
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let summary = campaign::campaign(seed, schedules, &params_for, threads, true, 300);
+    let summary = campaign::campaign(seed, schedules, &params_for, threads, !keep_going, 300);
     for (seed, f) in &summary.known {
         eprintln!("seed {seed}: known finding: {f}");
     }
