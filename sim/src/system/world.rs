@@ -428,7 +428,9 @@ impl SystemWorld {
         let target = &self.hosts[t];
         let proved = match r.proof {
             Proof::PowerOff { .. } => target.fenced_off && !target.powered,
-            Proof::KdumpNotice => target.panicked && !target.powered,
+            // A notice of an earlier life may arrive late; what it must not do is
+            // make a running host DOWN.
+            Proof::KdumpNotice => !target.powered,
             Proof::Operator => !target.powered,
         };
         if !proved {
