@@ -42,6 +42,33 @@ enum Command {
         #[command(subcommand)]
         bench: BenchCommand,
     },
+    /// The whole-system simulation: hosts and guests on virtual time, with faults; every
+    /// safety rule after every tick. Needs no root. Prints the base seed first and a JSON
+    /// summary last; exit 1 with the shrunk schedule that replays a failure.
+    Sim {
+        /// Number of schedules (seeds SEED, SEED+1, ...).
+        #[arg(long, default_value_t = 1000)]
+        schedules: u64,
+        /// Base seed (random unless given).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Hosts per schedule (2 to 4 in turn unless given).
+        #[arg(long)]
+        hosts: Option<usize>,
+        /// Guest nodes per schedule (3 or 4 in turn unless given).
+        #[arg(long)]
+        guests: Option<usize>,
+        /// Steps per schedule.
+        #[arg(long, default_value_t = 40)]
+        steps: usize,
+        /// Replay one schedule (the JSON text printed after a failure, or a file holding
+        /// it) and print its trace.
+        #[arg(long, value_name = "TEXT|FILE")]
+        replay: Option<String>,
+        /// Run every schedule even after a failure (each failure is shrunk and printed).
+        #[arg(long)]
+        keep_going: bool,
+    },
     /// Remove labs left behind by interrupted runs (all labs with --all).
     Cleanup {
         /// Also labs whose owner is still running.
@@ -149,6 +176,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sim {
+            schedules,
+            seed,
+            hosts,
+            guests,
+            steps,
+            replay,
+            keep_going,
+        } => Ok(hvlab_sim(
+            schedules, seed, hosts, guests, steps, replay, keep_going,
+        )?),
         Command::Cleanup { all } => {
             need_root()?;
             let n = if all {
@@ -311,4 +349,92 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `hvlab sim`: a campaign of whole-system schedules, or the replay of one.
+fn hvlab_sim(
+    schedules: u64,
+    seed: Option<u64>,
+    hosts: Option<usize>,
+    guests: Option<usize>,
+    steps: usize,
+    replay: Option<String>,
+    keep_going: bool,
+) -> anyhow::Result<ExitCode> {
+    use hvcluster_sim::system::{self, campaign, Schedule};
+    if let Some(replay) = replay {
+        let text = if replay.trim_start().starts_with('{') {
+            replay
+        } else {
+            std::fs::read_to_string(&replay).map_err(|e| {
+                anyhow::anyhow!("{replay}: {e} (give the schedule's text or a file holding it)")
+            })?
+        };
+        let schedule = Schedule::from_text(&text).map_err(anyhow::Error::msg)?;
+        let out = system::replay(&schedule, true);
+        return Ok(match out.failure {
+            Some(f) => {
+                println!("\nBROKEN: {f}");
+                if let Some(why) = system::known(&f) {
+                    println!("known finding: {why}");
+                }
+                ExitCode::from(1)
+            }
+            None => {
+                println!("\nthe schedule held every invariant");
+                ExitCode::SUCCESS
+            }
+        });
+    }
+    let seed = seed.unwrap_or_else(random_seed);
+    println!("seed {seed}");
+    let params_for = move |s: u64| {
+        let mut p = campaign::cycled(s);
+        p.hosts = hosts.unwrap_or(p.hosts).max(2);
+        p.guests = guests.unwrap_or(p.guests).max(2);
+        p.steps = steps;
+        p
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let summary = campaign::campaign(seed, schedules, &params_for, threads, !keep_going, 300);
+    for (seed, f) in &summary.known {
+        eprintln!("seed {seed}: known finding: {f}");
+    }
+    for (first, small) in &summary.failures {
+        println!(
+            "seed {}: {}\nshrunk from {} to {} steps: {}\nreplay with: hvlab sim --replay FILE (this text in FILE)\n{}",
+            first.schedule.seed,
+            first.failure.as_deref().unwrap_or_default(),
+            first.schedule.steps.len(),
+            small.schedule.steps.len(),
+            small.failure.as_deref().unwrap_or_default(),
+            small.schedule.to_text()
+        );
+    }
+    let json = serde_json::json!({
+        "schedules": summary.schedules,
+        "failures": summary.failures.len(),
+        "known_findings": summary.known.len(),
+        "seed": seed,
+        "schedules_per_second": (summary.per_second() * 10.0).round() / 10.0,
+        "steps": summary.steps,
+        "elapsed_s": (summary.elapsed_s * 10.0).round() / 10.0,
+    });
+    println!("{json}");
+    Ok(if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A base seed from the clock and the process id: a new one on every run.
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ ((std::process::id() as u64) << 32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 1
 }

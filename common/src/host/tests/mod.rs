@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::{Effect, Event, HostCore};
 use crate::config::{ClusterConfig, NodeId};
-use crate::hostlink::GuestPresence;
 use crate::host_heartbeat::HostSections;
+use crate::hostlink::GuestPresence;
 use crate::membership::{Heartbeat, HostState, PeerView};
 use crate::wire::Accepted;
 

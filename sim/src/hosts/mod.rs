@@ -8,8 +8,9 @@
 //! 4. once the faults end and fencing works, every host that is off is DOWN on every
 //!    running host, whenever the running hosts can hold quorum.
 //!
-//! `HV_SIM_SEEDS=N` runs N seeds (default 1000); `HV_SIM_SEED=S` replays one seed and
-//! prints its trace.
+//! The test `host_cluster` runs it: `HV_SIM_SEEDS=N` runs N seeds (default 1000);
+//! `HV_SIM_SEED=S` replays one seed and prints its trace. The whole-system world
+//! ([`crate::system`]) drives the same cores together with the guests.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -21,29 +22,13 @@ use hvcluster_common::membership::{Action, Membership, MembershipConfig};
 use hvcluster_common::quorum::QuorumRules;
 use hvcluster_common::wire::Accepted;
 
+use crate::rng::Rng;
+
 const MS: Duration = Duration::from_millis(1);
 const STEP: Duration = Duration::from_millis(10);
 const FAULT_PHASE: Duration = Duration::from_millis(8000);
 const END: Duration = Duration::from_millis(40_000);
 const RACE_DELAY: Duration = Duration::from_millis(1500);
-
-/// splitmix64: small, seedable, good enough for schedules.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -386,7 +371,8 @@ impl World {
     }
 }
 
-fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
+/// Runs one seeded schedule; `verbose` prints its trace.
+pub fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     let (mut w, faults) = World::new(seed, verbose);
     let mut faults = faults.into_iter().peekable();
     let mut ended = false;
@@ -403,35 +389,4 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
         w.step()?;
     }
     w.check_final()
-}
-
-#[test]
-fn seeded_host_cluster_simulation() {
-    if let Some(seed) = std::env::var("HV_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        if let Err(e) = run_seed(seed, true) {
-            panic!("seed {seed}: {e}");
-        }
-        return;
-    }
-    let seeds: u64 = std::env::var("HV_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
-    let mut failures = Vec::new();
-    for seed in 0..seeds {
-        if let Err(e) = run_seed(seed, false) {
-            failures.push(format!("seed {seed}: {e}"));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {seeds} schedules broke an invariant (replay one with HV_SIM_SEED=<seed> cargo test -p hvcluster-common \
-         --test simulation -- --nocapture):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    println!("{seeds} seeded schedules held every invariant");
 }
