@@ -363,20 +363,11 @@ fn not_confirmed() -> ExitCode {
 /// Prints the progress of the migration of `name` from the agent's event log, from a
 /// thread of its own, until the process ends.
 fn follow_migration(socket: &Path, name: &str) {
-    let Ok(mut conn) = client::Connection::open(socket) else {
+    let Ok(mut conn) = client::Connection::follow_events(socket) else {
         return;
     };
     let name = name.to_string();
     std::thread::spawn(move || {
-        if conn
-            .send(&Request::Events {
-                since: None,
-                follow: true,
-            })
-            .is_err()
-        {
-            return;
-        }
         let mut live = false;
         while let Ok(Some(response)) = conn.receive() {
             match response {
