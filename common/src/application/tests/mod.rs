@@ -15,29 +15,7 @@ mod switching;
 const ROUND: Duration = Duration::from_millis(100);
 
 fn spec(name: &str, nodes: &[NodeId], resources: usize) -> AppSpec {
-    AppSpec {
-        name: name.into(),
-        nodes: nodes.to_vec(),
-        auto_start_up: true,
-        switch_on: [SwitchTrigger::HostFailure, SwitchTrigger::ResourceFailure]
-            .into_iter()
-            .collect::<BTreeSet<_>>(),
-        persistent_fault: false,
-        halt_flag: false,
-        online_priority: false,
-        standby_transitions: Vec::new(),
-        restart_limit: 0,
-        restart_window: Duration::from_secs(600),
-        resources: (0..resources)
-            .map(|r| ResourceSpec {
-                name: format!("r{r}"),
-                monitored: true,
-                standby_capable: false,
-                auto_recover: false,
-                check_interval: Duration::from_secs(1),
-            })
-            .collect(),
-    }
+    AppSpec::for_tests(name, nodes, resources)
 }
 
 /// Node index `i` has id `i + 1`.
