@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hvcluster_common::admin::{EventRecord, Request, Response};
+use hvcluster_common::admin::{EventRecord, Response};
 use hvctl::client::Connection;
 
 /// Shared store of the events of all agents.
@@ -31,18 +31,9 @@ impl EventCollector {
         let _ = std::thread::Builder::new()
             .name(format!("events-{host}"))
             .spawn(move || {
-                let Ok(mut conn) = Connection::open(&socket) else {
+                let Ok(mut conn) = Connection::follow_events(&socket) else {
                     return;
                 };
-                if conn
-                    .send(&Request::Events {
-                        since: None,
-                        follow: true,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
                 while !stop.load(Ordering::Relaxed) {
                     match conn.receive() {
                         Ok(Some(Response::Event(e))) => {

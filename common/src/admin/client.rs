@@ -80,6 +80,17 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Connects and asks for every event from now on, as the agent records them (read
+    /// them with [`Connection::receive`]).
+    pub fn follow_events(path: &Path) -> anyhow::Result<Connection> {
+        let mut conn = Connection::open(path)?;
+        conn.send(&Request::Events {
+            since: None,
+            follow: true,
+        })?;
+        Ok(conn)
+    }
+
     /// Sends one request.
     pub fn send(&mut self, r: &Request) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(r)?;

@@ -20,10 +20,13 @@
 //! unacknowledged, so nothing starts elsewhere until that node is proved dead. Hence
 //! an application is never Online, or starting, on two nodes.
 
+mod actions;
 mod coordinator;
 mod local;
 pub mod nodes;
 pub mod outcome;
+mod placement;
+mod report;
 mod section;
 pub mod spec;
 #[cfg(test)]
@@ -32,318 +35,18 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::guest::SwitchTrigger;
 use crate::config::NodeId;
 
+pub use actions::{AppAction, AppEvent, Command, Persistent, ResourceOp};
 use local::Local;
 pub use nodes::{DownProof, GuestNodes, NodeChange, NodeView};
 pub use outcome::{OfflineReason, OpKind, OpOutcome, ResourceState};
+pub use placement::{Placement, PlacementReason, Version};
+use report::shown_state;
+pub use report::{Activity, AppReport, AppState, AppView, Gossip};
 pub use section::{GuestHeartbeat, Migrating, Proofs};
 pub use spec::{AppSpec, ResourceSpec};
-
-/// An application's state on one node (RMS's words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum AppState {
-    /// Every resource is Online here.
-    Online,
-    /// Not running here.
-    Offline,
-    /// Hot standby here.
-    Standby,
-    /// Failed here; cleared by `hvctl app clear` (or by itself unless PersistentFault).
-    Faulted,
-    /// In transition: resources are being started or stopped.
-    Wait,
-    /// Maintenance mode: no automatic action.
-    Maintenance,
-    /// Deactivated.
-    Deact,
-    /// Resources disagree: some Online, some not, outside a transition.
-    Inconsistent,
-    /// Running with a warning from a check.
-    Warning,
-    /// Not known: the node is not heard.
-    Unknown,
-}
-
-impl std::fmt::Display for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
-
-/// Version of a placement: later epochs win; the issuer breaks ties.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Version {
-    /// Grows with every new placement.
-    pub epoch: u64,
-    /// The node that wrote it.
-    pub issuer: NodeId,
-}
-
-/// Why a placement was written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlacementReason {
-    /// Never placed.
-    #[default]
-    None,
-    /// AutoStartUp when the cluster came up.
-    Startup,
-    /// An operator's switch or online.
-    Operator,
-    /// An operator's offline.
-    Offline,
-    /// A resource failed on the node it ran on.
-    ResourceFailure,
-    /// The node it ran on was proved dead.
-    HostFailure,
-    /// The agent on the node it ran on shut down.
-    ShutDown,
-    /// An operator cleared a fault.
-    Clear,
-    /// An operator switched maintenance mode.
-    Maintenance,
-}
-
-/// Where an application should run: the replicated register every node gossips.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    /// Its version; the highest known wins.
-    pub version: Version,
-    /// The node that should run it; none means Offline everywhere.
-    pub target: Option<NodeId>,
-    /// Maintenance mode: no automatic action anywhere.
-    pub maintenance: bool,
-    /// Fault-clear generation: faults recorded under a smaller one are cleared.
-    pub clear: u64,
-    /// Why it was written.
-    pub reason: PlacementReason,
-    /// The node it was last Online on, for OnlinePriority.
-    pub last_online: Option<NodeId>,
-}
-
-/// What a node reports about an application, in every heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activity {
-    /// Finding out, after the agent started, whether its resources run.
-    Probing,
-    /// Not running.
-    Offline,
-    /// Starting.
-    Starting,
-    /// Running.
-    Online,
-    /// Stopping.
-    Stopping,
-    /// Hot standby.
-    Standby,
-    /// Failed; `clean` when every resource was stopped afterwards.
-    Faulted {
-        /// Every resource stopped after the fault.
-        clean: bool,
-    },
-    /// Some resources run outside a transition.
-    Inconsistent,
-}
-
-impl std::fmt::Display for Activity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Activity::Probing => "Probing",
-            Activity::Offline => "Offline",
-            Activity::Starting => "Starting",
-            Activity::Online => "Online",
-            Activity::Stopping => "Stopping",
-            Activity::Standby => "Standby",
-            Activity::Faulted { clean: true } => "Faulted (stopped)",
-            Activity::Faulted { clean: false } => "Faulted (its stop failed)",
-            Activity::Inconsistent => "Inconsistent",
-        })
-    }
-}
-
-impl Activity {
-    /// Whether nothing of the application can be running (Standby resources are the
-    /// hot-standby kind, allowed beside an Online node).
-    pub fn inactive(self) -> bool {
-        matches!(
-            self,
-            Activity::Offline | Activity::Standby | Activity::Faulted { clean: true }
-        )
-    }
-}
-
-/// One node's report about one application.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppReport {
-    /// What runs there.
-    pub activity: Activity,
-    /// The highest placement version the node has applied.
-    pub seen: Version,
-    /// Why it is Faulted, if it is.
-    pub fault: Option<String>,
-    /// Maintenance mode as that node applies it.
-    pub maintenance: bool,
-    /// Its agent is shutting down: do not place anything there.
-    pub leaving: bool,
-}
-
-/// What the engine gossips in every heartbeat (one entry per application, in
-/// configuration order; the configuration digest guarantees the same order).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gossip {
-    /// The placements known.
-    pub placements: Vec<Placement>,
-    /// This node's report per application.
-    pub reports: Vec<AppReport>,
-    /// Nodes this node holds proved dead. A node that reads itself here restarted
-    /// since it died, and the sender has not heard it since: the sender may start its
-    /// applications at any time, so its reports acknowledge nothing to that node.
-    pub held_down: Vec<NodeId>,
-}
-
-/// A resource operation the driver must run and answer with
-/// [`Engine::on_result`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceOp {
-    /// Identifies the answer.
-    pub id: u64,
-    /// Application index.
-    pub app: usize,
-    /// Resource index within the application.
-    pub resource: usize,
-    /// What to do.
-    pub kind: OpKind,
-    /// For a stop: why (`HV_OFFLINE_REASON`).
-    pub reason: Option<OfflineReason>,
-    /// Part of an automatic restart (`HV_AUTORECOVER`).
-    pub auto_recover: bool,
-}
-
-/// Something that happened to an application, for logs, status and the event stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppEvent {
-    /// Its state on this node changed.
-    State {
-        /// Application.
-        app: String,
-        /// Before.
-        from: AppState,
-        /// After.
-        to: AppState,
-    },
-    /// A new placement was written or adopted.
-    Placement {
-        /// Application.
-        app: String,
-        /// Node it should run on.
-        target: Option<NodeId>,
-        /// Why.
-        reason: PlacementReason,
-        /// Its version.
-        version: Version,
-        /// Written by this node (rather than learnt from a peer).
-        written_here: bool,
-    },
-    /// A resource failed here.
-    ResourceFault {
-        /// Application.
-        app: String,
-        /// Resource.
-        resource: String,
-        /// What failed.
-        detail: String,
-        /// What the engine does about it.
-        action: String,
-    },
-    /// An operation failed here.
-    OpFailed {
-        /// Application.
-        app: String,
-        /// Resource.
-        resource: String,
-        /// Operation.
-        op: OpKind,
-        /// What happened.
-        detail: String,
-    },
-    /// The application should start or move but cannot yet.
-    Waiting {
-        /// Application.
-        app: String,
-        /// Why.
-        why: String,
-    },
-    /// HaltFlag: a node whose stop failed must be killed before the application moves.
-    KillRequested {
-        /// Application.
-        app: String,
-        /// Node to kill.
-        node: NodeId,
-    },
-}
-
-/// What the driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppAction {
-    /// Run this operation and answer with [`Engine::on_result`].
-    Run(ResourceOp),
-    /// Report this event.
-    Event(AppEvent),
-    /// Save [`Engine::persistent`] (placements, persistent faults).
-    Persist,
-    /// Send heartbeats now: something peers wait for changed.
-    Announce,
-    /// Have this node killed (HaltFlag), then prove it down.
-    KillNode(NodeId),
-}
-
-/// What survives an agent restart.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Persistent {
-    /// Placements by application name.
-    pub placements: BTreeMap<String, Placement>,
-    /// PersistentFault applications Faulted here, by name: the cause and the clear
-    /// generation it was recorded under.
-    pub faults: BTreeMap<String, (String, u64)>,
-}
-
-/// An operator command for the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Switch to a node, or to the best other node.
-    Switch(Option<NodeId>),
-    /// Bring Online on the best node.
-    Online,
-    /// Take Offline everywhere.
-    Offline,
-    /// Clear faults.
-    Clear,
-    /// Maintenance on or off.
-    Maintenance(bool),
-}
-
-/// One application as one node sees it, for status.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppView {
-    /// Application name.
-    pub name: String,
-    /// This node's local state.
-    pub local: AppState,
-    /// Each node of the application with its state there.
-    pub per_node: Vec<(NodeId, AppState, Option<String>)>,
-    /// The placement.
-    pub placement: Placement,
-    /// Each resource's last known state here and the operation running, if any.
-    pub resources: Vec<(String, Option<ResourceState>, Option<OpKind>)>,
-}
 
 #[derive(Debug)]
 struct App {
@@ -803,17 +506,5 @@ impl Engine {
             .map_err(|e| self.named(e))?;
         out.extend(self.step(now));
         Ok((self.named(message), out))
-    }
-}
-
-/// The state a report shows.
-fn shown_state(r: &AppReport) -> AppState {
-    match r.activity {
-        Activity::Probing | Activity::Starting | Activity::Stopping => AppState::Wait,
-        Activity::Offline => AppState::Offline,
-        Activity::Online => AppState::Online,
-        Activity::Standby => AppState::Standby,
-        Activity::Faulted { .. } => AppState::Faulted,
-        Activity::Inconsistent => AppState::Inconsistent,
     }
 }

@@ -104,3 +104,35 @@ impl AppSpec {
         self.switch_on.contains(&trigger)
     }
 }
+
+#[cfg(test)]
+impl AppSpec {
+    /// For tests: an application on `nodes` (most preferred first) with `resources`
+    /// checked resources `r0`, `r1`…, started at start-up and switching on host and
+    /// resource failures.
+    pub(crate) fn for_tests(name: &str, nodes: &[NodeId], resources: usize) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            nodes: nodes.to_vec(),
+            auto_start_up: true,
+            switch_on: [SwitchTrigger::HostFailure, SwitchTrigger::ResourceFailure]
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
+            persistent_fault: false,
+            halt_flag: false,
+            online_priority: false,
+            standby_transitions: Vec::new(),
+            restart_limit: 0,
+            restart_window: Duration::from_secs(600),
+            resources: (0..resources)
+                .map(|r| ResourceSpec {
+                    name: format!("r{r}"),
+                    monitored: true,
+                    standby_capable: false,
+                    auto_recover: false,
+                    check_interval: Duration::from_secs(1),
+                })
+                .collect(),
+        }
+    }
+}

@@ -21,13 +21,11 @@ use hvcluster_runtime::net::{Received, Roster};
 use tokio::sync::mpsc;
 
 mod linked;
-mod perform;
 
 use linked::start_host_link;
-use perform::Runner;
 
 use crate::describe;
-use hvcluster_runtime::apps;
+use hvcluster_runtime::apps::{self, AppRunner};
 
 /// How often the loop ticks the core.
 const TICK: Duration = Duration::from_millis(20);
@@ -73,7 +71,7 @@ pub struct Agent {
     member: Member<Input, GuestHeartbeat>,
     core: GuestCore,
     /// Runs resource operations and writes the application state.
-    runner: Runner,
+    runner: AppRunner,
     /// Sends messages to the host agent, when the host link is configured.
     link: Option<mpsc::Sender<hvcluster_common::hostlink::LinkMessage>>,
     /// Tells the host link this agent's incarnation (it registers again when it changes).
@@ -126,7 +124,7 @@ impl Agent {
         let mut setup = GuestSetup::from_config(&config, me, digest, state, incarnation);
         setup.state_problem = problem;
         let (core, effects) = GuestCore::start(setup, member.now());
-        let runner = Runner::new(&member, config.applications.clone(), state_file);
+        let runner = AppRunner::new(&member, config.applications.clone(), state_file, Vec::new());
         let (link_incarnation, incarnation_rx) = tokio::sync::watch::channel(incarnation);
         let link = start_host_link(&config, &member, link_key, node, me, incarnation_rx)?;
         let mut agent = Agent {
@@ -241,7 +239,13 @@ impl Agent {
                         }
                     }
                 }
-                Effect::RunOp(op) => self.runner.run(op, &self.member),
+                Effect::RunOp(op) => {
+                    self.runner
+                        .run(op, &self.member, |id, outcome| Input::OpDone {
+                            id,
+                            outcome,
+                        })
+                }
                 Effect::SaveState(state) => self.runner.save(&state, &self.member),
                 Effect::NewIncarnation => {
                     let incarnation = incarnation::next(&self.config.cluster.state_dir);

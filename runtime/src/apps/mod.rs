@@ -4,35 +4,31 @@
 //! `cluster.toml`, such as a VM made highly available with `hv-guest` resources).
 
 mod describe;
+mod runner;
 pub mod set_aside;
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use hvcluster_common::application::outcome::OpKind;
 use hvcluster_common::application::{AppAction, AppSpec, Engine, OpOutcome};
 use hvcluster_common::config::guest::ApplicationConfig;
 use hvcluster_common::config::NodeId;
 use serde_json::json;
 
 pub use describe::{app_event, app_lines};
+pub use runner::AppRunner;
 
 use crate::member::Member;
-use crate::resources::{self, OpRequest};
-use crate::state_writer::StateWriter;
 
 /// The applications of one agent with what runs them.
 #[derive(Debug)]
 pub struct Apps {
     /// The engine deciding where each application runs.
     pub engine: Engine,
-    applications: Vec<ApplicationConfig>,
-    state_file: PathBuf,
-    /// Writes the state file off the driver loop.
-    writer: StateWriter,
-    env: Vec<(String, String)>,
+    /// Runs its resource operations and saves its state.
+    runner: AppRunner,
     /// Placements or reports changed: a heartbeat should go out now.
     pub announce: bool,
 }
@@ -60,55 +56,22 @@ impl Apps {
         let specs = AppSpec::from_applications(&applications, id_of);
         let mut engine = Engine::new(member.me, specs, &persistent, member.now());
         engine.set_names(names);
-        let (events, node) = (member.events.clone(), member.own_name.clone());
-        let counters = member.counters.clone();
-        let writer = StateWriter::spawn(
-            "hv-state",
-            Box::new(move |file, _, result| {
-                if let Err(e) = result {
-                    tracing::error!(file = %file.display(), cause = %e, "cannot save the application state");
-                    // Counted each time, reported at most once every 10 s.
-                    crate::member::record_limited(
-                        &counters,
-                        &events,
-                        "state_not_saved",
-                        (Some(&node), "state_not_saved"),
-                        |n| {
-                            format!(
-                                "cannot save the application state to {}: {e}; the next \
-                                 change writes it again (until then a restart forgets the \
-                                 placements changed since){}",
-                                file.display(),
-                                if n > 1 {
-                                    format!(" ({n} failed writes since the last report)")
-                                } else {
-                                    String::new()
-                                }
-                            )
-                        },
-                        json!({ "file": file.display().to_string() }),
-                    );
-                }
-            }),
-        );
+        let runner = AppRunner::new(member, applications, state_file, env);
         Apps {
             engine,
-            applications,
-            state_file,
-            writer,
-            env,
+            runner,
             announce: false,
         }
     }
 
     /// How many applications there are.
     pub fn len(&self) -> usize {
-        self.applications.len()
+        self.runner.len()
     }
 
     /// Whether there is none.
     pub fn is_empty(&self) -> bool {
-        self.applications.is_empty()
+        self.runner.is_empty()
     }
 
     /// Performs what the engine returned: runs resource operations (their outcome comes
@@ -123,36 +86,7 @@ impl Apps {
         let mut kills = Vec::new();
         for action in actions {
             match action {
-                AppAction::Run(op) => {
-                    let Some(app) = self.applications.get(op.app) else {
-                        continue;
-                    };
-                    let Some(resource) = app.resources.get(op.resource) else {
-                        continue;
-                    };
-                    member.counters.bump("resource_ops");
-                    if op.kind == OpKind::Check {
-                        tracing::debug!(app = %app.name, resource = %resource.name, "resource check");
-                    } else {
-                        tracing::info!(app = %app.name, resource = %resource.name, op = ?op.kind, reason = ?op.reason, "resource operation");
-                    }
-                    let request = OpRequest {
-                        app: app.name.clone(),
-                        node: member.own_name.clone(),
-                        resource: resource.clone(),
-                        kind: op.kind,
-                        reason: op.reason,
-                        auto_recover: op.auto_recover,
-                        forced: false,
-                        env: self.env.clone(),
-                    };
-                    let tx = member.tx.clone();
-                    let id = op.id;
-                    tokio::spawn(async move {
-                        let outcome = resources::run(request).await;
-                        let _ = tx.send(done(id, outcome)).await;
-                    });
-                }
+                AppAction::Run(op) => self.runner.run(op, member, done),
                 AppAction::Event(e) => {
                     let (subject, kind, message) = app_event(&e, |n| member.name(n));
                     member.events.record(
@@ -162,21 +96,7 @@ impl Apps {
                         serde_json::to_value(&e).unwrap_or_default(),
                     );
                 }
-                AppAction::Persist => match state::encode(&self.engine.persistent()) {
-                    // Written by the state writer thread, which reports a failure.
-                    Ok(bytes) => {
-                        self.writer.save(&self.state_file, bytes);
-                    }
-                    Err(e) => {
-                        let node = member.own_name.clone();
-                        member.events.record(
-                            Some(&node),
-                            "state_not_saved",
-                            format!("cannot encode the application state: {e}"),
-                            json!({}),
-                        );
-                    }
-                },
+                AppAction::Persist => self.runner.save(&self.engine.persistent(), member),
                 AppAction::Announce => self.announce = true,
                 AppAction::KillNode(n) => kills.push(n),
             }

@@ -8,9 +8,8 @@ use std::time::Duration;
 use crate::admin::{GuestNodeState, Response};
 use crate::application::{
     AppEvent, AppSpec, AppState, GuestHeartbeat, OpKind, OpOutcome, Persistent, ResourceOp,
-    ResourceSpec, ResourceState,
+    ResourceState,
 };
-use crate::config::guest::SwitchTrigger;
 use crate::config::NodeId;
 use crate::guest::{Effect, Event, GuestCore, GuestSetup};
 use crate::hostlink::LinkMessage;
@@ -36,25 +35,8 @@ pub fn id(i: usize) -> NodeId {
 /// switching on host and resource failures.
 pub fn app(name: &str, nodes: &[NodeId], halt_flag: bool) -> AppSpec {
     AppSpec {
-        name: name.into(),
-        nodes: nodes.to_vec(),
-        auto_start_up: true,
-        switch_on: [SwitchTrigger::HostFailure, SwitchTrigger::ResourceFailure]
-            .into_iter()
-            .collect::<BTreeSet<_>>(),
-        persistent_fault: false,
         halt_flag,
-        online_priority: false,
-        standby_transitions: Vec::new(),
-        restart_limit: 0,
-        restart_window: Duration::from_secs(600),
-        resources: vec![ResourceSpec {
-            name: "r0".into(),
-            monitored: true,
-            standby_capable: false,
-            auto_recover: false,
-            check_interval: Duration::from_secs(1),
-        }],
+        ..AppSpec::for_tests(name, nodes, 1)
     }
 }
 

@@ -7,10 +7,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use hvcluster_common::admin::HostStatus;
 
+mod expect;
 mod fencing;
 mod guests;
 mod hypervisors;
 mod keys;
+mod logs;
+mod operator;
 mod rogue;
 mod slowloris;
 
@@ -123,52 +126,10 @@ pub fn run(scenario: &Scenario, opts: RunOptions) -> anyhow::Result<Outcome> {
         LabCluster::start(&scenario.cluster).context("cannot start the lab cluster")?;
     let outcome = run_on(&mut cluster, scenario, opts);
     if !outcome.as_ref().is_ok_and(Outcome::ok) {
-        keep_logs(&cluster, &scenario.name);
+        logs::keep_logs(&cluster, &scenario.name);
     }
     drop(cluster);
     outcome
-}
-
-/// Copies the logs of a failed run (agents' logs, libvirtd's, VM consoles) to
-/// `hvlab-failed/SCENARIO-LABID` beside the binaries, and says where.
-fn keep_logs(cluster: &LabCluster, name: &str) {
-    let Ok(bin) = crate::cluster::bin_dir() else {
-        return;
-    };
-    let to = bin
-        .join("hvlab-failed")
-        .join(format!("{name}-{}", cluster.lab.id()));
-    let mut kept = 0;
-    let mut stack = vec![cluster.dir.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.filter_map(Result::ok) {
-            let path = e.path();
-            let Ok(kind) = e.file_type() else { continue };
-            if kind.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let is_log = path
-                .extension()
-                .is_some_and(|x| x == "log" || x == "console" || x == "toml");
-            let Ok(rel) = path.strip_prefix(&cluster.dir) else {
-                continue;
-            };
-            if kind.is_file() && is_log {
-                let dest = to.join(rel);
-                let _ = std::fs::create_dir_all(dest.parent().unwrap_or(&to));
-                if std::fs::copy(&path, &dest).is_ok() {
-                    kept += 1;
-                }
-            }
-        }
-    }
-    if kept > 0 {
-        eprintln!("hvlab: the logs of the failed run are in {}", to.display());
-    }
 }
 
 /// Runs `scenario` on an already started cluster.
@@ -373,180 +334,13 @@ impl Runner<'_> {
                 self.cluster.stop_agent(host)?;
                 self.cluster.start_agent(host)?;
             }
-            Step::ExpectState {
-                observers,
-                host,
-                state,
-                reason,
-                within_ms,
-                measure,
-            } => {
-                let text = format!(
-                    "{} see {host} {state:?}{}",
-                    observers.join(", "),
-                    reason.map(|r| format!(" ({r:?})")).unwrap_or_default()
-                );
-                let res = self.wait_for(observers, Duration::from_millis(*within_ms), |s| {
-                    s.hosts
-                        .iter()
-                        .any(|h| h.name == *host && state.matches(h.state, *reason))
-                });
-                if let (Ok(()), Some(phase)) = (&res, measure) {
-                    match self.measure_state_change(observers, host, |s| state.matches(s, *reason))
-                    {
-                        Some(ms) => {
-                            self.measures.insert(phase.clone(), ms);
-                        }
-                        None => self.check(
-                            format!("{phase} measured from events"),
-                            false,
-                            "no matching event".into(),
-                        ),
-                    }
-                }
-                self.check(text, res.is_ok(), res.err().unwrap_or_default());
-            }
-            Step::ExpectStays {
-                observers,
-                host,
-                state,
-                for_ms,
-            } => {
-                let text = format!(
-                    "{} see {host} {state:?} for {} s",
-                    observers.join(", "),
-                    *for_ms as f64 / 1000.0
-                );
-                let from_us = unix_us();
-                let deadline = Instant::now() + Duration::from_millis(*for_ms);
-                let mut res = Ok(());
-                while Instant::now() < deadline && res.is_ok() {
-                    res = self.wait_for(observers, Duration::ZERO, |s| {
-                        s.hosts
-                            .iter()
-                            .any(|h| h.name == *host && state.matches(h.state, None))
-                    });
-                    std::thread::sleep(POLL);
-                }
-                if res.is_ok() {
-                    let flaps: Vec<String> = self
-                        .cluster
-                        .events
-                        .snapshot()
-                        .into_iter()
-                        .filter(|e| e.unix_us >= from_us && e.kind == "host_state")
-                        .filter(|e| {
-                            e.subject.as_deref() == Some(host) && observers.contains(&e.observer)
-                        })
-                        .map(|e| format!("{}: {}", e.observer, e.message))
-                        .collect();
-                    if !flaps.is_empty() {
-                        res = Err(format!("state changed meanwhile: {}", flaps.join("; ")));
-                    }
-                }
-                self.check(text, res.is_ok(), res.err().unwrap_or_default());
-            }
-            Step::ExpectLink {
-                observers,
-                host,
-                interconnect,
-                state,
-                within_ms,
-            } => {
-                let text = format!(
-                    "{} see link ic{interconnect} to {host} {state:?}",
-                    observers.join(", ")
-                );
-                let res = self.wait_for(observers, Duration::from_millis(*within_ms), |s| {
-                    s.hosts.iter().any(|h| {
-                        h.name == *host
-                            && h.links
-                                .get(*interconnect)
-                                .is_some_and(|l| state.matches(*l))
-                    })
-                });
-                self.check(text, res.is_ok(), res.err().unwrap_or_default());
-            }
-            Step::ExpectQuorum {
-                hosts,
-                quorate,
-                within_ms,
-            } => {
-                let text = format!(
-                    "{} {} quorum",
-                    hosts.join(", "),
-                    if *quorate { "hold" } else { "report NO" }
-                );
-                let res = self.wait_for(hosts, Duration::from_millis(*within_ms), |s| {
-                    s.quorum.quorate == *quorate
-                });
-                self.check(text, res.is_ok(), res.err().unwrap_or_default());
-            }
-            Step::ExpectCounter {
-                host,
-                counter,
-                at_least,
-                within_ms,
-            } => {
-                let text = format!("{host} counts {counter} >= {at_least}");
-                let res = self.wait_for(
-                    std::slice::from_ref(host),
-                    Duration::from_millis(*within_ms),
-                    |s| s.counters.get(counter).copied().unwrap_or(0) >= *at_least,
-                );
-                let seen = self
-                    .cluster
-                    .status(host)
-                    .ok()
-                    .and_then(|s| s.counters.get(counter).copied())
-                    .unwrap_or(0);
-                self.check(text, res.is_ok(), format!("{counter} = {seen}"));
-            }
-            Step::ExpectEvent {
-                observers,
-                kind,
-                subject,
-                message,
-                within_ms,
-            } => {
-                let text = format!(
-                    "{} record a {kind} event{}{}",
-                    observers.join(", "),
-                    subject
-                        .as_ref()
-                        .map(|s| format!(" about {s}"))
-                        .unwrap_or_default(),
-                    message
-                        .as_ref()
-                        .map(|m| format!(" saying {m:?}"))
-                        .unwrap_or_default()
-                );
-                let since = self.last_fault_us;
-                let deadline = Instant::now() + Duration::from_millis(*within_ms);
-                let missing = loop {
-                    let events = self.cluster.events.snapshot();
-                    let missing: Vec<&String> = observers
-                        .iter()
-                        .filter(|o| {
-                            !events.iter().any(|e| {
-                                e.unix_us >= since
-                                    && &e.observer == *o
-                                    && e.kind == *kind
-                                    && subject
-                                        .as_ref()
-                                        .is_none_or(|s| e.subject.as_ref() == Some(s))
-                                    && message.as_ref().is_none_or(|m| e.message.contains(m))
-                            })
-                        })
-                        .collect();
-                    if missing.is_empty() || Instant::now() >= deadline {
-                        break missing.into_iter().cloned().collect::<Vec<_>>();
-                    }
-                    std::thread::sleep(POLL);
-                };
-                let ok = missing.is_empty();
-                self.check(text, ok, format!("not recorded by {}", missing.join(", ")));
-            }
+            Step::ExpectState { .. }
+            | Step::ExpectStays { .. }
+            | Step::ExpectLink { .. }
+            | Step::ExpectQuorum { .. }
+            | Step::ExpectCounter { .. }
+            | Step::ExpectEvent { .. }
+            | Step::ExpectNoEvent { .. } => self.expect_host(step),
             Step::ExpectDown {
                 observers,
                 host,
@@ -574,70 +368,7 @@ impl Runner<'_> {
                 exit,
                 within_ms,
                 output,
-            } => {
-                self.note(format!("operator on {on}: hvctl {}", args.join(" ")));
-                let wanted = |code: i32, said: &str| {
-                    code == *exit && output.as_deref().is_none_or(|o| said.contains(o))
-                };
-                let deadline = Instant::now() + Duration::from_millis(*within_ms);
-                let (code, said) = loop {
-                    let mut cmd =
-                        std::process::Command::new(crate::cluster::bin_dir()?.join("hvctl"));
-                    cmd.arg("--socket").arg(self.cluster.socket(on)).args(args);
-                    // No answer in this long is a failure of the step, not a hung run.
-                    let limit = Duration::from_secs(120);
-                    let (code, said) = match crate::lab::spawn::output_within(&mut cmd, limit)? {
-                        (Some(code), said) => (code, said),
-                        (None, said) => (-1, format!("no answer within 120 s (killed); {said}")),
-                    };
-                    if wanted(code, &said) || Instant::now() >= deadline {
-                        break (code, said);
-                    }
-                    std::thread::sleep(Duration::from_millis(250));
-                };
-                let saying = output
-                    .as_ref()
-                    .map(|o| format!(" saying {o:?}"))
-                    .unwrap_or_default();
-                self.check(
-                    format!("hvctl {} exits {exit}{saying}", args.join(" ")),
-                    wanted(code, &said),
-                    format!("exit {code}: {said}"),
-                );
-            }
-            Step::ExpectNoEvent {
-                observers,
-                kind,
-                subject,
-                for_ms,
-            } => {
-                std::thread::sleep(Duration::from_millis(*for_ms));
-                let since = self.last_fault_us;
-                let seen: Vec<String> = self
-                    .cluster
-                    .events
-                    .snapshot()
-                    .into_iter()
-                    .filter(|e| {
-                        e.unix_us >= since && e.kind == *kind && observers.contains(&e.observer)
-                    })
-                    .filter(|e| {
-                        subject
-                            .as_ref()
-                            .is_none_or(|s| e.subject.as_ref() == Some(s))
-                    })
-                    .map(|e| format!("{}: {}", e.observer, e.message))
-                    .collect();
-                let text = format!(
-                    "{} record no {kind} event{}",
-                    observers.join(", "),
-                    subject
-                        .as_ref()
-                        .map(|s| format!(" about {s}"))
-                        .unwrap_or_default()
-                );
-                self.check(text, seen.is_empty(), seen.join("; "));
-            }
+            } => self.hvctl(on, args, *exit, *within_ms, output.as_deref())?,
             Step::GuestCrash { guest } => {
                 self.fault(format!("guest {guest} crashes"));
                 self.cluster.crash_guest(guest)?;
@@ -817,31 +548,6 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Time from the last fault until the last of `observers` recorded a change of
-    /// `host` into a state accepted by `pred`, in ms.
-    fn measure_state_change(
-        &self,
-        observers: &[String],
-        host: &str,
-        pred: impl Fn(hvcluster_common::membership::HostState) -> bool,
-    ) -> Option<f64> {
-        self.search_events(|events| {
-            let mut worst = 0u64;
-            for o in observers {
-                let at = events.iter().find(|e| {
-                    e.unix_us >= self.last_fault_us
-                        && &e.observer == o
-                        && e.kind == "host_state"
-                        && e.subject.as_deref() == Some(host)
-                        && serde_json::from_value::<TransitionDetail>(e.detail.clone())
-                            .is_ok_and(|d| pred(d.host_state.to))
-                })?;
-                worst = worst.max(at.unix_us);
-            }
-            Some((worst - self.last_fault_us) as f64 / 1000.0)
-        })
-    }
-
     /// Applies `f` to the gathered events until it finds what it looks for; events
     /// reach the followers a moment after the status shows their effect.
     fn search_events<T>(
@@ -857,16 +563,6 @@ impl Runner<'_> {
             std::thread::sleep(POLL);
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-struct TransitionDetail {
-    host_state: Transition,
-}
-
-#[derive(serde::Deserialize)]
-struct Transition {
-    to: hvcluster_common::membership::HostState,
 }
 
 fn brief(s: &HostStatus) -> String {

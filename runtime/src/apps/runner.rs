@@ -1,37 +1,40 @@
-//! What the guest core asks of the applications: resource operations run as child
-//! processes (their outcome comes back to the driver loop) and the application state
-//! written off the loop.
+//! What an agent does for its application engine besides deciding: resource operations
+//! run as child processes (their outcome comes back to the driver loop) and the
+//! application state written off the loop. Used through [`super::Apps`] by the host
+//! agent and directly by the guest agent, whose core owns its engine.
 
 use std::path::PathBuf;
 
 use hvcluster_common::application::outcome::OpKind;
-use hvcluster_common::application::{GuestHeartbeat, Persistent, ResourceOp};
+use hvcluster_common::application::{OpOutcome, Persistent, ResourceOp};
 use hvcluster_common::config::guest::ApplicationConfig;
-use hvcluster_runtime::apps::state;
-use hvcluster_runtime::member::Member;
-use hvcluster_runtime::resources::{self, OpRequest};
-use hvcluster_runtime::state_writer::StateWriter;
 use serde_json::json;
 
-use super::Input;
+use super::state;
+use crate::member::Member;
+use crate::resources::{self, OpRequest};
+use crate::state_writer::StateWriter;
 
-/// Runs the operations of the applications of `guest.toml` and saves their state.
+/// Runs the resource operations of an agent's applications and saves their state.
 #[derive(Debug)]
-pub(super) struct Runner {
+pub struct AppRunner {
     applications: Vec<ApplicationConfig>,
     state_file: PathBuf,
     /// Writes the state file off the driver loop.
     writer: StateWriter,
+    env: Vec<(String, String)>,
 }
 
-impl Runner {
+impl AppRunner {
     /// A runner for `applications` whose state goes to `state_file`; failed writes are
-    /// counted and reported through `member`'s event log.
-    pub(super) fn new(
-        member: &Member<Input, GuestHeartbeat>,
+    /// counted and reported through `member`'s event log. `env` is added to the
+    /// environment of every resource operation.
+    pub fn new<I, P>(
+        member: &Member<I, P>,
         applications: Vec<ApplicationConfig>,
         state_file: PathBuf,
-    ) -> Runner {
+        env: Vec<(String, String)>,
+    ) -> Self {
         let (events, node) = (member.events.clone(), member.own_name.clone());
         let counters = member.counters.clone();
         let writer = StateWriter::spawn(
@@ -40,7 +43,7 @@ impl Runner {
                 if let Err(e) = result {
                     tracing::error!(file = %file.display(), cause = %e, "cannot save the application state");
                     // Counted each time, reported at most once every 10 s.
-                    hvcluster_runtime::member::record_limited(
+                    crate::member::record_limited(
                         &counters,
                         &events,
                         "state_not_saved",
@@ -63,15 +66,32 @@ impl Runner {
                 }
             }),
         );
-        Runner {
+        AppRunner {
             applications,
             state_file,
             writer,
+            env,
         }
     }
 
-    /// Runs `op` in a task; its outcome comes back as [`Input::OpDone`].
-    pub(super) fn run(&self, op: ResourceOp, member: &Member<Input, GuestHeartbeat>) {
+    /// How many applications there are.
+    pub fn len(&self) -> usize {
+        self.applications.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.applications.is_empty()
+    }
+
+    /// Runs `op` in a task; its outcome comes back to the driver loop as
+    /// `done(id, outcome)`. An operation naming no configured resource is ignored.
+    pub fn run<I: Send + 'static, P>(
+        &self,
+        op: ResourceOp,
+        member: &Member<I, P>,
+        done: fn(u64, OpOutcome) -> I,
+    ) {
         let Some(app) = self.applications.get(op.app) else {
             return;
         };
@@ -92,18 +112,18 @@ impl Runner {
             reason: op.reason,
             auto_recover: op.auto_recover,
             forced: false,
-            env: Vec::new(),
+            env: self.env.clone(),
         };
         let tx = member.tx.clone();
         let id = op.id;
         tokio::spawn(async move {
             let outcome = resources::run(request).await;
-            let _ = tx.send(Input::OpDone { id, outcome }).await;
+            let _ = tx.send(done(id, outcome)).await;
         });
     }
 
     /// Saves `persistent` (written by the state writer thread, which reports a failure).
-    pub(super) fn save(&mut self, persistent: &Persistent, member: &Member<Input, GuestHeartbeat>) {
+    pub fn save<I, P>(&mut self, persistent: &Persistent, member: &Member<I, P>) {
         match state::encode(persistent) {
             Ok(bytes) => {
                 self.writer.save(&self.state_file, bytes);
