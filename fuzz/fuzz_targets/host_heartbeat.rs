@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
     };
     sections.write(&mut again);
     let (back, issues) = HostSections::read(&again);
-    assert!(issues.is_empty(), "sections this build wrote do not read: {issues:?}");
+    assert!(
+        issues.is_empty(),
+        "sections this build wrote do not read: {issues:?}"
+    );
     assert_eq!(back, sections, "sections changed when written again");
 });
