@@ -108,3 +108,28 @@ fn replay_from_env() {
     let out = replay(&schedule, true);
     println!("{:?}", out.failure);
 }
+
+/// Every schedule that once broke a rule (`tests/regressions/*.json`, one per fixed
+/// finding, named after it) replays without breaking any now.
+#[test]
+fn fixed_findings_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the regressions directory reads")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no regression schedules in {}",
+        dir.display()
+    );
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("the schedule reads");
+        let schedule = Schedule::from_text(&text)
+            .unwrap_or_else(|e| panic!("{}: not a schedule: {e}", path.display()));
+        let out = replay(&schedule, false);
+        assert_eq!(out.failure, None, "{} breaks a rule again", path.display());
+    }
+}

@@ -285,6 +285,11 @@ impl Peer {
             return;
         };
         let silent = now.saturating_sub(last);
+        // Heard again while Failed, then silent for the dead time once more: no longer
+        // heard alive, so an operator's confirm-down and a panic notice count again.
+        if self.must_rejoin && silent >= cfg.dead_after {
+            self.must_rejoin = false;
+        }
         let relaxed = self.relaxed_until.is_some_and(|u| now < u);
         match self.state {
             // Relaxed (a migration's pause): suspect at most.

@@ -338,6 +338,40 @@ fn thawed_host_must_rejoin_and_is_not_silently_up() {
 }
 
 #[test]
+fn failed_host_heard_then_silent_again_is_no_longer_must_rejoin() {
+    let mut sim = Sim::new(3, 1);
+    sim.run_for(1000 * MS);
+    // h3 cut off both ways until the others fail it.
+    for j in 0..2 {
+        sim.cut.insert((2, j, 0));
+        sim.cut.insert((j, 2, 0));
+    }
+    sim.run_for(2000 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Silent));
+    // Its heartbeats get through again, but it still hears nobody (so it is never told
+    // to rejoin): heard alive while Failed. Then it dies.
+    for j in 0..2 {
+        sim.cut.remove(&(2, j, 0));
+    }
+    sim.run_for(500 * MS);
+    let peer = |sim: &Sim| {
+        sim.nodes[0]
+            .peers(sim.now)
+            .into_iter()
+            .find(|p| p.node == 3)
+            .unwrap()
+    };
+    assert!(peer(&sim).must_rejoin, "heard alive while Failed");
+    sim.powered[2] = false;
+    sim.run_for(800 * MS);
+    assert!(peer(&sim).must_rejoin, "not yet silent for the dead time");
+    sim.run_for(400 * MS);
+    let p = peer(&sim);
+    assert!(!p.must_rejoin, "silent for the dead time again: {p:?}");
+    assert_eq!(p.state, HostState::Failed(FailReason::Silent));
+}
+
+#[test]
 fn agent_restart_shows_new_incarnation() {
     let mut sim = Sim::new(3, 1);
     sim.run_for(1000 * MS);

@@ -43,13 +43,6 @@ pub const KNOWN: &[(&str, &str)] = &[
          rejoins (docs/simulation.md)",
     ),
     (
-        "cannot confirm down",
-        "fencing and membership: a host heard again after it was Failed stays \
-         must-rejoin after it falls silent for good, so `hvctl host confirm-down` is \
-         refused as heard alive and a kdump notice is no proof: a host that then died \
-         with its BMC can never be DOWN (docs/simulation.md)",
-    ),
-    (
         "by an old record",
         "fencing: a DOWN record proves the life its prover knew; a peer that does not \
          hear the host (just booted, rejoined, or cut off) adopts a record of an earlier \
