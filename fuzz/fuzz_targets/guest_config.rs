@@ -6,26 +6,17 @@
 #![no_main]
 
 use hvcluster_common::config::guest::GuestConfig;
-use hvcluster_fuzz::{check_errors, config_dir, reads_only_own_files};
+use hvcluster_fuzz::check_config_load;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if !reads_only_own_files(text) {
-        return;
-    }
-    let path = config_dir().join("guest.toml");
-    match GuestConfig::load_str(&path, text) {
-        Ok(loaded) => {
-            assert!(
-                loaded.key.len() >= 16,
-                "loaded with a key of {} bytes",
-                loaded.key.len()
-            );
-            let _ = loaded.config.digest();
-        }
-        Err(errors) => check_errors(&path, text, &errors),
-    }
+    check_config_load(
+        data,
+        "guest.toml",
+        GuestConfig::load_str,
+        |l| l.key.len(),
+        |l| {
+            let _ = l.config.digest();
+        },
+    );
 });

@@ -109,3 +109,32 @@ pub fn check_problem(path: &Path, text: &str, p: &hvcluster_common::config::Conf
         );
     }
 }
+
+/// One configuration fuzz input: `data` as the text of the file `file_name` in
+/// [`config_dir`], loaded with `load`. Loading never panics; what loads has a key of at
+/// least 16 bytes (`key_len`) and passes `more`; every refusal says where and what
+/// ([`check_errors`]). Inputs that are not UTF-8, or that name files outside the
+/// directory ([`reads_only_own_files`]), are skipped.
+pub fn check_config_load<T>(
+    data: &[u8],
+    file_name: &str,
+    load: impl FnOnce(&Path, &str) -> Result<T, hvcluster_common::config::ConfigErrors>,
+    key_len: impl FnOnce(&T) -> usize,
+    more: impl FnOnce(&T),
+) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if !reads_only_own_files(text) {
+        return;
+    }
+    let path = config_dir().join(file_name);
+    match load(&path, text) {
+        Ok(loaded) => {
+            let len = key_len(&loaded);
+            assert!(len >= 16, "loaded with a key of {len} bytes");
+            more(&loaded);
+        }
+        Err(errors) => check_errors(&path, text, &errors),
+    }
+}
