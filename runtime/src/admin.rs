@@ -197,6 +197,8 @@ struct RequestLines<R> {
     splitter: LineSplitter,
     ready: VecDeque<Piece>,
     ended: bool,
+    /// The stream ended by the client's going away (not by a read error).
+    at_end: bool,
 }
 
 impl<R: AsyncRead + Unpin> RequestLines<R> {
@@ -206,6 +208,7 @@ impl<R: AsyncRead + Unpin> RequestLines<R> {
             splitter: LineSplitter::new(MAX_LINE),
             ready: VecDeque::new(),
             ended: false,
+            at_end: false,
         }
     }
 
@@ -219,9 +222,11 @@ impl<R: AsyncRead + Unpin> RequestLines<R> {
             if self.ended {
                 return None;
             }
-            match self.reader.read(&mut chunk).await {
+            let read = self.reader.read(&mut chunk).await;
+            match read {
                 Ok(0) | Err(_) => {
                     self.ended = true;
+                    self.at_end = matches!(read, Ok(0));
                     self.ready.extend(self.splitter.finish().map(Piece::Line));
                 }
                 Ok(n) => self.ready.extend(self.splitter.push(&chunk[..n])),
@@ -231,15 +236,45 @@ impl<R: AsyncRead + Unpin> RequestLines<R> {
 }
 
 /// Serves admin requests over a virtio-serial port (`hvctl --socket` on the host end's
-/// socket reaches this agent from the hypervisor), one client at a time, reopening the
-/// port whenever the host end goes away. Who can connect to the host end is root on the
-/// hypervisor.
+/// socket reaches this agent from the hypervisor), one client at a time. Who can connect
+/// to the host end is root on the hypervisor.
+///
+/// The port stays open from one host client to the next: the guest's kernel discards
+/// what is waiting in a port when it is closed, and the next client's request may
+/// already be there when the previous one's end is read (a client that connects right
+/// after another left, or the host end reopened on a live migration's destination). It
+/// is reopened only after an error.
 pub async fn serve_port<D: Dispatch>(
     path: std::path::PathBuf,
     dispatch: D,
     events: EventLog,
     audit: AuditLog,
 ) {
+    serve_port_with(
+        || crate::port::Port::open(&path),
+        &path,
+        dispatch,
+        events,
+        audit,
+    )
+    .await
+}
+
+/// Pause before the next client's session while the host end is away, and before
+/// reopening the port after an error.
+const PORT_RETRY: Duration = Duration::from_millis(200);
+
+/// [`serve_port`] with the port opened by `open`.
+pub(crate) async fn serve_port_with<P, D>(
+    mut open: impl FnMut() -> std::io::Result<P>,
+    path: &Path,
+    dispatch: D,
+    events: EventLog,
+    audit: AuditLog,
+) where
+    P: AsyncRead + tokio::io::AsyncWrite + Unpin,
+    D: Dispatch,
+{
     let peer = Peer {
         via: "port",
         uid: None,
@@ -248,18 +283,24 @@ pub async fn serve_port<D: Dispatch>(
     };
     let mut reported = false;
     loop {
-        match crate::port::Port::open(&path) {
+        match open() {
             Ok(port) => {
                 reported = false;
-                let (r, w) = tokio::io::split(port);
-                client(
-                    r,
-                    w,
+                let (mut r, mut w) = tokio::io::split(port);
+                // One client after another; while no host client is connected the
+                // session ends at once and the next one starts after the pause.
+                while client(
+                    &mut r,
+                    &mut w,
                     dispatch.clone(),
                     events.clone(),
                     (audit.clone(), peer),
                 )
-                .await;
+                .await
+                    == Ended::ClientLeft
+                {
+                    tokio::time::sleep(PORT_RETRY).await;
+                }
             }
             Err(e) if !reported => {
                 tracing::warn!(port = %path.display(), cause = %e, "cannot open the admin port");
@@ -267,19 +308,28 @@ pub async fn serve_port<D: Dispatch>(
             }
             Err(_) => {}
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(PORT_RETRY).await;
     }
 }
 
+/// How an admin connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The client went away: its end of the stream was read.
+    ClientLeft,
+    /// A read error, an answer not taken, a line too long or a client idle too long.
+    Broken,
+}
+
 /// Serves one admin connection: each request line answered in turn; operator commands
-/// recorded in the audit log first.
+/// recorded in the audit log first. Says how it ended.
 pub(crate) async fn client<D: Dispatch>(
     r: impl AsyncRead + Unpin,
     mut w: impl AsyncWriteExt + Unpin,
     dispatch: D,
     events: EventLog,
     (audit, peer): (AuditLog, Peer),
-) {
+) -> Ended {
     let mut lines = RequestLines::new(r);
     loop {
         let line = match tokio::time::timeout(REQUEST_IDLE, lines.next()).await {
@@ -287,16 +337,17 @@ pub(crate) async fn client<D: Dispatch>(
             Ok(Some(Piece::TooLong)) => {
                 let message = format!("request line longer than {MAX_LINE} bytes");
                 let _ = send(&mut w, &Response::Error { message }).await;
-                return;
+                return Ended::Broken;
             }
-            Ok(None) | Err(_) => return,
+            Ok(None) if lines.at_end => return Ended::ClientLeft,
+            Ok(None) | Err(_) => return Ended::Broken,
         };
         let request: Request = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => {
                 let message = format!("bad request: {e}");
                 if send(&mut w, &Response::Error { message }).await.is_err() {
-                    return;
+                    return Ended::Broken;
                 }
                 continue;
             }
@@ -319,7 +370,7 @@ pub(crate) async fn client<D: Dispatch>(
             }
         };
         if done {
-            return;
+            return Ended::Broken;
         }
     }
 }
@@ -388,5 +439,7 @@ async fn stream_events(
     }
 }
 
+#[cfg(test)]
+mod port_tests;
 #[cfg(test)]
 mod tests;

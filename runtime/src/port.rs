@@ -1,6 +1,13 @@
 //! A virtio-serial port (a character device in the guest) as an async byte stream. The
 //! device is opened once, non-blocking, and driven by the runtime's readiness events,
 //! so a read waiting for the host never holds up a write.
+//!
+//! While the host end is not connected the port reports a hang-up, which the runtime
+//! keeps as final ("closed") for as long as the descriptor stays registered. A port
+//! outlives its host's connections (the host reconnects, a live migration reopens the
+//! host end on the destination), so a read or write that finds nothing to do after such
+//! a hang-up registers the descriptor afresh: it then waits for the next event instead
+//! of spinning on the stale hang-up.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -15,7 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// An open port.
 #[derive(Debug)]
 pub struct Port {
-    fd: AsyncFd<File>,
+    /// None only after registering afresh failed; every later call then fails.
+    fd: Option<AsyncFd<File>>,
 }
 
 impl Port {
@@ -40,11 +48,50 @@ impl Port {
             let mut stale = [0u8; 4096];
             while matches!((&file).read(&mut stale), Ok(n) if n > 0) {}
         }
-        // SAFETY: the descriptor is the `File`'s own; the `AsyncFd` owns that `File`, so
-        // it stays open and the same for as long as it is registered.
-        let fd = unsafe { AsyncFd::register(file) }.map_err(|e| e.into_parts().1)?;
-        Ok(Port { fd })
+        Port::register(file)
     }
+
+    fn register(file: File) -> io::Result<Port> {
+        Ok(Port {
+            fd: Some(register(file)?),
+        })
+    }
+
+    fn fd(&self) -> io::Result<&AsyncFd<File>> {
+        self.fd.as_ref().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the port could not be registered again",
+            )
+        })
+    }
+
+    /// Registers the descriptor afresh, forgetting a stale hang-up (see the module).
+    fn rearm(&mut self) -> io::Result<()> {
+        let file = self.fd.take().map(AsyncFd::into_inner);
+        match file {
+            Some(file) => {
+                self.fd = Some(register(file)?);
+                Ok(())
+            }
+            None => self.fd().map(|_| ()),
+        }
+    }
+}
+
+fn register(file: File) -> io::Result<AsyncFd<File>> {
+    // SAFETY: the descriptor is the `File`'s own; the `AsyncFd` owns that `File`, so it
+    // stays open and the same for as long as it is registered.
+    unsafe { AsyncFd::register(file) }.map_err(|e| e.into_parts().1)
+}
+
+/// What one attempt at a read or write came to.
+enum Attempt<T> {
+    Done(io::Result<T>),
+    /// Nothing to do yet, and the readiness seen was a hang-up: register afresh.
+    Stale,
+    /// Nothing to do yet: wait for the next event.
+    Again,
 }
 
 impl AsyncRead for Port {
@@ -53,15 +100,23 @@ impl AsyncRead for Port {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            match guard.try_io(|f| f.get_ref().read(buf.initialize_unfilled())) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
+            let attempt = {
+                let mut guard = ready!(this.fd()?.poll_read_ready(cx))?;
+                let hung_up = guard.ready().is_read_closed();
+                match guard.try_io(|f| f.get_ref().read(buf.initialize_unfilled())) {
+                    Ok(result) => Attempt::Done(result),
+                    Err(_would_block) if hung_up => Attempt::Stale,
+                    Err(_would_block) => Attempt::Again,
                 }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
+            };
+            match attempt {
+                Attempt::Done(result) => {
+                    return Poll::Ready(result.map(|n| buf.advance(n)));
+                }
+                Attempt::Stale => this.rearm()?,
+                Attempt::Again => {}
             }
         }
     }
@@ -73,11 +128,21 @@ impl AsyncWrite for Port {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
         loop {
-            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|f| f.get_ref().write(data)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
+            let attempt = {
+                let mut guard = ready!(this.fd()?.poll_write_ready(cx))?;
+                let hung_up = guard.ready().is_write_closed();
+                match guard.try_io(|f| f.get_ref().write(data)) {
+                    Ok(result) => Attempt::Done(result),
+                    Err(_would_block) if hung_up => Attempt::Stale,
+                    Err(_would_block) => Attempt::Again,
+                }
+            };
+            match attempt {
+                Attempt::Done(result) => return Poll::Ready(result),
+                Attempt::Stale => this.rearm()?,
+                Attempt::Again => {}
             }
         }
     }
@@ -108,6 +173,68 @@ mod tests {
         // The slave stays open through `path`; keep this handle alive too.
         std::mem::forget(pty.slave);
         (File::from(pty.master), path)
+    }
+
+    /// Counts how often the runtime polls a future.
+    struct Counted<F> {
+        inner: Pin<Box<F>>,
+        polls: usize,
+    }
+
+    impl<F: std::future::Future> std::future::Future for Counted<F> {
+        type Output = F::Output;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls += 1;
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    /// A FIFO read end behaves as a port does towards its host end: once its writer
+    /// closed it reports a hang-up and reads end; once a new writer opened, reads wait.
+    #[tokio::test]
+    async fn a_read_after_the_host_end_came_back_waits_for_data_instead_of_spinning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("port");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let writer = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .unwrap()
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut port = Port::register(file).unwrap();
+        let mut buf = [0u8; 8];
+        // A first host connection says "a" and goes away.
+        writer().write_all(b"a").unwrap();
+        assert_eq!(port.read(&mut buf).await.unwrap(), 1);
+        assert_eq!(
+            port.read(&mut buf).await.unwrap(),
+            0,
+            "the host end went away"
+        );
+        // The host end comes back with nothing to say yet: the read waits, polled again
+        // only when something happens (not over and over on the old hang-up).
+        let mut host = writer();
+        let mut read = Counted {
+            inner: Box::pin(port.read(&mut buf)),
+            polls: 0,
+        };
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut read).await;
+        assert!(waited.is_err(), "the read returned {waited:?}");
+        assert!(read.polls <= 2, "the read was polled {} times", read.polls);
+        drop(read);
+        // What it then says is read, and its going away again ends the stream.
+        host.write_all(b"b").unwrap();
+        let n = port.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"b");
+        drop(host);
+        assert_eq!(port.read(&mut buf).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -50,20 +50,29 @@ impl LabCluster {
     }
 
     /// Host end of VM `guest`'s admin channel: its admin socket, as the lab sees it. On
-    /// its own host, unless it was moved: then on the host whose socket takes a
-    /// connection.
+    /// the host whose libvirt runs the domain (it may have been moved there), else on its
+    /// own host. The lab asks libvirt rather than trying the sockets: every connection
+    /// to a channel's host end is one the guest sees come and go.
     pub fn vm_admin_socket(&self, guest: &str) -> anyhow::Result<PathBuf> {
-        let home = self.admin_socket_on(&self.lab.guest_host(guest)?, guest);
-        if std::os::unix::net::UnixStream::connect(&home).is_ok() {
-            return Ok(home);
-        }
-        let moved = self
-            .lab
-            .host_names()
-            .into_iter()
-            .map(|h| self.admin_socket_on(&h, guest))
-            .find(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
-        Ok(moved.unwrap_or(home))
+        let home = self.lab.guest_host(guest)?;
+        let runs_on = |host: &str| {
+            self.hypervisors.get(host).is_some_and(|(_, hv)| {
+                matches!(
+                    hv.info(guest),
+                    Ok(Some(d)) if d.state == hvcluster_host_agent::hypervisor::State::Running
+                )
+            })
+        };
+        let host = if runs_on(&home) {
+            home
+        } else {
+            self.lab
+                .host_names()
+                .into_iter()
+                .find(|h| runs_on(h))
+                .unwrap_or(home)
+        };
+        Ok(self.admin_socket_on(&host, guest))
     }
 
     /// The guest image plus this lab's guest configuration and key.
