@@ -292,12 +292,13 @@ impl Fencing {
         self.cfg.priority.get(&other) > self.cfg.priority.get(&self.cfg.me)
     }
 
-    /// `target`'s incarnation in the latest view (0 if never heard).
+    /// `target`'s latest incarnation in the latest view, confirmed or not (0 if never
+    /// heard): a power-off confirmed now ends it.
     fn known_incarnation(&self, target: NodeId) -> u64 {
         self.last_view
             .as_ref()
             .and_then(|v| v.peers.iter().find(|p| p.node == target))
-            .map(|p| p.incarnation)
+            .map(|p| p.incarnation.max(p.latest))
             .unwrap_or(0)
     }
 
@@ -392,15 +393,20 @@ impl Fencing {
     }
 
     /// A peer says `record.target` is DOWN. Adopted unless this host hears the target
-    /// alive (`present`) in a newer incarnation than the proof: then it rebooted since.
+    /// (`alive`: heartbeats within the dead time, confirmed or not) in a later
+    /// incarnation than the one the record proves (`latest`, confirmed or not): it
+    /// booted since, and the record proves nothing of the life it runs. Once that life
+    /// is silent for the dead time again, the record is adopted: its prover may have
+    /// been cut off from a rejoin before its proof, which then ended the later
+    /// incarnation too.
     pub fn on_peer_down(
         &mut self,
         record: &DownRecord,
-        current_incarnation: u64,
-        present: bool,
+        latest: u64,
+        alive: bool,
     ) -> Vec<FenceAction> {
         let mut out = Vec::new();
-        if record.target == self.cfg.me || (present && current_incarnation > record.incarnation) {
+        if record.target == self.cfg.me || (alive && latest > record.incarnation) {
             return out;
         }
         if let Some(t) = self.targets.get_mut(&record.target) {
@@ -431,9 +437,10 @@ impl Fencing {
         let mut out = Vec::new();
         for r in new {
             let facts = peers.iter().find(|p| p.node == r.target);
-            let inc = facts.and_then(|p| p.incarnation).unwrap_or(0);
-            let present = facts.is_some_and(|p| p.state.present() || p.state == HostState::Joining);
-            out.extend(self.on_peer_down(r, inc, present));
+            let latest = membership.latest_incarnation(r.target).unwrap_or(0);
+            let alive = facts.is_some_and(|p| p.state.present() || p.state == HostState::Joining)
+                || membership.heard_lately(r.target, now);
+            out.extend(self.on_peer_down(r, latest, alive));
         }
         out
     }
@@ -469,7 +476,7 @@ impl Fencing {
         }
         let record = DownRecord {
             target,
-            incarnation: facts.map(|f| f.incarnation).unwrap_or(0),
+            incarnation: facts.map(|f| f.incarnation.max(f.latest)).unwrap_or(0),
             proof: Proof::Operator,
             by: self.cfg.me,
         };

@@ -147,7 +147,7 @@ impl Target {
                 if matches!(p.state, HostState::Failed(_))
                     || (p.accuses_me && ctx.race_delay.is_none())
                 {
-                    self.failed_incarnation = p.incarnation;
+                    self.failed_incarnation = p.incarnation.max(p.latest);
                     let delay = ctx.race_delay.unwrap_or_default();
                     self.state = FenceState::Pending {
                         level: 0,

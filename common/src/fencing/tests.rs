@@ -31,6 +31,7 @@ fn peer(node: NodeId, state: HostState) -> PeerFacts {
         node,
         state,
         incarnation: 10 + node as u64,
+        latest: 10 + node as u64,
         panic_noticed: false,
         must_rejoin: false,
         accuses_me: false,
@@ -523,4 +524,38 @@ fn every_proof_waits_for_the_journal() {
     assert!(downs(&a).is_empty());
     assert_eq!(journal_writes(&a)[0].proof, Proof::Operator);
     assert!(h.down(3).is_none());
+}
+
+/// A power-off ends every incarnation heard before it, confirmed or not: the record
+/// names the latest, so that peers that heard that one do not take it for a record of
+/// an earlier life. A record of an earlier life than one heard lately is refused.
+#[test]
+fn a_record_names_the_latest_life_heard_and_older_ones_are_refused() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let mut h3 = failed(3);
+    h3.latest = 20;
+    let v = view(true, vec![peer(2, HostState::Up), h3]);
+    let _ = f.tick(Duration::ZERO, &v);
+    let a = f.on_level_result(500 * MS, 3, 0, true, String::new());
+    let written = journal_writes(&a);
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].incarnation, 20, "{written:?}");
+
+    let mut g = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));
+    let _ = g.tick(
+        Duration::ZERO,
+        &view(true, vec![peer(1, HostState::Up), failed(3)]),
+    );
+    let old = DownRecord {
+        incarnation: 13,
+        ..written[0].clone()
+    };
+    assert!(
+        g.on_peer_down(&old, 20, true).is_empty(),
+        "heard lately in life 20"
+    );
+    assert!(!g.decided(3));
+    // Silent for the dead time since: the record is adopted (its prover may have been
+    // cut off from a rejoin before its proof).
+    assert_eq!(journal_writes(&g.on_peer_down(&old, 20, false)), vec![old]);
 }

@@ -30,12 +30,17 @@ impl View {
                     node: p.node,
                     state: p.state,
                     incarnation: p.incarnation.unwrap_or(0),
+                    latest: membership.latest_incarnation(p.node).unwrap_or(0),
                     panic_noticed: p.panic_noticed,
                     must_rejoin: p.must_rejoin,
                     accuses_me: accusers.contains(&p.node),
-                    silent_long: p.silent_for_ms.is_none_or(|ms| {
-                        Duration::from_millis(ms) >= membership.config().suspect_after
-                    }),
+                    // Unconfirmed frames count too: a host that booted again after a
+                    // panic is heard so before it hears this host.
+                    silent_long: !membership.heard_within(
+                        p.node,
+                        now,
+                        membership.config().suspect_after,
+                    ),
                 })
                 .collect(),
         }
@@ -51,13 +56,17 @@ pub struct PeerFacts {
     pub state: HostState,
     /// Its incarnation, 0 if never heard.
     pub incarnation: u64,
+    /// The latest incarnation of it heard, confirmed or not (0 if none): a DOWN proved
+    /// now ends that life too, and a DOWN record of an earlier one is stale.
+    pub latest: u64,
     /// A kdump panic notice arrived from it.
     pub panic_noticed: bool,
     /// Failed, but heard again (so not off).
     pub must_rejoin: bool,
     /// Heard, and its heartbeats declare this host Failed: a one-way partition.
     pub accuses_me: bool,
-    /// Nothing heard from it on any interconnect for at least the suspect time (or never).
+    /// Nothing heard from it on any interconnect for at least the suspect time (or never),
+    /// confirmed or not.
     pub silent_long: bool,
 }
 

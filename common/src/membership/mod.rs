@@ -309,6 +309,22 @@ impl Membership {
         self.peer(node).map(|p| p.state)
     }
 
+    /// The latest incarnation of `node` this host heard, confirmed or not (an
+    /// authenticated frame of an incarnation shows that it started, replayed or not).
+    pub fn latest_incarnation(&self, node: NodeId) -> Option<u64> {
+        self.peer(node).and_then(|p| p.echo.max(p.incarnation))
+    }
+
+    /// Whether `node` was heard, confirmed or not, within the dead time before `now`.
+    pub fn heard_lately(&self, node: NodeId, now: Duration) -> bool {
+        self.heard_within(node, now, self.cfg.dead_after)
+    }
+
+    /// Whether `node` was heard, confirmed or not, within `d` before `now`.
+    pub fn heard_within(&self, node: NodeId, now: Duration, d: Duration) -> bool {
+        self.peer(node).is_some_and(|p| p.heard_within(now, d))
+    }
+
     /// Peers whose last heartbeat declared this host (in its current incarnation)
     /// Failed although this host did not yield to them: the link between the two is
     /// broken in at least one direction.
@@ -345,7 +361,7 @@ impl Membership {
                 .map(|p| PeerView {
                     node: p.id,
                     incarnation: p.echoed(),
-                    state: p.state,
+                    state: p.shown(),
                 })
                 .collect(),
             probe: self.probed(),
@@ -380,11 +396,25 @@ impl Membership {
         let Some(peer) = self.peers.iter_mut().find(|p| p.id == from) else {
             return out;
         };
-        peer.echo = Some(incarnation);
         if !fresh {
+            // A later incarnation than any heard, authenticated, after a panic notice:
+            // its agent runs again, so the notice proves nothing of the life it runs.
+            let later = peer
+                .echo
+                .max(peer.incarnation)
+                .is_none_or(|i| incarnation > i);
+            if later && peer.notice_at.is_some_and(|t| now >= t) {
+                peer.notice_at = None;
+                peer.panic_noticed = false;
+                out.push(Action::Event(MembershipEvent::PanicNoticeRefuted {
+                    node: from,
+                }));
+            }
+            peer.echo = Some(incarnation);
             peer.unconfirmed_at = Some(now);
             return out;
         }
+        peer.echo = Some(incarnation);
         if hb.config_digest != cfg.digest {
             if !peer.config_mismatch {
                 peer.config_mismatch = true;

@@ -142,6 +142,10 @@ impl Peer {
         cfg: &MembershipConfig,
         out: &mut Vec<Action>,
     ) {
+        // Failed without ever being heard in this host's life (startup fencing, or
+        // after this host rejoined): no life of it was seen to fail, so there is
+        // nothing for it to rejoin from; it joins like a host first heard.
+        let failed_unheard = self.incarnation.is_none();
         let restarted = match (accepted, self.incarnation) {
             (Accepted::NewIncarnation { previous }, _) => Some(previous),
             (_, Some(known)) if known != incarnation => Some(known),
@@ -184,7 +188,7 @@ impl Peer {
         }
 
         match self.state {
-            HostState::Failed(_) if restarted.is_some() => {
+            HostState::Failed(_) if restarted.is_some() || failed_unheard => {
                 self.joining_count = 1;
                 self.set_state(now, HostState::Joining, out);
             }
@@ -228,6 +232,25 @@ impl Peer {
             _ => self.echo.or(self.incarnation),
         }
         .unwrap_or(0)
+    }
+
+    /// The state this host's heartbeats show for it. Failed without being heard in this
+    /// host's life, it is shown Unknown: no life of it was seen to fail, so it is not
+    /// accused (it would take that for a one-way partition and fence its accuser while
+    /// the accuser fences it); once it confirms this host, it joins.
+    pub(super) fn shown(&self) -> HostState {
+        match self.state {
+            HostState::Failed(_) if self.incarnation.is_none() => HostState::Unknown,
+            state => state,
+        }
+    }
+
+    /// Whether a heartbeat of it, confirmed or not, arrived within `d` before `now`.
+    pub(super) fn heard_within(&self, now: Duration, d: Duration) -> bool {
+        [self.last_heard, self.unconfirmed_at]
+            .into_iter()
+            .flatten()
+            .any(|t| now.saturating_sub(t) < d)
     }
 
     /// Whether a heartbeat of it arrived after `t`.

@@ -513,3 +513,33 @@ fn a_stalled_host_does_not_blame_its_peers() {
         "the thawed host never marks its live peers Failed"
     );
 }
+
+#[test]
+fn host_failed_before_it_was_ever_heard_joins_without_rejoining() {
+    // h3 is cut off from the start: h1 and h2 fail it as never heard (startup fencing),
+    // then hear it. No life of it was seen to fail: it must not be held must-rejoin and
+    // accused (it would take the accusation for a one-way partition and fence its
+    // accuser, while the accuser fences it); it joins like a host first heard.
+    let mut sim = Sim::new(3, 1);
+    for j in 0..2 {
+        sim.cut.insert((2, j, 0));
+        sim.cut.insert((j, 2, 0));
+    }
+    sim.run_for(2000 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Silent));
+    let incarnation = sim.nodes[2].incarnation();
+    sim.cut.clear();
+    sim.run_for(2000 * MS);
+    let must_rejoin = sim
+        .events
+        .iter()
+        .any(|(_, _, e)| matches!(e, MembershipEvent::MustRejoin { .. }));
+    assert!(!must_rejoin, "{:?}", sim.events);
+    assert!(sim.nodes[2].accusers().is_empty());
+    assert_eq!(sim.nodes[2].incarnation(), incarnation, "it did not rejoin");
+    let states: Vec<_> = (0..3)
+        .flat_map(|i| (0..3).filter(move |j| *j != i).map(move |j| (i, j)))
+        .map(|(i, j)| (i, j, sim.state(i, j)))
+        .collect();
+    assert!(sim.all_up(), "{states:?} {:?}", sim.events);
+}

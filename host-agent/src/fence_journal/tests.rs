@@ -34,6 +34,7 @@ fn view() -> View {
         node,
         state,
         incarnation: 7,
+        latest: 7,
         panic_noticed: false,
         must_rejoin: false,
         accuses_me: false,

@@ -57,6 +57,7 @@ fn view(quorate: bool, h2: HostState, h3: HostState) -> View {
         node,
         state,
         incarnation: 7,
+        latest: 7,
         panic_noticed: false,
         must_rejoin: false,
         accuses_me: false,

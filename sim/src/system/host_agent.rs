@@ -193,12 +193,14 @@ impl HostAgent {
                 accepted,
                 hb,
             } => {
+                let fresh = self.membership.is_fresh(hb);
                 let actions = self
                     .membership
                     .on_heartbeat(now, from, incarnation, accepted, hb);
                 self.membership_actions(now, actions, &mut out);
-                // Fencing's section; one that does not decode counts as none, as in the agent.
-                if let Some(Ok(Downs(down))) = hb.read::<Downs>() {
+                // Fencing's section; one that does not decode counts as none, and nothing
+                // is taken from an unconfirmed heartbeat, as in the agent.
+                if let (true, Some(Ok(Downs(down)))) = (fresh, hb.read::<Downs>()) {
                     let actions = self.fencing.on_peer_downs(&down, &self.membership, now);
                     fence_effects(actions, &mut out);
                 }

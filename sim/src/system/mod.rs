@@ -30,23 +30,15 @@ pub mod world;
 pub const KNOWN: &[(&str, &str)] = &[
     (
         "fenced each other",
-        "membership: a host failed as never heard (its agent started while the other was \
-     off or cut off) is heard later with a first frame and marked must-rejoin, but \
-     nothing makes it rejoin; the accused side fences its accuser (the one-way partition \
-     rule) while the accuser, once quorate, fences it: a duel (docs/simulation.md)",
-    ),
-    (
-        "just started, fences",
-        "fencing: a host that just booted is heard by peers that still hold it Failed and \
-         accuse its new incarnation; counting them in its quorum, it takes itself for the \
-         stronger end of a one-way partition and fences them before it is expelled and \
-         rejoins (docs/simulation.md)",
+        "fencing: in a two-node split, a fence device that hangs longer than the race delay \
+         powers its target off after the weaker side, its delay over, fenced the stronger \
+         one: each fence took the other host down (docs/simulation.md)",
     ),
     (
         "by an old record",
-        "fencing: a DOWN record proves the life its prover knew; a peer that does not \
-         hear the host (just booted, rejoined, or cut off) adopts a record of an earlier \
-         life while the host runs a later one, and acts on it (docs/simulation.md)",
+        "fencing: a DOWN record names the latest incarnation its prover heard; a peer that \
+         hears nothing of the host's later life (cut off from it) adopts a record of an \
+         earlier life while the host runs a later one, and acts on it (docs/simulation.md)",
     ),
 ];
 

@@ -150,3 +150,30 @@ fn a_probed_host_answers_at_once_and_others_carry_the_probe() {
     let actions = other.on_heartbeat(11 * MS, 1, 7, Accepted::First, &hb);
     assert!(!actions.contains(&Action::SendHeartbeats));
 }
+
+#[test]
+fn a_notice_is_refuted_by_a_later_incarnation_even_unconfirmed() {
+    // h3 panics and reboots at once; h1 takes the notice, then hears the new life only
+    // unconfirmed (h3 does not hear h1: a one-way cut). The notice proves the old life
+    // ended, nothing of the new one: it must not count any more.
+    let mut sim = Sim::new(3, 2);
+    sim.run_for(1000 * MS);
+    sim.powered[2] = false;
+    let actions = sim.nodes[0].on_kdump_notice(sim.now, 3);
+    sim.perform(0, actions);
+    sim.run_for(DEFAULT_PANIC_PROBE + 20 * MS);
+    assert!(noticed(&sim.nodes[0], sim.now, 3));
+    for ic in 0..2 {
+        sim.cut.insert((0, 2, ic));
+    }
+    sim.nodes[2] = Membership::new(cfg(3, 3, 2), 5000, sim.now);
+    sim.seq[2] = 0;
+    sim.powered[2] = true;
+    sim.run_for(500 * MS);
+    assert_eq!(sim.nodes[0].latest_incarnation(3), Some(5000));
+    assert!(
+        !noticed(&sim.nodes[0], sim.now, 3),
+        "refuted by the new life"
+    );
+    assert!(sim.nodes[0].heard_lately(3, sim.now));
+}
