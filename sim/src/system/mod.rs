@@ -19,6 +19,7 @@
 //! [`crate::guests::quiet_period`]).
 
 pub mod campaign;
+mod guest_links;
 pub mod host_agent;
 pub mod hosts;
 mod run;
@@ -47,6 +48,13 @@ pub const KNOWN: &[(&str, &str)] = &[
         "fencing: a DOWN record proves the life its prover knew; a peer that does not \
          hear the host (just booted, rejoined, or cut off) adopts a record of an earlier \
          life while the host runs a later one, and acts on it (docs/simulation.md)",
+    ),
+    (
+        "is dead with",
+        "host core, host-down notices: a host held DOWN by a record of its earlier life \
+         boots again and its heartbeats report the guests of its new life; the holder's \
+         links take them for partners that died with it and send notices naming live \
+         guests, which abandon their applications (docs/simulation.md)",
     ),
 ];
 

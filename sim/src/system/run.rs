@@ -21,7 +21,8 @@ pub enum Flaw {
     /// None: the real cores as they are.
     #[default]
     None,
-    /// The host adapter shows fencing a quorate view always.
+    /// Every host agent's quorum rule takes one vote for a majority, so fencing sees a
+    /// quorate view always (the checker judges with the true rule).
     FenceWithoutQuorum,
     /// The kill gate forgets every order at once.
     ForgetfulGate,

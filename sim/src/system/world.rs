@@ -13,6 +13,7 @@ use hvcluster_common::fencing::{DownRecord, FenceEvent, Proof};
 use hvcluster_common::host::{Effect, Effects, Event};
 use hvcluster_common::kdump;
 
+use super::guest_links::GuestLink;
 use super::host_agent::{
     cluster_config, guest_names, kdump_source, HostAgent, HostSettings, DEAD_AFTER,
 };
@@ -65,6 +66,10 @@ pub struct SystemWorld {
     pub record_life: BTreeMap<(NodeId, u64, NodeId), u64>,
     /// Per host: whose fence powered it off, since it last booted.
     pub fenced_by: Vec<Option<usize>>,
+    /// Per guest node: its host link, if linked.
+    pub(super) links: Vec<Option<GuestLink>>,
+    /// The last host link connection id given.
+    pub(super) next_conn: u64,
 }
 
 impl SystemWorld {
@@ -92,6 +97,8 @@ impl SystemWorld {
             record_life: BTreeMap::new(),
             last_refusal: None,
             fenced_by: vec![None; n],
+            links: vec![None; g],
+            next_conn: 0,
         };
         for h in 0..n {
             w.start_agent(h);
@@ -104,7 +111,7 @@ impl SystemWorld {
         self.guests.log(what);
     }
 
-    fn fail(&mut self, why: String) {
+    pub(super) fn fail(&mut self, why: String) {
         self.log(|| format!("BROKEN: {why}"));
         if self.failure.is_none() {
             self.failure = Some(format!("{why} (at {:.2}s)", self.now.as_secs_f64()));
@@ -225,6 +232,7 @@ impl SystemWorld {
                 self.start_agent(h);
             }
         }
+        self.sync_links();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.frames)
             .into_iter()
             .partition(|f| f.at <= now);
@@ -363,6 +371,7 @@ impl SystemWorld {
                 Effect::RunFenceLevel { target, level, .. } => self.run_level(h, target, level),
                 Effect::Journal { down: Some(r), .. } => self.journal(h, r),
                 Effect::Fence(FenceEvent::Down(r)) => self.on_down(h, r),
+                Effect::SendToGuest { conn, message } => self.send_to_guest(h, conn, message),
                 // Counters, and what the host agent decides outside the core: VM HA
                 // (`recover_domains`) runs every tick.
                 Effect::Count(_) | Effect::HostDown(_) => {}
@@ -543,20 +552,6 @@ impl SystemWorld {
                 r.by
             )
         });
-        // Host-down notices to the guests linked to this host, for their partners
-        // that ran on the host now DOWN.
-        let partners: Vec<usize> = (0..self.domain_host.len())
-            .filter(|&g| self.domain_host[g] == t)
-            .collect();
-        let linked: Vec<usize> = (0..self.domain_host.len())
-            .filter(|&q| self.domain_host[q] == h)
-            .collect();
-        for &g in &partners {
-            let incarnation = self.guests.incarnation(g);
-            for &q in linked.iter().filter(|&&q| q != g) {
-                self.guests.host_down_notice(q, g, incarnation);
-            }
-        }
     }
 
     /// VM HA: the coordinator restarts, elsewhere, the domains that died with a host it
