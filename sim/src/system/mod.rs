@@ -1,6 +1,6 @@
-//! The whole system: N hosts (membership, quorum, fencing with BMCs that work, fail,
-//! hang or die with their host, kdump notices true and forged, journals on disks that
-//! fail) and one guest cluster of M nodes whose domains are placed on the hosts (the
+//! The whole system: N hosts (each the real `HostCore`: membership, quorum, fencing with
+//! BMCs that work, fail, hang or die with their host, kdump notices true and forged,
+//! journals on disks that fail, host-down notices to linked guests) and one guest cluster of M nodes whose domains are placed on the hosts (the
 //! application engine, the kill gate, host-down notices, VM HA restarting the domains
 //! of a host proved DOWN), on virtual time, over a network that cuts (one way too),
 //! loses, duplicates, delays and reorders.
@@ -13,7 +13,8 @@
 //! node is never ordered killed twice without a new incarnation between; no host fences
 //! without quorum; no DOWN without the proof it names being true; no DOWN acted on
 //! before it was journaled, and nothing journaled lost when an agent reloads; a domain
-//! never restarted while it still runs on its host. Liveness, once every fault heals:
+//! never restarted while it still runs on its host; a host-down notice never names a
+//! running guest as dead. Liveness, once every fault heals:
 //! every host that is off is DOWN on every running host and its domains run elsewhere
 //! (when the running hosts are quorate), and the guest cluster settles (see
 //! [`crate::guests::quiet_period`]).
