@@ -1,18 +1,26 @@
-//! The adapter of one host agent: events in, effects out.
+//! The adapter of one host agent: the real host core
+//! ([`hvcluster_common::host::HostCore`]) built from a [`ClusterConfig`] as `hv-hostd`
+//! builds it, driven as its driver loop drives it.
 //!
-//! Today it composes the membership and fencing cores in the order the host agent's
-//! driver does (a heartbeat feeds membership, then the DOWN records it carries feed
-//! fencing; a tick runs membership, then fencing on a view of it). When `HostCore`
-//! (`common/src/host/`) lands, this file is the one place that changes: `step` hands
-//! the event to the core and maps its effects.
+//! What the adapter does in the driver's place: it reads a received heartbeat's sections
+//! once and lends them to the core ([`HostCore::heard`], as the agent's frame handler
+//! does); it writes the core's sections into the heartbeat it sends (kept within one
+//! frame by [`heartbeat_budget::fit`]); it starts a new incarnation when the core asks
+//! ([`Effect::Rejoin`]); and it serves the operator's confirm-down through the core's
+//! fencing, as the agent's admin handler does. Every other effect goes to the world
+//! (`super::world`), which performs it.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use hvcluster_common::config::NodeId;
-use hvcluster_common::fencing::{
-    DownRecord, Downs, FenceAction, FenceEvent, Fencing, FencingConfig, LevelKind, View,
-};
-use hvcluster_common::membership::{Action, Heartbeat, HostState, Membership, MembershipConfig};
+use serde_json::json;
+
+use hvcluster_common::config::{ClusterConfig, NodeId};
+use hvcluster_common::fencing::{DownRecord, Fencing, FencingConfig};
+use hvcluster_common::heartbeat_budget::{self, BUDGET};
+use hvcluster_common::host::{Effect, Effects, Event, HostCore, HostCoreConfig};
+use hvcluster_common::host_heartbeat::HostSections;
+use hvcluster_common::membership::{Heartbeat, HostState, Membership, MembershipConfig};
 use hvcluster_common::quorum::QuorumRules;
 use hvcluster_common::wire::Accepted;
 
@@ -24,237 +32,209 @@ pub const DEAD_AFTER: Duration = Duration::from_millis(1200);
 pub const KDUMP_WAIT: Duration = Duration::from_millis(2000);
 /// The weaker side's delay in a two-node race.
 pub const RACE_DELAY: Duration = Duration::from_millis(1500);
-
-/// What reaches a host agent.
-#[derive(Debug)]
-pub enum HostEvent<'a> {
-    /// Time passes.
-    Tick,
-    /// An authenticated heartbeat of `from`, judged by the replay window.
-    Heartbeat {
-        /// The sender.
-        from: NodeId,
-        /// Its incarnation.
-        incarnation: u64,
-        /// The replay window's verdict.
-        accepted: Accepted,
-        /// The heartbeat (with the DOWN records the sender holds).
-        hb: &'a Heartbeat,
-    },
-    /// A kdump panic notice naming `node` (true or forged: it is not authenticated).
-    KdumpNotice {
-        /// The host it names.
-        node: NodeId,
-    },
-    /// A fence level this agent asked for ended.
-    LevelResult {
-        /// The host fenced.
-        target: NodeId,
-        /// Level index, from 0.
-        level: usize,
-        /// Powered off and confirmed.
-        ok: bool,
-    },
-    /// A DOWN record was written to the journal, or not.
-    Journaled {
-        /// The record.
-        record: DownRecord,
-        /// How the write went.
-        result: Result<(), String>,
-    },
-    /// `hvctl host confirm-down`.
-    ConfirmDown {
-        /// The host the operator says is off.
-        target: NodeId,
-    },
-}
-
-/// What a host agent asks its driver (here, the world) to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostEffect {
-    /// Send a heartbeat ([`HostAgent::heartbeat`]) to every peer.
-    SendHeartbeats,
-    /// Run a fence level against `target`; report with [`HostEvent::LevelResult`].
-    RunLevel {
-        /// The host to power off.
-        target: NodeId,
-        /// Level index, from 0.
-        level: usize,
-    },
-    /// Write this record to the journal; report with [`HostEvent::Journaled`].
-    Journal(DownRecord),
-    /// `target` is DOWN and journaled: recover its domains, tell the guests.
-    Down(DownRecord),
-    /// An operator request was refused.
-    Refused(String),
-    /// Something for the event log.
-    Log(String),
-}
+/// The guest cluster's name in the hosts' configuration.
+pub const GUEST_CLUSTER: &str = "sim";
 
 /// Cluster-wide settings every host agent of a world shares.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
     /// Number of hosts (ids 1..=n).
     pub hosts: usize,
+    /// Number of guest nodes of the guest cluster (ids 1..=m).
+    pub guests: usize,
     /// A kdump level comes before the power fence.
     pub kdump_level: bool,
-    /// A flaw for the checker's own test: fencing is shown a quorate view always.
+    /// A flaw for the checker's own test: every agent's quorum rule counts one vote as a
+    /// majority, so fencing sees a quorate view always; the checker judges with the
+    /// true rule.
     pub fence_without_quorum: bool,
 }
 
-fn membership_config(me: NodeId, s: &HostSettings) -> MembershipConfig {
-    let n = s.hosts as u32;
-    MembershipConfig {
-        me,
-        hosts: (1..=n).map(|i| (i, format!("h{i}"), 1)).collect(),
-        interconnects: 1,
-        interval: INTERVAL,
-        suspect_after: DEAD_AFTER / 2,
-        dead_after: DEAD_AFTER,
-        hung_limit: DEAD_AFTER,
-        rejoin_heartbeats: 3,
-        quorum: QuorumRules {
-            total_votes: n,
-            two_node: n == 2,
-            wait_for_all: n == 2,
-        },
-        digest: [3; 16],
-    }
+/// Host `id`'s heartbeat address.
+fn host_address(id: NodeId) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8))
 }
 
-fn fencing_config(me: NodeId, s: &HostSettings) -> FencingConfig {
-    let n = s.hosts as u32;
+/// The address host `id`'s crash kernel sends its panic notices from (configured as
+/// its `kdump_addresses`).
+pub fn kdump_source(id: NodeId) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, id as u8)), 4000)
+}
+
+/// The name of guest node `id` and of its domain.
+pub fn guest_names(id: NodeId) -> (String, String) {
+    (format!("g{id}"), format!("vm-g{id}"))
+}
+
+/// The cluster configuration every simulated host runs: the hosts with their heartbeat
+/// and crash-kernel addresses and fence levels (kdump first in some worlds, then the
+/// BMC), the sim's timings, and the guest cluster whose nodes may link and kill.
+pub fn cluster_config(s: &HostSettings) -> ClusterConfig {
     let mut levels = Vec::new();
     if s.kdump_level {
-        levels.push(LevelKind::Kdump { wait: KDUMP_WAIT });
+        levels.push(json!(["kdump"]));
     }
-    levels.push(LevelKind::Agents(vec!["bmc".into()]));
-    FencingConfig {
-        me,
-        levels: (1..=n).map(|i| (i, levels.clone())).collect(),
-        priority: (1..=n)
-            .map(|i| (i, (1, std::cmp::Reverse(format!("h{i}")))))
-            .collect(),
-        two_node: n == 2,
-        race_delay: RACE_DELAY,
-        retry_backoff: Duration::from_millis(500),
-        max_backoff: Duration::from_millis(4000),
-    }
+    levels.push(json!(["bmc"]));
+    let hosts: Vec<_> = (1..=s.hosts as NodeId)
+        .map(|i| {
+            json!({
+                "name": format!("h{i}"),
+                "node_id": i,
+                "addresses": { "ic0": host_address(i) },
+                "kdump_addresses": [kdump_source(i).ip()],
+                "fence_levels": levels,
+            })
+        })
+        .collect();
+    let members: Vec<_> = (1..=s.guests as NodeId)
+        .map(|i| {
+            let (node, domain) = guest_names(i);
+            json!({ "node": node, "node_id": i, "domain": domain })
+        })
+        .collect();
+    let dead = DEAD_AFTER.as_millis() as u64;
+    let config = json!({
+        "cluster": { "name": "sim", "key_file": "sim.key" },
+        "heartbeat": {
+            "interval_ms": INTERVAL.as_millis() as u64,
+            "suspect_after_ms": dead / 2,
+            "dead_after_ms": dead,
+            "rejoin_heartbeats": 3,
+        },
+        "load_watchdog": { "hung_limit_ms": dead },
+        "kdump": { "enabled": true },
+        "fencing": {
+            "race_delay_ms": RACE_DELAY.as_millis() as u64,
+            "retry_backoff_ms": 500,
+            "max_backoff_ms": 4000,
+        },
+        "interconnect": [{ "name": "ic0" }],
+        "fence_device": [
+            { "name": "kdump", "kind": "kdump", "wait_ms": KDUMP_WAIT.as_millis() as u64 },
+            { "name": "bmc", "kind": "agent", "agent": "/bin/true" },
+        ],
+        "host": hosts,
+        "guest_cluster": [{ "name": GUEST_CLUSTER, "key_file": "sim-guests.key", "member": members }],
+    });
+    serde_json::from_value(config).expect("the simulated hosts' configuration is valid")
 }
 
-/// One host agent's cores.
+/// One host agent: its core and what its driver keeps.
 #[derive(Debug)]
 pub struct HostAgent {
-    membership: Membership,
-    fencing: Fencing,
+    core: HostCore,
     incarnation: u64,
-    fence_without_quorum: bool,
+    /// The true quorum rule (the flawed agent's core runs another).
+    rules: QuorumRules,
+    flawed: bool,
     started_at: Duration,
 }
 
 impl HostAgent {
     /// An agent starting at `now` under `incarnation`, with the DOWN records its journal
-    /// held.
+    /// held; its kill orders are numbered after `first_order`.
     pub fn start(
         me: NodeId,
-        s: &HostSettings,
-        incarnation: u64,
+        config: &ClusterConfig,
+        flawed: bool,
+        (incarnation, first_order): (u64, u64),
         now: Duration,
         journal: &[DownRecord],
     ) -> Self {
-        let mut fencing = Fencing::new(fencing_config(me, s));
-        fencing.restore(journal.iter().cloned());
+        let digest = config.digest();
+        let mut mcfg = MembershipConfig::from_cluster(config, me, digest);
+        let rules = mcfg.quorum;
+        let mut core = if flawed {
+            mcfg.quorum = QuorumRules {
+                total_votes: 1,
+                two_node: false,
+                wait_for_all: false,
+            };
+            let mut membership = Membership::new(mcfg, incarnation, now);
+            membership.set_panic_probe(Duration::from_millis(config.kdump.probe_ms));
+            let fencing = Fencing::new(FencingConfig::from_cluster(config, me));
+            let cfg = HostCoreConfig::from_cluster(config, me);
+            HostCore::compose(cfg, membership, fencing, first_order)
+        } else {
+            HostCore::new(config, me, (digest, incarnation), now, first_order)
+        };
+        let downs = journal.to_vec();
+        let _ = core.step(now, Event::StateLoaded { downs });
         HostAgent {
-            membership: Membership::new(membership_config(me, s), incarnation, now),
-            fencing,
+            core,
             incarnation,
-            fence_without_quorum: s.fence_without_quorum,
+            rules,
+            flawed,
             started_at: now,
         }
     }
 
-    /// Hands one event to the cores; returns what must be done.
-    pub fn step(&mut self, now: Duration, event: HostEvent<'_>) -> Vec<HostEffect> {
-        let mut out = Vec::new();
-        match event {
-            HostEvent::Tick => {
-                let actions = self.membership.tick(now);
-                self.membership_actions(now, actions, &mut out);
-                let mut view = View::of(&self.membership, now);
-                if self.fence_without_quorum {
-                    view.quorate = true;
-                }
-                let actions = self.fencing.tick(now, &view);
-                fence_effects(actions, &mut out);
+    /// Hands one event to the core; returns what the world must do.
+    pub fn step(&mut self, now: Duration, event: Event) -> Effects {
+        let out = self.core.step(now, event);
+        self.rejoins(now, out)
+    }
+
+    /// Time passes.
+    pub fn tick(&mut self, now: Duration) -> Effects {
+        let out = self.core.tick(now);
+        self.rejoins(now, out)
+    }
+
+    /// An authenticated heartbeat of `from`, judged by the replay window: its sections
+    /// are read once and lent to the core, as the agent's frame handler does.
+    pub fn heard(
+        &mut self,
+        now: Duration,
+        (from, incarnation): (NodeId, u64),
+        accepted: Accepted,
+        hb: &Heartbeat,
+    ) -> Effects {
+        let (sections, _issues) = HostSections::read(hb);
+        let out = self
+            .core
+            .heard(now, (from, incarnation), accepted, (hb, &sections));
+        self.rejoins(now, out)
+    }
+
+    /// `hvctl host confirm-down`, through the core's fencing as the admin handler does:
+    /// the effects to perform, or the refusal.
+    pub fn confirm_down(&mut self, target: NodeId) -> Result<Effects, String> {
+        if target == self.core.me() {
+            return Err("this host is evidently running".into());
+        }
+        let (_, fence) = self.core.operator_parts();
+        fence.confirm_down(target).map_err(|r| r.to_string())
+    }
+
+    /// A rejoin the core asks for is done at once (the new incarnation is persisted by
+    /// the world when the agent stops); its effects follow in place.
+    fn rejoins(&mut self, now: Duration, effects: Effects) -> Effects {
+        let mut out = Vec::with_capacity(effects.len());
+        for e in effects {
+            if e == Effect::Rejoin {
+                self.incarnation += 1;
+                let incarnation = self.incarnation;
+                let more = self.core.step(now, Event::Rejoined { incarnation });
+                out.extend(self.rejoins(now, more));
+            } else {
+                out.push(e);
             }
-            HostEvent::Heartbeat {
-                from,
-                incarnation,
-                accepted,
-                hb,
-            } => {
-                let fresh = self.membership.is_fresh(hb);
-                let actions = self
-                    .membership
-                    .on_heartbeat(now, from, incarnation, accepted, hb);
-                self.membership_actions(now, actions, &mut out);
-                // Fencing's section; one that does not decode counts as none, and nothing
-                // is taken from an unconfirmed heartbeat, as in the agent.
-                if let (true, Some(Ok(Downs(down)))) = (fresh, hb.read::<Downs>()) {
-                    let actions = self.fencing.on_peer_downs(&down, &self.membership, now);
-                    fence_effects(actions, &mut out);
-                }
-            }
-            HostEvent::KdumpNotice { node } => {
-                let actions = self.membership.on_kdump_notice(now, node);
-                self.membership_actions(now, actions, &mut out);
-            }
-            HostEvent::LevelResult { target, level, ok } => {
-                let detail = if ok { "off" } else { "fence device failed" };
-                let actions = self
-                    .fencing
-                    .on_level_result(now, target, level, ok, detail.into());
-                fence_effects(actions, &mut out);
-            }
-            HostEvent::Journaled { record, result } => {
-                let actions = self.fencing.on_journaled(now, &record, result);
-                fence_effects(actions, &mut out);
-            }
-            HostEvent::ConfirmDown { target } => match self.fencing.confirm_down(target) {
-                Ok(actions) => fence_effects(actions, &mut out),
-                Err(e) => out.push(HostEffect::Refused(e.to_string())),
-            },
         }
         out
     }
 
-    fn membership_actions(
-        &mut self,
-        now: Duration,
-        actions: Vec<Action>,
-        out: &mut Vec<HostEffect>,
-    ) {
-        for a in actions {
-            match a {
-                Action::SendHeartbeats => out.push(HostEffect::SendHeartbeats),
-                Action::Rejoin => {
-                    self.incarnation += 1;
-                    let more = self.membership.rejoin(now, self.incarnation);
-                    self.membership_actions(now, more, out);
-                }
-                Action::Event(e) => out.push(HostEffect::Log(format!("{e:?}"))),
-            }
-        }
+    /// The heartbeat to send now, with the core's sections written in (within one
+    /// frame); `runs_here` says whether a guest's domain runs on this host.
+    pub fn heartbeat(&mut self, now: Duration, runs_here: impl Fn(&str) -> bool) -> Heartbeat {
+        let (mut hb, mut sections) = self.core.heartbeat(now, 0, runs_here);
+        heartbeat_budget::fit(&mut hb, &mut sections, BUDGET);
+        hb
     }
 
-    /// The heartbeat to send now, with the DOWN records this agent holds.
-    pub fn heartbeat(&self) -> Heartbeat {
-        let mut hb = self.membership.heartbeat(0);
-        let down = self.fencing.down_records();
-        if !down.is_empty() {
-            hb.put(&Downs(down));
-        }
-        hb
+    /// The core, to read.
+    pub fn core(&self) -> &HostCore {
+        &self.core
     }
 
     /// The incarnation this agent runs under.
@@ -262,26 +242,32 @@ impl HostAgent {
         self.incarnation
     }
 
-    /// Whether this agent's partition is quorate (as membership says, flaw or not).
+    /// Whether this agent's partition is quorate by the true rule (what its membership
+    /// says, unless the flawed rule runs).
     pub fn quorate(&self) -> bool {
-        self.membership.quorum().quorate
+        let m = self.core.membership();
+        if !self.flawed {
+            return m.quorum().quorate;
+        }
+        let present = m
+            .peers(self.started_at)
+            .iter()
+            .filter(|p| m.state_of(p.node).is_some_and(|s| s.present()))
+            .count() as u32;
+        self.rules.evaluate(1 + present, true).quorate
     }
 
     /// The DOWN record of `target`, if this agent holds it DOWN.
     pub fn down(&self, target: NodeId) -> Option<&DownRecord> {
-        self.fencing.down(target)
-    }
-
-    /// Whether this agent holds `target` DOWN or is writing it down.
-    pub fn decided(&self, target: NodeId) -> bool {
-        self.fencing.decided(target)
+        self.core.fencing().machine().down(target)
     }
 
     /// Whether `node` is present (Up, Suspect) as this agent sees it at `now`.
     pub fn sees_present(&self, node: NodeId, now: Duration) -> bool {
-        node == self.membership.me()
+        node == self.core.me()
             || self
-                .membership
+                .core
+                .membership()
                 .peers(now)
                 .iter()
                 .any(|p| p.node == node && p.state.present())
@@ -289,19 +275,12 @@ impl HostAgent {
 
     /// Whether this agent is the coordinator: quorate and the lowest present node.
     pub fn coordinator(&self, now: Duration) -> bool {
-        let me = self.membership.me();
-        self.quorate()
-            && self
-                .membership
-                .peers(now)
-                .iter()
-                .all(|p| p.node > me || !p.state.present())
+        self.quorate() && self.core.coordinator(now) == self.core.me()
     }
 
     /// Whether `node` is present (Up, Suspect) or Joining as this agent sees it.
     pub fn sees_alive(&self, node: NodeId) -> bool {
-        self.membership
-            .state_of(node)
+        self.state(node)
             .is_some_and(|s| s.present() || s == HostState::Joining)
     }
 
@@ -312,17 +291,10 @@ impl HostAgent {
 
     /// Whether `node` is Failed as this agent sees it.
     pub fn failed(&self, node: NodeId) -> bool {
-        matches!(self.membership.state_of(node), Some(HostState::Failed(_)))
+        matches!(self.state(node), Some(HostState::Failed(_)))
     }
-}
 
-fn fence_effects(actions: Vec<FenceAction>, out: &mut Vec<HostEffect>) {
-    for a in actions {
-        out.push(match a {
-            FenceAction::RunLevel { target, level, .. } => HostEffect::RunLevel { target, level },
-            FenceAction::JournalDown(r) => HostEffect::Journal(r),
-            FenceAction::Event(FenceEvent::Down(r)) => HostEffect::Down(r),
-            FenceAction::Event(e) => HostEffect::Log(format!("{e:?}")),
-        });
+    fn state(&self, node: NodeId) -> Option<HostState> {
+        self.core.membership().state_of(node)
     }
 }

@@ -1,6 +1,6 @@
-//! The whole system: N hosts (membership, quorum, fencing with BMCs that work, fail,
-//! hang or die with their host, kdump notices true and forged, journals on disks that
-//! fail) and one guest cluster of M nodes whose domains are placed on the hosts (the
+//! The whole system: N hosts (each the real `HostCore`: membership, quorum, fencing with
+//! BMCs that work, fail, hang or die with their host, kdump notices true and forged,
+//! journals on disks that fail, host-down notices to linked guests) and one guest cluster of M nodes whose domains are placed on the hosts (the
 //! application engine, the kill gate, host-down notices, VM HA restarting the domains
 //! of a host proved DOWN), on virtual time, over a network that cuts (one way too),
 //! loses, duplicates, delays and reorders.
@@ -13,12 +13,14 @@
 //! node is never ordered killed twice without a new incarnation between; no host fences
 //! without quorum; no DOWN without the proof it names being true; no DOWN acted on
 //! before it was journaled, and nothing journaled lost when an agent reloads; a domain
-//! never restarted while it still runs on its host. Liveness, once every fault heals:
+//! never restarted while it still runs on its host; a host-down notice never names a
+//! running guest as dead. Liveness, once every fault heals:
 //! every host that is off is DOWN on every running host and its domains run elsewhere
 //! (when the running hosts are quorate), and the guest cluster settles (see
 //! [`crate::guests::quiet_period`]).
 
 pub mod campaign;
+mod guest_links;
 pub mod host_agent;
 pub mod hosts;
 mod run;
@@ -39,6 +41,13 @@ pub const KNOWN: &[(&str, &str)] = &[
         "fencing: a DOWN record names the latest incarnation its prover heard; a peer that \
          hears nothing of the host's later life (cut off from it) adopts a record of an \
          earlier life while the host runs a later one, and acts on it (docs/simulation.md)",
+    ),
+    (
+        "is dead with",
+        "host core, host-down notices: a host held DOWN by a record of its earlier life \
+         boots again and its heartbeats report the guests of its new life; the holder's \
+         links take them for partners that died with it and send notices naming live \
+         guests, which abandon their applications (docs/simulation.md)",
     ),
 ];
 

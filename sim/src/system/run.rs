@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::host_agent::{HostEvent, HostSettings};
+use super::host_agent::HostSettings;
 use super::hosts::Device;
 use super::step::{self, Step};
 use super::world::{hid, SystemWorld};
@@ -21,7 +21,8 @@ pub enum Flaw {
     /// None: the real cores as they are.
     #[default]
     None,
-    /// The host adapter shows fencing a quorate view always.
+    /// Every host agent's quorum rule takes one vote for a majority, so fencing sees a
+    /// quorate view always (the checker judges with the true rule).
     FenceWithoutQuorum,
     /// The kill gate forgets every order at once.
     ForgetfulGate,
@@ -158,6 +159,7 @@ fn build(schedule: &Schedule, verbose: bool) -> SystemWorld {
     let specs = random_specs(&mut rng, n);
     let settings = HostSettings {
         hosts: schedule.hosts.max(2),
+        guests: n,
         kdump_level: rng.chance(50),
         fence_without_quorum: schedule.flaw == Flaw::FenceWithoutQuorum,
     };
@@ -223,7 +225,7 @@ fn settle(r: &mut Runner) -> Result<(), String> {
         let off: Vec<usize> = (0..n).filter(|&t| !r.w.hosts[t].powered).collect();
         for t in off {
             r.w.last_refusal = None;
-            r.w.host_step(by, HostEvent::ConfirmDown { target: hid(t) });
+            r.w.confirm_down(by, hid(t));
             let refusal = r.w.last_refusal.take();
             if let Some(why) = refusal.filter(|why| why.contains("heard alive")) {
                 return Err(format!(

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::host_agent::HostEvent;
 use super::hosts::{Device, DiskFault};
 use super::world::{hid, SystemWorld};
 use crate::guests::steps::{self as guest_steps, GuestStep};
@@ -231,12 +230,7 @@ pub fn apply(w: &mut SystemWorld, step: &Step) -> Duration {
         Step::ConfirmDown { by, target } => {
             // The careful operator confirms only a host that really is off.
             if fits(by) && fits(target) && by != target && !w.hosts[target].powered {
-                w.host_step(
-                    by,
-                    HostEvent::ConfirmDown {
-                        target: hid(target),
-                    },
-                );
+                w.confirm_down(by, hid(target));
             }
         }
     }

@@ -1,15 +1,22 @@
-//! The whole-system world: N hosts (agents through [`HostAgent`], machines, BMCs,
-//! journals, network) and one guest cluster whose nodes are domains placed on them.
+//! The whole-system world: N hosts (agents, each the real host core through
+//! [`HostAgent`]; machines, BMCs, journals, network) and one guest cluster whose nodes
+//! are domains placed on them. The world performs what the cores ask (send heartbeats,
+//! run fence levels, write the journal) and reports back how it went.
 //! Every safety rule is checked where the thing it forbids would happen; the first
 //! broken one is kept in [`SystemWorld::failure`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hvcluster_common::config::NodeId;
-use hvcluster_common::fencing::{DownRecord, Proof};
+use hvcluster_common::config::{ClusterConfig, NodeId};
+use hvcluster_common::fencing::{DownRecord, FenceEvent, Proof};
+use hvcluster_common::host::{Effect, Effects, Event};
+use hvcluster_common::kdump;
 
-use super::host_agent::{HostAgent, HostEffect, HostEvent, HostSettings, DEAD_AFTER};
+use super::guest_links::GuestLink;
+use super::host_agent::{
+    cluster_config, guest_names, kdump_source, HostAgent, HostSettings, DEAD_AFTER,
+};
 use super::hosts::{Device, FenceFlight, Host, HostFrame, HostNet};
 use crate::guests::world::{Power, World as GuestWorld, TICK};
 use crate::rng::Rng;
@@ -29,6 +36,8 @@ pub struct SystemWorld {
     pub now: Duration,
     /// What every host agent shares.
     pub settings: HostSettings,
+    /// The cluster configuration every host agent runs.
+    pub config: ClusterConfig,
     /// The hosts.
     pub hosts: Vec<Host>,
     /// Incarnation each host booted under.
@@ -57,6 +66,10 @@ pub struct SystemWorld {
     pub record_life: BTreeMap<(NodeId, u64, NodeId), u64>,
     /// Per host: whose fence powered it off, since it last booted.
     pub fenced_by: Vec<Option<usize>>,
+    /// Per guest node: its host link, if linked.
+    pub(super) links: Vec<Option<GuestLink>>,
+    /// The last host link connection id given.
+    pub(super) next_conn: u64,
 }
 
 impl SystemWorld {
@@ -67,6 +80,7 @@ impl SystemWorld {
         let g = guests.nodes.len();
         let mut w = SystemWorld {
             now: guests.now,
+            config: cluster_config(&settings),
             settings,
             hosts: (0..n).map(|_| Host::new()).collect(),
             boot_incarnation: vec![0; n],
@@ -83,6 +97,8 @@ impl SystemWorld {
             record_life: BTreeMap::new(),
             last_refusal: None,
             fenced_by: vec![None; n],
+            links: vec![None; g],
+            next_conn: 0,
         };
         for h in 0..n {
             w.start_agent(h);
@@ -95,7 +111,7 @@ impl SystemWorld {
         self.guests.log(what);
     }
 
-    fn fail(&mut self, why: String) {
+    pub(super) fn fail(&mut self, why: String) {
         self.log(|| format!("BROKEN: {why}"));
         if self.failure.is_none() {
             self.failure = Some(format!("{why} (at {:.2}s)", self.now.as_secs_f64()));
@@ -114,7 +130,11 @@ impl SystemWorld {
         host.sequences.clear();
         host.windows.clear();
         let records = host.disk.load();
-        let agent = HostAgent::start(hid(h), &self.settings, host.disk.incarnation, now, &records);
+        // Kill orders of each agent start are numbered apart from any earlier one's.
+        let first_order = host.generation << 32;
+        let flawed = self.settings.fence_without_quorum;
+        let ids = (host.disk.incarnation, first_order);
+        let agent = HostAgent::start(hid(h), &self.config, flawed, ids, now, &records);
         // Nothing journaled is lost: every record whose write was reported done is
         // DOWN again after the reload.
         let missing: Vec<NodeId> = host
@@ -212,6 +232,7 @@ impl SystemWorld {
                 self.start_agent(h);
             }
         }
+        self.sync_links();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.frames)
             .into_iter()
             .partition(|f| f.at <= now);
@@ -245,17 +266,25 @@ impl SystemWorld {
         }
         for h in 0..self.hosts.len() {
             if self.hosts[h].acting(now, slow_turn) {
-                self.host_step(h, HostEvent::Tick);
+                if let Some(agent) = self.hosts[h].agent.as_mut() {
+                    let effects = agent.tick(now);
+                    self.perform(h, effects);
+                }
             }
         }
         self.recover_domains();
     }
 
-    /// A kdump notice about host `about` reaches host `to` (if its agent reads).
+    /// A kdump notice from host `about`'s crash-kernel address reaches host `to` (if
+    /// its agent reads): the real notice bytes, from the configured source address.
     pub fn notice(&mut self, to: usize, about: usize) {
         if self.hosts[to].acting(self.now, true) {
             self.log(|| format!("h{} gets a panic notice naming h{}", hid(to), hid(about)));
-            self.host_step(to, HostEvent::KdumpNotice { node: hid(about) });
+            let event = Event::Kdump {
+                from: kdump_source(hid(about)),
+                bytes: kdump::notice_bytes().to_vec(),
+            };
+            self.host_step(to, event);
         }
     }
 
@@ -269,15 +298,12 @@ impl SystemWorld {
         else {
             return;
         };
-        self.host_step(
-            f.to,
-            HostEvent::Heartbeat {
-                from: hid(f.from),
-                incarnation: f.incarnation,
-                accepted,
-                hb: &f.hb,
-            },
-        );
+        let now = self.now;
+        let Some(agent) = self.hosts[f.to].agent.as_mut() else {
+            return;
+        };
+        let effects = agent.heard(now, (hid(f.from), f.incarnation), accepted, &f.hb);
+        self.perform(f.to, effects);
     }
 
     fn fence_done(&mut self, f: FenceFlight) {
@@ -299,17 +325,19 @@ impl SystemWorld {
         }
         let by = &self.hosts[f.by.0];
         if by.generation == f.by.1 && by.agent.is_some() {
-            let event = HostEvent::LevelResult {
+            let detail = if works { "off" } else { "fence device failed" };
+            let event = Event::FenceLevelDone {
                 target: hid(t),
                 level: f.level,
                 ok: works,
+                detail: detail.into(),
             };
             self.host_step(f.by.0, event);
         }
     }
 
     /// Hands `event` to host `h`'s agent and performs what it asks.
-    pub fn host_step(&mut self, h: usize, event: HostEvent<'_>) {
+    pub fn host_step(&mut self, h: usize, event: Event) {
         let now = self.now;
         let Some(agent) = self.hosts[h].agent.as_mut() else {
             return;
@@ -318,30 +346,50 @@ impl SystemWorld {
         self.perform(h, effects);
     }
 
-    fn perform(&mut self, h: usize, effects: Vec<HostEffect>) {
+    /// The operator confirms on host `by` that host `target` is off
+    /// (`hvctl host confirm-down`); a refusal is kept in [`SystemWorld::last_refusal`].
+    pub fn confirm_down(&mut self, by: usize, target: NodeId) {
+        let Some(agent) = self.hosts[by].agent.as_mut() else {
+            return;
+        };
+        match agent.confirm_down(target) {
+            Ok(effects) => self.perform(by, effects),
+            Err(why) => {
+                self.log(|| format!("h{} refuses: {why}", hid(by)));
+                self.last_refusal = Some(why);
+            }
+        }
+    }
+
+    fn perform(&mut self, h: usize, effects: Effects) {
         for e in effects {
             if self.hosts[h].agent.is_none() {
                 return;
             }
             match e {
-                HostEffect::SendHeartbeats => self.send_heartbeats(h),
-                HostEffect::RunLevel { target, level } => self.run_level(h, target, level),
-                HostEffect::Journal(r) => self.journal(h, r),
-                HostEffect::Down(r) => self.on_down(h, r),
-                HostEffect::Refused(why) => {
-                    self.log(|| format!("h{} refuses: {why}", hid(h)));
-                    self.last_refusal = Some(why);
-                }
-                HostEffect::Log(what) => self.log(|| format!("h{} {what}", hid(h))),
+                Effect::SendHeartbeats => self.send_heartbeats(h),
+                Effect::RunFenceLevel { target, level, .. } => self.run_level(h, target, level),
+                Effect::Journal { down: Some(r), .. } => self.journal(h, r),
+                Effect::Fence(FenceEvent::Down(r)) => self.on_down(h, r),
+                Effect::SendToGuest { conn, message } => self.send_to_guest(h, conn, message),
+                // Counters, and what the host agent decides outside the core: VM HA
+                // (`recover_domains`) runs every tick.
+                Effect::Count(_) | Effect::HostDown(_) => {}
+                other => self.log(|| format!("h{} {other:?}", hid(h))),
             }
         }
     }
 
     fn send_heartbeats(&mut self, h: usize) {
-        let agent = self.hosts[h].agent.as_ref().expect("the agent runs");
-        let hb = agent.heartbeat();
-        let incarnation = agent.incarnation();
         let now = self.now;
+        // Domains that run on this host, by name.
+        let here: Vec<String> = (0..self.domain_host.len())
+            .filter(|&g| self.domain_host[g] == h && self.guests.nodes[g].power != Power::Off)
+            .map(|g| guest_names(g as NodeId + 1).1)
+            .collect();
+        let agent = self.hosts[h].agent.as_mut().expect("the agent runs");
+        let hb = agent.heartbeat(now, |d| here.iter().any(|x| x == d));
+        let incarnation = agent.incarnation();
         for to in (0..self.hosts.len()).filter(|&to| to != h) {
             let s = self.hosts[h].sequences.entry(hid(to)).or_insert(0);
             *s += 1;
@@ -464,7 +512,8 @@ impl SystemWorld {
             disk.acked.push(r.clone());
             Ok(())
         };
-        self.host_step(h, HostEvent::Journaled { record: r, result });
+        let down = Some(r);
+        self.host_step(h, Event::Journaled { down, result });
     }
 
     fn on_down(&mut self, h: usize, r: DownRecord) {
@@ -503,20 +552,6 @@ impl SystemWorld {
                 r.by
             )
         });
-        // Host-down notices to the guests linked to this host, for their partners
-        // that ran on the host now DOWN.
-        let partners: Vec<usize> = (0..self.domain_host.len())
-            .filter(|&g| self.domain_host[g] == t)
-            .collect();
-        let linked: Vec<usize> = (0..self.domain_host.len())
-            .filter(|&q| self.domain_host[q] == h)
-            .collect();
-        for &g in &partners {
-            let incarnation = self.guests.incarnation(g);
-            for &q in linked.iter().filter(|&&q| q != g) {
-                self.guests.host_down_notice(q, g, incarnation);
-            }
-        }
     }
 
     /// VM HA: the coordinator restarts, elsewhere, the domains that died with a host it
