@@ -130,6 +130,9 @@ pub fn check_kills(w: &World) -> Result<(), String> {
 }
 
 pub fn check_safety(w: &World) -> Result<(), String> {
+    if let Some(e) = w.wire_errors.first() {
+        return Err(e.clone());
+    }
     check_kills(w)?;
     for app in 0..w.specs.len() {
         let holders: Vec<String> = (0..w.nodes.len())
