@@ -105,6 +105,13 @@ impl GuestCore {
             {
                 continue;
             }
+            if !halt && self.heard_rejoining(now, node) {
+                // Heard again after it left (a new incarnation, say, after it was held
+                // DOWN): it is not silent but rejoining. Asked again should it fall
+                // silent once more.
+                self.kills.schedule(node, now + KILL_RETRY, false);
+                continue;
+            }
             let (true, Some(host)) = (self.has_link, self.link.host.clone()) else {
                 // Not linked right now: ask again once the link is back.
                 self.kills.schedule(node, now + KILL_RETRY, halt);
@@ -134,6 +141,17 @@ impl GuestCore {
                 json!({ "node": name, "request": request }),
             );
         }
+    }
+
+    /// Whether node `node` is heard now although it left the cluster (it must rejoin).
+    fn heard_rejoining(&self, now: Duration, node: NodeId) -> bool {
+        let dead_after = self.membership.config().dead_after;
+        self.membership.peers(now).iter().any(|p| {
+            p.node == node
+                && p.must_rejoin
+                && p.silent_for_ms
+                    .is_some_and(|ms| Duration::from_millis(ms) < dead_after)
+        })
     }
 
     /// The hosts' answer to kill request `request`.

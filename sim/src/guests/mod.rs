@@ -1,14 +1,15 @@
 //! Seeded simulation of the guest cluster's userApplication engine on virtual time.
 //!
-//! Three or four guest nodes, each running the real membership machine, guest node
-//! states and engine glued as the guest agent glues them; one to three applications of
+//! Three or four guest nodes, each running the real guest agent core
+//! ([`hvcluster_common::guest::GuestCore`]) driven as the guest agent drives it; one to three applications of
 //! one to three resources with random RestartLimit, PersistentFault, HaltFlag,
 //! OnlinePriority and AutoSwitchOver; a resource world per node that says what really
 //! runs (operations take random time and fail or hang when a step injects it). Random
 //! steps crash, hang and restart nodes and agents, cut and heal links, lose frames, kill
 //! resources, break operations, and play a careful operator (switch, online, offline,
 //! clear, maintenance, and `node down` only for a node that really is off). In some runs
-//! the hosts kill nodes on HaltFlag requests and prove crashed nodes down.
+//! the hosts kill nodes on the guests' requests (silent partners, HaltFlag) and tell
+//! them which crashed nodes are down (host-down notices).
 //!
 //! In the runs with a host link, kill requests go through the hosts' kill gate, and a
 //! step may make a guest flood them; after every tick no node was ordered killed twice
@@ -130,6 +131,9 @@ pub fn check_kills(w: &World) -> Result<(), String> {
 }
 
 pub fn check_safety(w: &World) -> Result<(), String> {
+    if let Some(e) = w.wire_errors.first() {
+        return Err(e.clone());
+    }
     check_kills(w)?;
     for app in 0..w.specs.len() {
         let holders: Vec<String> = (0..w.nodes.len())

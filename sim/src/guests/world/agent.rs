@@ -1,51 +1,39 @@
-//! The guest agent's driver loop, in the order of `guest-agent/src/agent.rs`: frames,
-//! ticks and operation results in, heartbeats, resource operations and kill requests out.
+//! The guest agent's driver, as `guest-agent/src/agent/mod.rs` is: frames, ticks,
+//! operation results, host-link messages and operator requests become events for the
+//! node's [`GuestCore`]; the world performs the effects it returns, in order.
 
 use super::*;
 
 impl World {
-    // ----- the agent's driver loop, in agent.rs's order -----
-
     pub(super) fn tick_agent(&mut self, i: usize) {
         let now = self.local(i);
-        let actions = self.agent(i).membership.tick(now);
-        self.perform(i, actions);
-        self.update_nodes(i);
-        let actions = self.agent(i).engine.tick(now);
-        self.perform_apps(i, actions);
-        self.flush_announce(i);
+        let effects = self.agent(i).core.tick(now);
+        self.perform(i, effects);
     }
 
-    pub(super) fn flush_announce(&mut self, i: usize) {
-        if std::mem::take(&mut self.agent(i).announce) {
-            self.send_heartbeats(i);
-        }
-    }
-
-    pub(super) fn update_nodes(&mut self, i: usize) {
+    /// Steps node `i`'s core with `event` and performs what it returns; the answer to an
+    /// operator request, if any.
+    pub(super) fn step_agent(&mut self, i: usize, event: Event) -> Option<Response> {
         let now = self.local(i);
-        let a = self.agent(i);
-        let changes = a.nodes.update(&a.membership.peers(now));
-        self.after_node_changes(i, changes);
-    }
-
-    pub(super) fn after_node_changes(&mut self, i: usize, changes: Vec<NodeChange>) {
-        for c in &changes {
-            self.log(|| format!("g{} sees g{}: {} -> {}", id(i), c.node, c.from, c.to));
-        }
-        if !changes.is_empty() {
-            let now = self.local(i);
-            let a = self.agent(i);
-            let views = a.nodes.views();
-            let actions = a.engine.set_nodes(now, views);
-            self.perform_apps(i, actions);
-        }
+        let effects = self.agent(i).core.step(now, event);
+        self.perform(i, effects)
     }
 
     pub(super) fn on_frame(&mut self, frame: Frame) {
         let i = frame.to;
         let sender = id(frame.from);
-        let now = self.local(i);
+        let heartbeat: GuestHeartbeat = match postcard::from_bytes(&frame.payload) {
+            Ok(hb) => hb,
+            Err(e) => {
+                let what = format!(
+                    "a heartbeat of g{sender} to g{} did not decode at {:.2}s: {e}",
+                    id(i),
+                    self.now.as_secs_f64()
+                );
+                self.wire_errors.push(what);
+                return;
+            }
+        };
         let a = self.agent(i);
         let Ok(accepted) = a
             .windows
@@ -55,92 +43,79 @@ impl World {
         else {
             return;
         };
-        let actions = a.membership.on_heartbeat(
-            now,
+        let event = Event::Heartbeat {
             sender,
-            frame.incarnation,
+            incarnation: frame.incarnation,
             accepted,
-            &frame.hb.membership,
-        );
-        self.perform(i, actions);
-        self.update_nodes(i);
-        let actions =
-            self.agent(i)
-                .engine
-                .on_gossip(now, sender, frame.incarnation, &frame.hb.gossip);
-        self.perform_apps(i, actions);
-        for proof in frame.hb.proofs {
-            self.on_proof(i, sender, proof);
-        }
-        self.flush_announce(i);
+            heartbeat: Box::new(heartbeat),
+        };
+        self.step_agent(i, event);
     }
 
-    pub(super) fn on_proof(&mut self, i: usize, from: NodeId, proof: DownProof) {
-        let now = self.local(i);
-        let a = self.agent(i);
-        if proof.node == id(i) {
-            if proof.incarnation == a.membership.incarnation() && !a.declared_dead {
-                // The others hold this node dead and may take over: nothing may run here.
-                a.declared_dead = true;
-                let actions = a.engine.abandon(now);
-                self.log(|| format!("g{} is held DOWN by g{from}: abandons", id(i)));
-                self.perform_apps(i, actions);
-            }
-            return;
-        }
-        let change = a.nodes.prove_down(proof);
-        if let Some(change) = change {
-            self.after_node_changes(i, vec![change]);
-        }
-    }
-
-    pub(super) fn perform(&mut self, i: usize, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::SendHeartbeats => self.send_heartbeats(i),
-                Action::Event(e) => self.log(|| format!("g{} {e:?}", id(i))),
-                Action::Rejoin => {
-                    let now = self.local(i);
+    /// Performs node `i`'s effects in order; returns the answer to an operator request
+    /// among them.
+    pub(super) fn perform(&mut self, i: usize, effects: Vec<Effect>) -> Option<Response> {
+        let mut reply = None;
+        let mut queue = VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::SendHeartbeats {
+                    incarnation,
+                    heartbeats,
+                } => self.send_heartbeats(i, incarnation, &heartbeats),
+                Effect::SendLink(message) => self.to_host(i, message),
+                Effect::RunOp(op) => self.run_op(i, op),
+                Effect::SaveState(state) => self.nodes[i].disk = state,
+                Effect::NewIncarnation => {
                     self.nodes[i].incarnations += 1;
-                    let inc = self.nodes[i].incarnations;
-                    self.log(|| format!("g{} rejoins with incarnation {inc}", id(i)));
-                    let a = self.agent(i);
-                    a.sequences.clear();
-                    let more = a.membership.rejoin(now, inc);
-                    self.perform(i, more);
+                    let incarnation = self.nodes[i].incarnations;
+                    let now = self.local(i);
+                    let fresh = Event::Incarnation { incarnation };
+                    queue.extend(self.agent(i).core.step(now, fresh));
                 }
+                Effect::Rejoined { incarnation } => {
+                    self.log(|| format!("g{} rejoins with incarnation {incarnation}", id(i)));
+                    self.agent(i).sequences.clear();
+                }
+                Effect::Record(r) => {
+                    if r.kind == "kill_requested" && !self.host_link {
+                        // No host link: the operator is asked to kill it.
+                        let target = r.detail["node"].as_str().and_then(|n| self.index_of(n));
+                        if let Some(t) = target {
+                            self.kill_requests.push((i, t, None));
+                        }
+                    }
+                    self.log(|| format!("g{} {}: {}", id(i), r.kind, r.message));
+                }
+                Effect::AppEvent(e) => self.log(|| format!("g{} {e:?}", id(i))),
+                Effect::Count(_) | Effect::Exit => {}
+                Effect::Reply(response) => reply = Some(response),
             }
         }
+        reply
     }
 
-    pub(super) fn perform_apps(&mut self, i: usize, actions: Vec<AppAction>) {
-        for action in actions {
-            match action {
-                AppAction::Run(op) => self.run_op(i, op),
-                AppAction::Event(e) => self.log(|| format!("g{} {e:?}", id(i))),
-                AppAction::Persist => {
-                    let saved = self.agent(i).engine.persistent();
-                    self.nodes[i].disk = saved;
-                }
-                AppAction::Announce => self.agent(i).announce = true,
-                AppAction::KillNode(n) => {
-                    self.log(|| format!("g{} asks for g{n} to be killed", id(i)));
-                    self.kill_requests.push((i, n as usize - 1));
-                }
+    /// The index of the node named `name` (`g<id>`).
+    fn index_of(&self, name: &str) -> Option<usize> {
+        let n: usize = name.strip_prefix('g')?.parse().ok()?;
+        (1..=self.nodes.len()).contains(&n).then(|| n - 1)
+    }
+
+    /// Puts node `i`'s heartbeat on the wire to every partner (one interconnect).
+    pub(super) fn send_heartbeats(&mut self, i: usize, incarnation: u64, hbs: &[GuestHeartbeat]) {
+        let Some(hb) = hbs.first() else {
+            return;
+        };
+        let payload = match postcard::to_allocvec(hb) {
+            Ok(p) => p,
+            Err(e) => {
+                let what = format!("g{}'s heartbeat did not encode: {e}", id(i));
+                self.wire_errors.push(what);
+                return;
             }
-        }
-    }
-
-    pub(super) fn send_heartbeats(&mut self, i: usize) {
+        };
         let n = self.nodes.len();
         let a = self.nodes[i].agent.as_mut().expect("the agent runs");
-        let hb = GuestHeartbeat {
-            membership: a.membership.heartbeat(0),
-            gossip: a.engine.gossip(),
-            proofs: a.nodes.proofs(),
-            migrating_ms: 0,
-        };
-        let incarnation = a.membership.incarnation();
         let mut sequences = Vec::new();
         for to in (0..n).filter(|&to| to != i) {
             let s = a.sequences.entry(id(to)).or_insert(0);
@@ -163,7 +138,7 @@ impl World {
                 to,
                 incarnation,
                 sequence,
-                hb: hb.clone(),
+                payload: payload.clone(),
             });
         }
     }

@@ -1,20 +1,22 @@
-//! The world of the guest-cluster simulation: per node the cores of a guest agent
-//! (membership, guest node states, userApplication engine) driven in the order of
-//! `guest-agent/src/agent.rs`; a network with cuts, loss and reordering; what each
-//! node's resources really do; and, in some runs, a host link that kills nodes and
-//! proves dead ones down.
+//! The world of the guest-cluster simulation: per node a guest agent, which is the real
+//! [`GuestCore`] driven as `guest-agent/src/agent/mod.rs` drives it (events in, effects
+//! performed); a network with cuts, loss and reordering that carries the heartbeats as
+//! encoded on the wire; what each node's resources really do; and, in some runs, a host
+//! link that kills nodes through the kill gate and tells the guests which nodes are down.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use hvcluster_common::admin::GuestNodeState;
+use hvcluster_common::admin::{GuestNodeState, Request, Response};
 use hvcluster_common::application::{
-    AppAction, AppSpec, AppState, Command, DownProof, Engine, GuestHeartbeat, GuestNodes,
-    NodeChange, OpKind, OpOutcome, Persistent, Placement, ResourceOp, ResourceState,
+    AppSpec, AppState, Command, GuestHeartbeat, OpKind, OpOutcome, Persistent, Placement,
+    ResourceOp, ResourceState,
 };
 use hvcluster_common::config::NodeId;
+use hvcluster_common::guest::{Effect, Event, GuestCore, GuestSetup};
+use hvcluster_common::hostlink::LinkMessage;
 use hvcluster_common::kill_gate::{Admission, GuestKey, KillGate};
-use hvcluster_common::membership::{Action, Membership, MembershipConfig};
+use hvcluster_common::membership::MembershipConfig;
 use hvcluster_common::quorum::QuorumRules;
 use hvcluster_common::wire::ReplayWindow;
 
@@ -82,18 +84,17 @@ pub enum Power {
     Off,
 }
 
-/// The cores of one guest agent, as `guest-agent/src/agent.rs` holds them.
+/// One guest agent: its core and what its driver keeps (clock origin, frame sequences,
+/// replay windows, host link session).
 #[derive(Debug)]
 struct Agent {
-    membership: Membership,
-    nodes: GuestNodes,
-    engine: Engine,
+    core: GuestCore,
     /// World time at which the agent started: the origin of its clock.
     origin: Duration,
     sequences: BTreeMap<NodeId, u64>,
     windows: BTreeMap<NodeId, ReplayWindow>,
-    announce: bool,
-    declared_dead: bool,
+    /// Its host link session: answers for an earlier session are lost with it.
+    conn: u64,
 }
 
 #[derive(Debug)]
@@ -136,8 +137,13 @@ struct Frame {
     to: usize,
     incarnation: u64,
     sequence: u64,
-    hb: GuestHeartbeat,
+    /// The heartbeat as the guest agent puts it on the wire.
+    payload: Vec<u8>,
 }
+
+/// A kill request the hosts have to act on: (asker, target, the asker's link session
+/// and request id when a guest core asked; none for a flood or an operator's note).
+pub type KillAsk = (usize, usize, Option<(u64, u64)>);
 
 /// The simulated guest cluster.
 #[derive(Debug)]
@@ -155,8 +161,17 @@ pub struct World {
     pub loss: u64,
     /// Faults injected into resource operations.
     pub injections: BTreeMap<InjectionKey, Injection>,
-    /// HaltFlag kill requests not acted on yet: (requester, target).
-    pub kill_requests: Vec<(usize, usize)>,
+    /// Kill requests not acted on yet (with a host link), or HaltFlag kills the
+    /// operator was asked to do (without).
+    pub kill_requests: Vec<KillAsk>,
+    /// Messages of the host link on their way to a guest: (node, link session, message).
+    link_inbox: Vec<(usize, u64, LinkMessage)>,
+    /// Host link sessions given so far.
+    next_conn: u64,
+    /// Host-down notices given so far.
+    next_epoch: u64,
+    /// Heartbeats that did not decode: a broken rule.
+    pub wire_errors: Vec<String>,
     /// The hosts' kill gate: which requests become orders.
     gate: KillGate,
     /// Orders given, carried out at their time: (when, order, target, its incarnation
@@ -183,9 +198,12 @@ pub struct World {
     pub verbose: bool,
 }
 
+/// The guest cluster's name.
+const CLUSTER: &str = "sim";
+
 /// Node index `i` as the kill gate knows it.
 fn guest_key(i: usize) -> GuestKey {
-    ("sim".to_string(), id(i))
+    (CLUSTER.to_string(), id(i))
 }
 
 /// Node id of node index `i`.
@@ -240,6 +258,10 @@ impl World {
             loss: 0,
             injections: BTreeMap::new(),
             kill_requests: Vec::new(),
+            link_inbox: Vec::new(),
+            next_conn: 0,
+            next_epoch: 0,
+            wire_errors: Vec::new(),
             gate: KillGate::default(),
             orders: Vec::new(),
             next_order: 0,
@@ -276,35 +298,42 @@ impl World {
 
     fn boot_agent(&mut self, i: usize) {
         let n = self.nodes.len();
-        let ids: Vec<NodeId> = (0..n).map(id).collect();
+        let me = id(i);
         let node = &mut self.nodes[i];
         node.incarnations += 1;
         node.agent_back_at = None;
-        let me = id(i);
-        let mut engine = Engine::new(me, self.specs.clone(), &node.disk, Duration::ZERO);
-        engine.set_names(ids.iter().map(|&j| (j, format!("g{j}"))).collect());
-        node.agent = Some(Agent {
-            membership: Membership::new(
-                membership_config(me, n),
-                node.incarnations,
-                Duration::ZERO,
-            ),
-            nodes: GuestNodes::new(me, &ids, DEAD_AFTER),
-            engine,
+        let incarnation = node.incarnations;
+        let setup = GuestSetup {
+            cluster: CLUSTER.to_string(),
+            membership: membership_config(me, n),
+            dead_after: DEAD_AFTER,
+            specs: self.specs.clone(),
+            state: node.disk.clone(),
+            state_problem: None,
+            incarnation,
+            host_link: self.host_link,
+        };
+        let (core, effects) = GuestCore::start(setup, Duration::ZERO);
+        self.next_conn += 1;
+        self.nodes[i].agent = Some(Agent {
+            core,
             origin: self.now,
             sequences: BTreeMap::new(),
             windows: BTreeMap::new(),
-            announce: false,
-            declared_dead: false,
+            conn: self.next_conn,
         });
-        let inc = node.incarnations;
-        self.log(|| format!("g{me} agent starts, incarnation {inc}"));
+        self.log(|| format!("g{me} agent starts, incarnation {incarnation}"));
+        self.perform(i, effects);
+        if self.host_link {
+            let host = format!("the host of g{me}");
+            self.step_agent(i, Event::Linked { host });
+        }
     }
 
     fn stop_agent(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         if let Some(a) = node.agent.take() {
-            node.last_incarnation = a.membership.incarnation();
+            node.last_incarnation = a.core.membership().incarnation();
         }
         // Its operations are killed with it before they did anything.
         node.flights.clear();
@@ -364,14 +393,15 @@ impl World {
         self.cut.clear();
         self.loss = 0;
         self.injections.clear();
-        self.kill_requests.clear();
+        for (_, _, asked) in std::mem::take(&mut self.kill_requests) {
+            if let Some((conn, request)) = asked {
+                self.answer(conn, request, false, "the request was dropped", 0);
+            }
+        }
         self.flooding = None;
         // Orders in flight are carried out first, as the hosts would.
         for (_, order, target, _, _) in std::mem::take(&mut self.orders) {
-            if self.nodes[target].power != Power::Off {
-                self.crash(target);
-            }
-            self.gate.settled(self.now, order, true, "destroyed");
+            self.carry_out(order, target);
         }
         for i in 0..self.nodes.len() {
             match self.nodes[i].power {
@@ -404,6 +434,7 @@ impl World {
             .into_iter()
             .partition(|f| f.at <= now);
         self.frames = later;
+        self.deliver_link();
         for frame in due {
             if self.nodes[frame.to].serving() {
                 self.on_frame(frame);

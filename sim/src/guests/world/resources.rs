@@ -63,10 +63,13 @@ impl World {
                     f.op.resource
                 )
             });
-            let local = self.local(i);
-            let actions = self.agent(i).engine.on_result(local, f.op.id, outcome);
-            self.perform_apps(i, actions);
-            self.flush_announce(i);
+            self.step_agent(
+                i,
+                Event::OpDone {
+                    id: f.op.id,
+                    outcome,
+                },
+            );
         }
     }
 

@@ -7,31 +7,33 @@ impl World {
 
     /// An operator command for application `app`, given on node `i`.
     pub fn command(&mut self, i: usize, app: usize, command: Command) -> Result<String, String> {
-        let now = self.local(i);
-        let name = self.specs[app].name.clone();
-        let (message, actions) = self.agent(i).engine.command(now, &name, command)?;
-        self.perform_apps(i, actions);
-        self.flush_announce(i);
-        Ok(message)
+        let app = self.specs[app].name.clone();
+        let request = match command {
+            Command::Switch(to) => Request::AppSwitch {
+                app,
+                node: to.map(|n| format!("g{n}")),
+            },
+            Command::Online => Request::AppOnline { app },
+            Command::Offline => Request::AppOffline { app },
+            Command::Clear => Request::AppClear { app },
+            Command::Maintenance(on) => Request::AppMaintenance { app, on },
+        };
+        self.operator(i, request)
     }
 
-    /// `hvctl node down` for node `target`, given on node `i` (as agent.rs does it).
+    /// `hvctl node down` for node `target`, given on node `i`.
     pub fn node_down(&mut self, i: usize, target: usize) -> Result<String, String> {
-        let now = self.local(i);
-        let a = self.agent(i);
-        let node = id(target);
-        let peer = a.membership.peers(now).into_iter().find(|p| p.node == node);
-        if let Some(why) = a.nodes.refuse_down(node, peer.as_ref()) {
-            return Err(format!("g{node} cannot be marked down: {why}"));
+        let node = format!("g{}", id(target));
+        self.operator(i, Request::NodeDown { node })
+    }
+
+    /// An operator request on node `i`, and its answer.
+    fn operator(&mut self, i: usize, request: Request) -> Result<String, String> {
+        match self.step_agent(i, Event::Operator(request)) {
+            Some(Response::Done { message }) => Ok(message),
+            Some(Response::Refused { message }) => Err(message),
+            other => Err(format!("the guest agent answered {other:?}")),
         }
-        let incarnation = peer.and_then(|p| p.incarnation).unwrap_or(0);
-        let change = a.nodes.prove_down(DownProof { node, incarnation });
-        if let Some(change) = change {
-            self.after_node_changes(i, vec![change]);
-        }
-        self.agent(i).announce = true;
-        self.flush_announce(i);
-        Ok(format!("g{node} is DOWN (operator's word)"))
     }
 
     // ----- what can be seen -----
@@ -39,13 +41,13 @@ impl World {
     /// Application `app`'s state on node `i` as its engine shows it.
     pub fn app_state(&self, i: usize, app: usize) -> Option<AppState> {
         let a = self.nodes[i].agent.as_ref()?;
-        Some(a.engine.views()[app].local)
+        Some(a.core.engine().views()[app].local)
     }
 
     /// Application `app` as node `i`'s engine shows it, for failure messages.
     pub fn describe(&self, i: usize, app: usize) -> String {
         match &self.nodes[i].agent {
-            Some(a) => format!("{:?}", a.engine.views()[app]),
+            Some(a) => format!("{:?}", a.core.engine().views()[app]),
             None => "no agent".into(),
         }
     }
@@ -53,12 +55,12 @@ impl World {
     /// Application `app`'s placement as node `i` knows it.
     pub fn placement(&self, i: usize, app: usize) -> Option<Placement> {
         let a = self.nodes[i].agent.as_ref()?;
-        Some(a.engine.views()[app].placement.clone())
+        Some(a.core.engine().views()[app].placement.clone())
     }
 
     /// Node `j`'s state as node `i` sees it.
     pub fn node_state(&self, i: usize, j: usize) -> Option<GuestNodeState> {
-        self.nodes[i].agent.as_ref()?.nodes.state_of(id(j))
+        self.nodes[i].agent.as_ref()?.core.nodes().state_of(id(j))
     }
 
     /// What application `app`'s checked resources really do on node `i`.
