@@ -9,8 +9,18 @@
 //!                        ^                      ^ \__________heard__________/   |
 //!                        |                      |                                | silent dead_after,
 //!                        +--- new incarnation --+-- Failed(silent|panic|hung) <--+ panic notice left
-//!                                                                                  unanswered, hung
+//!                        |                                                         unanswered, hung
+//!                        +--- new incarnation ---- Left <-- its leave (from any state but Failed)
 //! ```
+//!
+//! **Leave.** A host whose agent stops cleanly says so in its last heartbeats
+//! ([`Heartbeat::leaving`]): authenticated, for its current incarnation, through the
+//! replay window and fresh like any heartbeat, so a recorded leave of an earlier life
+//! is refused with that life. Its peers hold it Left: not counted, its vote taken out
+//! of the expected ones ([`Membership::rules`]), never failed for its silence, so never
+//! fenced nor DOWN. Its heartbeats in that same incarnation change nothing (a left agent
+//! does not come back without a new incarnation: incarnations are on disk); a new one
+//! joins through Joining as any start, and its vote is expected again.
 //!
 //! A Failed host that is heard again with the same incarnation (a frozen host thawed, an
 //! isolated one reconnected) is not taken back: it is flagged `must_rejoin`, and the
@@ -77,6 +87,10 @@ pub enum HostState {
     Suspect,
     /// Considered dead, with the reason.
     Failed(FailReason),
+    /// Said, in its current incarnation, that it leaves (its agent stops cleanly): not
+    /// counted, its votes taken out of the expected ones, never failed for its silence
+    /// and so never fenced. Heard again in a new incarnation, it joins as any start.
+    Left,
 }
 
 impl HostState {
@@ -239,6 +253,7 @@ pub struct Membership {
     stalled_at: Option<Duration>,
     domains_version: u64,
     panic_probe: Duration,
+    leaving: bool,
 }
 
 impl Membership {
@@ -262,6 +277,7 @@ impl Membership {
             stalled_at: None,
             domains_version: 0,
             panic_probe: DEFAULT_PANIC_PROBE,
+            leaving: false,
         }
     }
 
@@ -345,10 +361,16 @@ impl Membership {
                 .map(|p| PeerView {
                     node: p.id,
                     incarnation: p.echoed(),
-                    state: p.state,
+                    // Shown as Unknown (neither counted nor fenced here), which every
+                    // reader of header version 1 decodes.
+                    state: match p.state {
+                        HostState::Left => HostState::Unknown,
+                        s => s,
+                    },
                 })
                 .collect(),
             probe: self.probed(),
+            leaving: self.leaving,
             // The agent adds the sections of what it shares beyond membership.
             sections: Vec::new(),
         }
@@ -396,6 +418,18 @@ impl Membership {
         }
         peer.config_mismatch = false;
         peer.heard(now, incarnation, accepted, hb, cfg, &mut out);
+        if hb.leaving {
+            // Its own authenticated word, for the incarnation the frame carries, passed
+            // by the replay window and made after this host's incarnation began. A host
+            // Failed in this view is not taken out by it: it is fenced or confirmed
+            // down whatever it says.
+            if !matches!(peer.state, HostState::Failed(_)) {
+                peer.says_i_failed = false;
+                peer.set_state(now, HostState::Left, &mut out);
+            }
+            self.update_quorum(&mut out);
+            return out;
+        }
         if hb.probe.contains(&cfg.me) {
             // A panic notice named this host: show at once that it lives.
             out.push(Action::SendHeartbeats);
@@ -487,6 +521,29 @@ impl Membership {
         out
     }
 
+    /// This host leaves the cluster: its heartbeats say so from now on. The driver sends
+    /// them a few times on every interconnect and stops; its peers then hold it Left.
+    pub fn leave(&mut self) -> Vec<Action> {
+        self.leaving = true;
+        vec![Action::SendHeartbeats]
+    }
+
+    /// Whether this host said it leaves.
+    pub fn leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// The vote rules with the votes of the Left peers taken out of the expected ones
+    /// (corosync's allow_downscale): a clean leave does not cost the others quorum.
+    pub fn rules(&self) -> QuorumRules {
+        let left = self
+            .peers
+            .iter()
+            .filter(|p| p.state == HostState::Left)
+            .count() as u32;
+        self.cfg.quorum.downscaled(left)
+    }
+
     /// Bumps the version of the running-domain list carried in heartbeats.
     pub fn set_domains_version(&mut self, version: u64) {
         self.domains_version = version;
@@ -508,7 +565,7 @@ impl Membership {
             .filter(|p| p.state.present() && !p.says_i_failed)
             .count() as u32;
         let all_seen = self.peers.iter().all(|p| p.ever_heard);
-        if !self.cfg.quorum.evaluate(mine, all_seen).quorate {
+        if !self.rules().evaluate(mine, all_seen).quorate {
             return true;
         }
         match their_votes.cmp(&mine) {
@@ -531,7 +588,7 @@ impl Membership {
         }
         let votes = 1 + self.peers.iter().filter(|p| p.state.present()).count() as u32;
         let all_seen = self.peers.iter().all(|p| p.ever_heard);
-        let q = self.cfg.quorum.evaluate(votes, all_seen);
+        let q = self.rules().evaluate(votes, all_seen);
         if q != self.quorum {
             self.quorum = q;
             out.push(Action::Event(MembershipEvent::Quorum(q)));
