@@ -313,8 +313,7 @@ impl HostCore {
         let mut out = vec![Effect::Record {
             subject: Some(self.cfg.names.name(self.cfg.me)),
             kind: "leaving",
-            message: "leaving the host cluster: peers hold this host Left, not Failed"
-                .to_string(),
+            message: "leaving the host cluster: peers hold this host Left, not Failed".to_string(),
             detail: json!({ "incarnation": self.membership.incarnation(), "at_ms": now.as_millis() as u64 }),
         }];
         let actions = self.membership.leave();

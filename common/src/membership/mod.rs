@@ -510,10 +510,17 @@ impl Membership {
             // wait_for_all is a start-up rule: once every host was seen, a rejoin does
             // not arm it again (a two-node survivor must still be able to act).
             let (seen, echo) = (peer.ever_heard, peer.echo);
+            let left = (peer.state == HostState::Left).then_some(peer.incarnation);
             *peer = Peer::new(peer.id, self.cfg.interconnects, now);
             peer.ever_heard = seen;
             // Still what it was heard as: peers confirm the new incarnation sooner.
             peer.echo = echo;
+            // A host that left is gone whatever this host's own life does: it stays
+            // Left (never failed for a silence it announced) until a new life of it.
+            if let Some(incarnation) = left {
+                peer.state = HostState::Left;
+                peer.incarnation = incarnation;
+            }
         }
         let mut out = Vec::new();
         self.update_quorum(&mut out);

@@ -67,6 +67,8 @@ pub enum HostEvent<'a> {
         /// The host the operator says is off.
         target: NodeId,
     },
+    /// The agent leaves the cluster (SIGTERM, `hvctl host leave`).
+    Leave,
 }
 
 /// What a host agent asks its driver (here, the world) to do.
@@ -218,6 +220,10 @@ impl HostAgent {
                 let actions = self.fencing.on_journaled(now, &record, result);
                 fence_effects(actions, &mut out);
             }
+            HostEvent::Leave => {
+                let actions = self.membership.leave();
+                self.membership_actions(now, actions, &mut out);
+            }
             HostEvent::ConfirmDown { target } => match self.fencing.confirm_down(target) {
                 Ok(actions) => fence_effects(actions, &mut out),
                 Err(e) => out.push(HostEffect::Refused(e.to_string())),
@@ -308,7 +314,12 @@ impl HostAgent {
         self.started_at
     }
 
-    /// Whether `node` is Failed as this agent sees it.
+    /// Whether `node` is Left as this agent sees it.
+    pub fn holds_left(&self, node: NodeId) -> bool {
+        self.membership.state_of(node) == Some(HostState::Left)
+    }
+
+    /// Whether this agent holds `node` Failed.
     pub fn failed(&self, node: NodeId) -> bool {
         matches!(self.membership.state_of(node), Some(HostState::Failed(_)))
     }

@@ -21,6 +21,7 @@
 pub mod campaign;
 pub mod host_agent;
 pub mod hosts;
+pub mod leave;
 mod run;
 pub mod step;
 pub mod world;

@@ -57,6 +57,8 @@ pub struct SystemWorld {
     pub record_life: BTreeMap<(NodeId, u64, NodeId), u64>,
     /// Per host: whose fence powered it off, since it last booted.
     pub fenced_by: Vec<Option<usize>>,
+    /// Clean leaves in force ([`super::leave`]).
+    pub leaves: super::leave::Leaves,
 }
 
 impl SystemWorld {
@@ -83,6 +85,7 @@ impl SystemWorld {
             record_life: BTreeMap::new(),
             last_refusal: None,
             fenced_by: vec![None; n],
+            leaves: super::leave::Leaves::new(n),
         };
         for h in 0..n {
             w.start_agent(h);
@@ -95,7 +98,7 @@ impl SystemWorld {
         self.guests.log(what);
     }
 
-    fn fail(&mut self, why: String) {
+    pub(super) fn fail(&mut self, why: String) {
         self.log(|| format!("BROKEN: {why}"));
         if self.failure.is_none() {
             self.failure = Some(format!("{why} (at {:.2}s)", self.now.as_secs_f64()));
@@ -107,6 +110,7 @@ impl SystemWorld {
     /// Starts host `h`'s agent: a new incarnation, the journal reloaded.
     pub fn start_agent(&mut self, h: usize) {
         let now = self.now;
+        self.leaves.ended(h);
         let host = &mut self.hosts[h];
         host.disk.incarnation += 1;
         host.generation += 1;
@@ -150,6 +154,7 @@ impl SystemWorld {
         if !self.hosts[h].powered {
             return;
         }
+        self.leaves.ended(h);
         self.stop_agent(h, None);
         let host = &mut self.hosts[h];
         host.powered = false;
@@ -248,6 +253,7 @@ impl SystemWorld {
                 self.host_step(h, HostEvent::Tick);
             }
         }
+        self.check_leaves();
         self.recover_domains();
     }
 
@@ -337,7 +343,7 @@ impl SystemWorld {
         }
     }
 
-    fn send_heartbeats(&mut self, h: usize) {
+    pub(super) fn send_heartbeats(&mut self, h: usize) {
         let agent = self.hosts[h].agent.as_ref().expect("the agent runs");
         let hb = agent.heartbeat();
         let incarnation = agent.incarnation();

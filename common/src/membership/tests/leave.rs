@@ -178,5 +178,23 @@ fn a_failed_host_is_not_taken_out_by_its_leave() {
     leave(&mut sim, 2);
     sim.run_for(3000 * MS);
     assert_eq!(sim.state(0, 2), HostState::Failed(FailReason::Silent));
-    assert_eq!(sim.nodes[0].quorum().needed, 2, "its vote is still expected");
+    assert_eq!(
+        sim.nodes[0].quorum().needed,
+        2,
+        "its vote is still expected"
+    );
+}
+
+#[test]
+fn a_host_that_rejoins_keeps_a_left_peer_left() {
+    let mut sim = Sim::new(3, 1);
+    sim.run_for(1000 * MS);
+    leave(&mut sim, 2);
+    sim.run_for(1000 * MS);
+    let actions = sim.nodes[0].rejoin(sim.now, 9000);
+    sim.perform(0, actions);
+    sim.run_for(5000 * MS);
+    assert_eq!(sim.state(0, 2), HostState::Left);
+    assert!(!ever_failed(&sim, 0, 3));
+    assert_eq!(sim.nodes[0].quorum().needed, 2);
 }
