@@ -3,7 +3,8 @@
 //! Every host has one vote. A partition is quorate with a strict majority of all votes;
 //! in two-node mode one vote is enough (fencing then decides who survives). With
 //! wait-for-all, no partition is quorate until every host has been seen once since the
-//! agent started, so a host that boots alone never acts on its own.
+//! agent started, so a host that boots alone never acts on its own. A host that left
+//! cleanly takes its vote out of the expected ones ([`QuorumRules::downscaled`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,15 @@ pub struct QuorumState {
 }
 
 impl QuorumRules {
+    /// The rules once `left` hosts left cleanly: their votes are no longer expected
+    /// (corosync's allow_downscale). At least one vote stays expected.
+    pub fn downscaled(&self, left: u32) -> QuorumRules {
+        QuorumRules {
+            total_votes: self.total_votes.saturating_sub(left).max(1),
+            ..*self
+        }
+    }
+
     /// Votes needed for quorum.
     pub fn needed(&self) -> u32 {
         if self.two_node {
@@ -103,5 +113,21 @@ mod tests {
             let got = rules.evaluate(f[3].parse().unwrap(), flag(f[4]));
             assert_eq!(got.quorate, flag(f[5]), "table line {n}: {line}");
         }
+    }
+
+    #[test]
+    fn a_clean_leave_takes_its_vote_out_of_the_expected_ones() {
+        let five = QuorumRules {
+            total_votes: 5,
+            two_node: false,
+            wait_for_all: false,
+        };
+        assert_eq!(five.needed(), 3);
+        assert_eq!(five.downscaled(1).needed(), 3);
+        assert_eq!(five.downscaled(2).needed(), 2);
+        assert!(five.downscaled(2).evaluate(2, true).quorate);
+        assert!(!five.downscaled(1).evaluate(2, true).quorate);
+        assert_eq!(five.downscaled(4).needed(), 1);
+        assert_eq!(five.downscaled(9).total_votes, 1);
     }
 }

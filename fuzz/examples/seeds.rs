@@ -151,6 +151,7 @@ fn host_heartbeats() -> Vec<Heartbeat> {
             },
         ],
         probe: vec![3],
+        leaving: false,
         sections: Vec::new(),
     };
     let sections = HostSections {

@@ -101,6 +101,7 @@ pub fn state_text(s: HostState) -> String {
         HostState::Joining => "Joining".into(),
         HostState::Up => "Up".into(),
         HostState::Suspect => "Suspect".into(),
+        HostState::Left => "Left".into(),
         HostState::Failed(r) => format!(
             "Failed ({})",
             match r {

@@ -26,6 +26,7 @@ impl Dispatch for HostDispatch {
             | Request::VmResume { .. }
             | Request::VmMigrate { .. }
             | Request::HostMaintenance { .. }
+            | Request::HostLeave { .. }
             | Request::AppSwitch { .. }
             | Request::AppOnline { .. }
             | Request::AppOffline { .. }

@@ -439,6 +439,35 @@ pub(crate) enum HostCommand {
         #[arg(short, long)]
         yes: bool,
     },
+    /// Take this host out of the host cluster cleanly and stop its agent
+    ///
+    /// Run it on HOST itself; it does what `systemctl stop hv-hostd` (SIGTERM) does. The
+    /// host-side applications running on HOST are stopped first (they switch where
+    /// shut_down is in auto_switch_over; at most 15 minutes), then HOST's last heartbeats
+    /// tell the other hosts it leaves: they hold it Left, not Failed, so it is not fenced,
+    /// not declared DOWN, and its vote is no longer expected for quorum. hv-hostd then
+    /// exits. HOST's domains run on, but nothing can kill one of them while hv-hostd is
+    /// stopped: a kill its guest cluster asks for is refused. Start hv-hostd again
+    /// (systemctl start hv-hostd) to rejoin. To move the domains away first, use
+    /// hvctl host maintenance HOST on.
+    ///
+    /// Without --yes, hvctl asks on the terminal first; when standard input is not a
+    /// terminal it refuses before contacting the agent (exit 2).
+    ///
+    /// Exit status: 0 the agent leaves, 1 refused or not confirmed, 2 the agent cannot be
+    /// reached, --yes is missing without a terminal, or the command line is wrong.
+    ///
+    /// Examples:
+    ///   hvctl host leave kvm2
+    ///   hvctl host leave kvm2 --yes
+    #[command(verbatim_doc_comment)]
+    Leave {
+        /// This host, by its name in cluster.toml.
+        host: String,
+        /// Do not ask for confirmation (needed when standard input is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
+    },
     /// Take a host out of service to work on it, and bring it back
     ///
     /// Run it on HOST itself. `on`: HOST takes no domain any more (no migration to it,

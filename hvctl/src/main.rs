@@ -128,6 +128,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         ),
         Command::Host {
+            command: HostCommand::Leave { host, yes },
+        } => {
+            let question = format!(
+                "Take {host} out of the host cluster and stop its agent? Its domains run on, unguarded until hv-hostd starts again."
+            );
+            if !confirmed(&question, yes, &format!("hvctl host leave {host} --yes"))? {
+                return Ok(not_confirmed());
+            }
+            operator(&socket()?, &Request::HostLeave { host })
+        }
+        Command::Host {
             command: HostCommand::ConfirmDown { host, yes },
         } => {
             let question = format!(

@@ -122,6 +122,7 @@ pub fn status_line(member: &str, quorum: QuorumState, peers: &[(String, HostStat
     let waiting = names(|s| matches!(s, HostState::Unknown | HostState::Joining));
     let suspect = names(|s| matches!(s, HostState::Suspect));
     let failed = names(|s| matches!(s, HostState::Failed(_)));
+    let left = names(|s| matches!(s, HostState::Left));
     if !waiting.is_empty() {
         parts.push(format!(
             "waiting for heartbeats from {}",
@@ -134,7 +135,10 @@ pub fn status_line(member: &str, quorum: QuorumState, peers: &[(String, HostStat
     if !failed.is_empty() {
         parts.push(format!("failed: {}", failed.join(", ")));
     }
-    if waiting.is_empty() && suspect.is_empty() && failed.is_empty() {
+    if !left.is_empty() {
+        parts.push(format!("left: {}", left.join(", ")));
+    }
+    if waiting.is_empty() && suspect.is_empty() && failed.is_empty() && left.is_empty() {
         parts.push(format!("all {} other {member}s up", peers.len()));
     }
     parts.join("; ")

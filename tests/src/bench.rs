@@ -87,7 +87,8 @@ fn faulted_hosts(s: &Scenario) -> BTreeSet<String> {
             | Step::Loss { host, .. }
             | Step::KdumpNotice { host }
             | Step::RestartAgent { host }
-            | Step::KillAgent { host } => vec![host.clone()],
+            | Step::KillAgent { host }
+            | Step::StopAgent { host } => vec![host.clone()],
             Step::OneWayCut { from, to } => vec![from.clone(), to.clone()],
             Step::Load { hosts, .. } => hosts.clone(),
             _ => vec![],

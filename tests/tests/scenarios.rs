@@ -59,6 +59,11 @@ fn agent_restart() {
     run("agent-restart");
 }
 
+#[test]
+fn host_leave() {
+    run("host-leave");
+}
+
 /// `hvctl status` and `hvctl events` against live agents, as an operator runs them.
 #[test]
 fn hvctl_against_live_agents() {

@@ -87,6 +87,14 @@ pub enum Request {
         /// On or off.
         on: bool,
     },
+    /// Host agent: this host leaves the host cluster and its agent exits (as at SIGTERM):
+    /// its host-side applications are stopped first, then its last heartbeats tell the
+    /// other hosts it leaves, and they hold it Left (not Failed: no fence). Its domains
+    /// run on. `host` must be this host. Answered with [`Response::Done`] at once.
+    HostLeave {
+        /// The host, by its name.
+        host: String,
+    },
     /// Host agent: move the domain `name`, which runs on this host, to host `to`
     /// (`hvctl vm migrate`). Answered when it has moved, or why it did not; progress goes
     /// to the event log (`migration_progress`).

@@ -114,6 +114,9 @@ impl GuestNodes {
                 HostState::Unknown => (GuestNodeState::ComingUp, false),
                 HostState::Failed(_) if t.proof.is_some() => (GuestNodeState::Down, false),
                 HostState::Failed(_) => (GuestNodeState::LeftCluster, false),
+                // A node says it leaves only once what it ran is stopped: nothing runs
+                // there, as after a proof.
+                HostState::Left => (GuestNodeState::Down, false),
             };
             t.heard = heard;
             if state == t.state {

@@ -462,7 +462,9 @@ impl Fencing {
         if let Some(f) = facts {
             let alive = match f.state {
                 HostState::Failed(_) => f.must_rejoin,
-                HostState::Unknown => false,
+                // Its agent stopped: nothing is heard of it, and only the operator can
+                // say that it is off (a left host that loses power is not detected).
+                HostState::Unknown | HostState::Left => false,
                 _ => true,
             };
             if alive {

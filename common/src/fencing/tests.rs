@@ -306,6 +306,24 @@ fn confirm_down_is_refused_while_heard_alive() {
     assert_eq!(f.confirm_down(3), Err(Refusal::AlreadyDown(3)));
 }
 
+/// A Left host is never a fence target, but one that lost power while left (its agent
+/// gone, nothing detects it) can be confirmed down by the operator.
+#[test]
+fn a_left_host_is_not_fenced_and_may_be_confirmed_down() {
+    let mut f = Fencing::new(cfg(1, 3, vec![agents("ipmi")]));
+    let left = peer(2, HostState::Left);
+    for t in 0..5 {
+        let a = f.tick(
+            t * 1000 * MS,
+            &view(true, vec![left, peer(3, HostState::Up)]),
+        );
+        assert!(runs(&a).is_empty(), "a Left host is fenced");
+    }
+    let a = f.confirm_down(2).unwrap();
+    let a = settle(&mut f, 6000 * MS, a);
+    assert_eq!(downs(&a)[0].proof, Proof::Operator);
+}
+
 #[test]
 fn peers_adopt_down_and_a_rebooted_host_rejoins() {
     let mut f = Fencing::new(cfg(2, 3, vec![agents("ipmi")]));

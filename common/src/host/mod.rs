@@ -307,6 +307,20 @@ impl HostCore {
         out
     }
 
+    /// This host leaves the cluster (its agent stops cleanly): its heartbeats say so from
+    /// now on, and the first go at once. The driver sends a few more and stops.
+    pub fn leave(&mut self, now: Duration) -> Effects {
+        let mut out = vec![Effect::Record {
+            subject: Some(self.cfg.names.name(self.cfg.me)),
+            kind: "leaving",
+            message: "leaving the host cluster: peers hold this host Left, not Failed".to_string(),
+            detail: json!({ "incarnation": self.membership.incarnation(), "at_ms": now.as_millis() as u64 }),
+        }];
+        let actions = self.membership.leave();
+        self.membership_actions(actions, &mut out);
+        out
+    }
+
     /// Advances time: failure detection, fencing, repeated notices, kill orders given up.
     pub fn tick(&mut self, now: Duration) -> Effects {
         let mut out = Vec::new();

@@ -11,6 +11,9 @@ use crate::migration::MigrationMode;
 /// wrote it: `fixtures/heartbeat-v1.bin`. Agents of later versions must keep reading it.
 const FIXTURE_V1: &[u8] = include_bytes!("fixtures/heartbeat-v1.bin");
 
+/// The same with header version 2 (the leave flag, set): `fixtures/heartbeat-v2.bin`.
+const FIXTURE_V2: &[u8] = include_bytes!("fixtures/heartbeat-v2.bin");
+
 fn header() -> Heartbeat {
     Heartbeat {
         interconnect: 1,
@@ -35,6 +38,7 @@ fn header() -> Heartbeat {
             },
         ],
         probe: vec![3],
+        leaving: true,
         sections: Vec::new(),
     }
 }
@@ -146,7 +150,7 @@ fn encoded(sections: &HostSections) -> Vec<u8> {
 fn write_fixture() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/host_heartbeat/fixtures/heartbeat-v1.bin"
+        "/src/host_heartbeat/fixtures/heartbeat-v2.bin"
     );
     std::fs::write(path, encoded(&full())).unwrap();
 }
@@ -154,6 +158,24 @@ fn write_fixture() {
 #[test]
 fn a_heartbeat_of_layout_1_still_decodes() {
     let hb: Heartbeat = postcard::from_bytes(FIXTURE_V1).unwrap();
+    // A version 1 writer never leaves.
+    assert_eq!(
+        Heartbeat {
+            sections: Vec::new(),
+            ..hb.clone()
+        },
+        Heartbeat {
+            leaving: false,
+            ..header()
+        }
+    );
+    assert_eq!(HostSections::read(&hb), (full(), Vec::new()));
+}
+
+#[test]
+fn a_heartbeat_of_layout_2_still_decodes() {
+    let hb: Heartbeat = postcard::from_bytes(FIXTURE_V2).unwrap();
+    assert!(hb.leaving);
     assert_eq!(
         Heartbeat {
             sections: Vec::new(),
@@ -162,8 +184,10 @@ fn a_heartbeat_of_layout_1_still_decodes() {
         header()
     );
     assert_eq!(HostSections::read(&hb), (full(), Vec::new()));
-    // This build still writes layout 1: the same bytes.
-    assert_eq!(encoded(&full()), FIXTURE_V1);
+    // This build still writes header version 2: the same bytes, which differ from
+    // version 1's by the version, the header's length and the appended flag only.
+    assert_eq!(encoded(&full()), FIXTURE_V2);
+    assert_eq!(FIXTURE_V2.len(), FIXTURE_V1.len() + 1);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //!             per section      id varint, version varint, varint length, bytes
 //! header v1 = interconnect u8, watchdog, quorate, votes, config digest [16],
 //!             domains version, view (records of PeerView), probe (list of node ids)
+//! header v2 = v1, then leaving bool
 //! ```
 //!
 //! Integers are postcard varints. The header follows the rules of a section: a newer
@@ -22,7 +23,7 @@ use super::HostState;
 use crate::config::NodeId;
 
 /// The layout version of the membership header this build writes.
-pub const HEADER_VERSION: u16 = 1;
+pub const HEADER_VERSION: u16 = 2;
 
 /// The load watchdog's verdict about its own host, carried in heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -88,6 +89,9 @@ pub struct Heartbeat {
     /// Hosts the sender asks to answer at once with heartbeats of their own: a panic
     /// notice named them, and it counts only if they stay silent.
     pub probe: Vec<NodeId>,
+    /// The sender leaves the cluster: its agent stops cleanly (header version 2; false
+    /// from a version 1 writer).
+    pub leaving: bool,
     /// What the sender's capabilities share, one section each, as received.
     pub sections: Vec<Section>,
 }
@@ -140,7 +144,8 @@ impl Heartbeat {
             .field(&self.config_digest)
             .field(&self.domains_version)
             .records(&self.view)
-            .field(&self.probe);
+            .field(&self.probe)
+            .field(&self.leaving);
         w.into_bytes()
     }
 
@@ -159,6 +164,7 @@ impl Heartbeat {
             domains_version: r.field()?,
             view: r.records()?,
             probe: r.field()?,
+            leaving: r.field_or_default()?,
             sections: Vec::new(),
         })
     }
@@ -244,6 +250,7 @@ mod tests {
             domains_version in any::<u64>(),
             view in prop::collection::vec((any::<u32>(), any::<u64>(), state()), 0..6),
             probe in prop::collection::vec(any::<u32>(), 0..3),
+            leaving in any::<bool>(),
             sections in prop::collection::vec(
                 (any::<u16>(), any::<u16>(), prop::collection::vec(any::<u8>(), 0..20)),
                 0..4,
@@ -261,6 +268,7 @@ mod tests {
                     .map(|(node, incarnation, state)| PeerView { node, incarnation, state })
                     .collect(),
                 probe,
+                leaving,
                 sections: sections
                     .into_iter()
                     .map(|(id, version, bytes)| Section { id, version, bytes })
@@ -308,10 +316,11 @@ mod tests {
                 },
             ],
             probe: Vec::new(),
+            leaving: false,
             sections: Vec::new(),
         };
         let bytes = postcard::to_allocvec(&hb).unwrap();
-        let mut expected = vec![0x01, 0x2d, 0x00, 0x00, 0x01, 0x03];
+        let mut expected = vec![0x02, 0x2e, 0x00, 0x00, 0x01, 0x03];
         expected.extend_from_slice(&hb.config_digest);
         expected.extend_from_slice(&[0x00, 0x02]);
         expected.extend_from_slice(&[
@@ -320,9 +329,9 @@ mod tests {
         expected.extend_from_slice(&[
             0x0a, 0x03, 0xbc, 0xb4, 0xe6, 0xb3, 0xcc, 0xef, 0x89, 0x03, 0x02,
         ]);
-        expected.extend_from_slice(&[0x00, 0x00]);
+        expected.extend_from_slice(&[0x00, 0x00, 0x00]);
         assert_eq!(bytes, expected);
-        assert_eq!(bytes.len(), 48);
+        assert_eq!(bytes.len(), 49);
     }
 
     #[test]

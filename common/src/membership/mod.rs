@@ -9,8 +9,18 @@
 //!                        ^                      ^ \__________heard__________/   |
 //!                        |                      |                                | silent dead_after,
 //!                        +--- new incarnation --+-- Failed(silent|panic|hung) <--+ panic notice left
-//!                                                                                  unanswered, hung
+//!                        |                                                         unanswered, hung
+//!                        +--- new incarnation ---- Left <-- its leave (from any state but Failed)
 //! ```
+//!
+//! **Leave.** A host whose agent stops cleanly says so in its last heartbeats
+//! ([`Heartbeat::leaving`]): authenticated, for its current incarnation, through the
+//! replay window and fresh like any heartbeat, so a recorded leave of an earlier life
+//! is refused with that life. Its peers hold it Left: not counted, its vote taken out
+//! of the expected ones ([`Membership::rules`]), never failed for its silence, so never
+//! fenced nor DOWN. Its heartbeats in that same incarnation change nothing (a left agent
+//! does not come back without a new incarnation: incarnations are on disk); a new one
+//! joins through Joining as any start, and its vote is expected again.
 //!
 //! A Failed host that is heard again with the same incarnation (a frozen host thawed, an
 //! isolated one reconnected) is not taken back: it is flagged `must_rejoin`, and the
@@ -31,6 +41,7 @@
 #[cfg(test)]
 mod freshness_tests;
 mod heartbeat;
+mod leave;
 mod notice;
 mod peer;
 pub mod section;
@@ -77,6 +88,10 @@ pub enum HostState {
     Suspect,
     /// Considered dead, with the reason.
     Failed(FailReason),
+    /// Said, in its current incarnation, that it leaves (its agent stops cleanly): not
+    /// counted, its votes taken out of the expected ones, never failed for its silence
+    /// and so never fenced. Heard again in a new incarnation, it joins as any start.
+    Left,
 }
 
 impl HostState {
@@ -239,6 +254,7 @@ pub struct Membership {
     stalled_at: Option<Duration>,
     domains_version: u64,
     panic_probe: Duration,
+    leaving: bool,
 }
 
 impl Membership {
@@ -262,6 +278,7 @@ impl Membership {
             stalled_at: None,
             domains_version: 0,
             panic_probe: DEFAULT_PANIC_PROBE,
+            leaving: false,
         }
     }
 
@@ -361,10 +378,14 @@ impl Membership {
                 .map(|p| PeerView {
                     node: p.id,
                     incarnation: p.echoed(),
+                    // Shown as Unknown where this host could not be counted or fenced
+                    // by readers (Left, or Failed before ever heard), which every reader
+                    // of header version 1 decodes.
                     state: p.shown(),
                 })
                 .collect(),
             probe: self.probed(),
+            leaving: self.leaving,
             // The agent adds the sections of what it shares beyond membership.
             sections: Vec::new(),
         }
@@ -426,6 +447,18 @@ impl Membership {
         }
         peer.config_mismatch = false;
         peer.heard(now, incarnation, accepted, hb, cfg, &mut out);
+        if hb.leaving {
+            // Its own authenticated word, for the incarnation the frame carries, passed
+            // by the replay window and made after this host's incarnation began. A host
+            // Failed in this view is not taken out by it: it is fenced or confirmed
+            // down whatever it says.
+            if !matches!(peer.state, HostState::Failed(_)) {
+                peer.says_i_failed = false;
+                peer.set_state(now, HostState::Left, &mut out);
+            }
+            self.update_quorum(&mut out);
+            return out;
+        }
         if hb.probe.contains(&cfg.me) {
             // A panic notice named this host: show at once that it lives.
             out.push(Action::SendHeartbeats);
@@ -506,10 +539,17 @@ impl Membership {
             // wait_for_all is a start-up rule: once every host was seen, a rejoin does
             // not arm it again (a two-node survivor must still be able to act).
             let (seen, echo) = (peer.ever_heard, peer.echo);
+            let left = (peer.state == HostState::Left).then_some(peer.incarnation);
             *peer = Peer::new(peer.id, self.cfg.interconnects, now);
             peer.ever_heard = seen;
             // Still what it was heard as: peers confirm the new incarnation sooner.
             peer.echo = echo;
+            // A host that left is gone whatever this host's own life does: it stays
+            // Left (never failed for a silence it announced) until a new life of it.
+            if let Some(incarnation) = left {
+                peer.state = HostState::Left;
+                peer.incarnation = incarnation;
+            }
         }
         let mut out = Vec::new();
         self.update_quorum(&mut out);
@@ -538,7 +578,7 @@ impl Membership {
             .filter(|p| p.state.present() && !p.says_i_failed)
             .count() as u32;
         let all_seen = self.peers.iter().all(|p| p.ever_heard);
-        if !self.cfg.quorum.evaluate(mine, all_seen).quorate {
+        if !self.rules().evaluate(mine, all_seen).quorate {
             return true;
         }
         match their_votes.cmp(&mine) {
@@ -561,7 +601,7 @@ impl Membership {
         }
         let votes = 1 + self.peers.iter().filter(|p| p.state.present()).count() as u32;
         let all_seen = self.peers.iter().all(|p| p.ever_heard);
-        let q = self.cfg.quorum.evaluate(votes, all_seen);
+        let q = self.rules().evaluate(votes, all_seen);
         if q != self.quorum {
             self.quorum = q;
             out.push(Action::Event(MembershipEvent::Quorum(q)));

@@ -208,6 +208,12 @@ impl Peer {
                 }
                 self.joining_count += 1;
             }
+            HostState::Left if restarted.is_some() => {
+                self.joining_count = 1;
+                self.set_state(now, HostState::Joining, out);
+            }
+            // It said it left in this incarnation: nothing it sends in it takes it back.
+            HostState::Left => {}
             HostState::Suspect => self.set_state(now, HostState::Up, out),
             HostState::Up => {}
         }
@@ -241,6 +247,7 @@ impl Peer {
     pub(super) fn shown(&self) -> HostState {
         match self.state {
             HostState::Failed(_) if self.incarnation.is_none() => HostState::Unknown,
+            HostState::Left => HostState::Unknown,
             state => state,
         }
     }

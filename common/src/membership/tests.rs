@@ -7,6 +7,7 @@ use super::*;
 use crate::quorum::QuorumRules;
 use crate::wire::ReplayWindow;
 
+mod leave;
 mod notice;
 
 pub(super) const MS: Duration = Duration::from_millis(1);

@@ -22,6 +22,7 @@ mod domains;
 mod guests;
 mod input;
 mod journaled;
+mod leave;
 mod maintenance;
 mod migrate;
 mod panic;
@@ -77,6 +78,8 @@ pub struct Agent {
     saves: saves::Saves,
     /// Domains migrating here, for the host link's greeting on their channel.
     incoming: crate::link::IncomingGuests,
+    /// `hvctl host leave` asked this agent to leave and exit.
+    leave_requested: bool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -213,6 +216,7 @@ impl Agent {
             maintenance,
             saves,
             incoming,
+            leave_requested: false,
         })
     }
 
@@ -231,17 +235,17 @@ impl Agent {
             tokio::select! {
                 biased;
                 _ = &mut shutdown, if leaving.is_none() => {
-                    if self.host_apps.apps.is_empty() {
-                        break;
-                    }
                     leaving = Some(Instant::now());
-                    self.apps_shutdown();
+                    self.start_leaving();
                 }
                 Some(frame) = frames.recv() => self.on_frame(frame),
                 _ = ticker.tick() => {
+                    if self.leave_requested && leaving.is_none() {
+                        leaving = Some(Instant::now());
+                        self.start_leaving();
+                    }
                     if leaving.is_some_and(|since| {
-                        self.host_apps.apps.engine.all_inactive()
-                            || since.elapsed() > crate::apps::Apps::SHUTDOWN_LIMIT
+                        self.apps_stopped() || since.elapsed() > crate::apps::Apps::SHUTDOWN_LIMIT
                     }) {
                         break;
                     }
@@ -256,6 +260,7 @@ impl Agent {
                 Some(input) = inputs.recv() => self.on_input(input),
             }
         }
+        self.say_leave().await;
         let member = &mut self.member;
         member.events.record(
             Some(&member.own_name),
@@ -303,6 +308,10 @@ impl Agent {
                 request: request @ hvcluster_common::admin::Request::VmMigrate { .. },
                 reply,
             }) => self.vm_migrate(request, reply),
+            Input::Admin(AdminCall::Operator {
+                request: hvcluster_common::admin::Request::HostLeave { host },
+                reply,
+            }) => self.leave_command(&host, reply),
             Input::Admin(AdminCall::Operator {
                 request: hvcluster_common::admin::Request::HostMaintenance { host, on },
                 reply,

@@ -207,6 +207,13 @@ impl HostAgent {
         fence.confirm_down(target).map_err(|r| r.to_string())
     }
 
+    /// The agent leaves the cluster (SIGTERM, `hvctl host leave`), as the agent's
+    /// leave does: its heartbeats say so from now on.
+    pub fn leave(&mut self, now: Duration) -> Effects {
+        let out = self.core.leave(now);
+        self.rejoins(now, out)
+    }
+
     /// A rejoin the core asks for is done at once (the new incarnation is persisted by
     /// the world when the agent stops); its effects follow in place.
     fn rejoins(&mut self, now: Duration, effects: Effects) -> Effects {
@@ -287,6 +294,11 @@ impl HostAgent {
     /// When this agent started.
     pub fn started_at(&self) -> Duration {
         self.started_at
+    }
+
+    /// Whether `node` is Left as this agent sees it.
+    pub fn holds_left(&self, node: NodeId) -> bool {
+        self.core.membership().state_of(node) == Some(HostState::Left)
     }
 
     /// Whether `node` is Failed as this agent sees it.

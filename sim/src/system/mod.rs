@@ -23,6 +23,7 @@ pub mod campaign;
 mod guest_links;
 pub mod host_agent;
 pub mod hosts;
+pub mod leave;
 mod run;
 pub mod step;
 pub mod world;

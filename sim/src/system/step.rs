@@ -36,6 +36,9 @@ pub enum Step {
     HostBoot(usize),
     /// A host's agent restarts after milliseconds, reloading its journal.
     AgentRestart(usize, u64),
+    /// A host's agent leaves the cluster cleanly and stops; it starts again after
+    /// milliseconds.
+    AgentLeave(usize, u64),
     /// A host is cut off from every other, for milliseconds.
     Isolate(usize, u64),
     /// Heartbeats from one host to another are lost, for milliseconds.
@@ -77,7 +80,11 @@ pub fn choose(w: &SystemWorld, rng: &mut Rng) -> Step {
     let off: Vec<usize> = (0..n).filter(|&i| !w.hosts[i].powered).collect();
     let roll = rng.below(100);
     let step = match roll {
-        0..=11 => Some(Step::Wait(500 + rng.below(5000))),
+        0..=9 => Some(Step::Wait(500 + rng.below(5000))),
+        // A leave is sent where it gets through: one lost is a silence, rightly fenced.
+        10..=11 if w.hosts[h].acting(now, false) && quiet_links(w, h) => {
+            Some(Step::AgentLeave(h, 1000 + rng.below(30_000)))
+        }
         12..=51 => guest_steps::choose(&w.guests, rng).map(Step::Guest),
         52..=54 if running.len() > 1 => rng.pick(&running).map(|host| Step::HostCrash {
             host,
@@ -191,6 +198,11 @@ pub fn apply(w: &mut SystemWorld, step: &Step) -> Duration {
         Step::AgentRestart(host, d) => {
             if fits(host) && w.hosts[host].powered && w.hosts[host].agent.is_some() {
                 w.stop_agent(host, Some(ms(d)));
+            }
+        }
+        Step::AgentLeave(host, d) => {
+            if fits(host) && w.hosts[host].acting(now, false) && quiet_links(w, host) {
+                w.leave(host, ms(d));
             }
         }
         Step::Isolate(host, d) => {

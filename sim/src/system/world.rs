@@ -70,6 +70,8 @@ pub struct SystemWorld {
     pub(super) links: Vec<Option<GuestLink>>,
     /// The last host link connection id given.
     pub(super) next_conn: u64,
+    /// Clean leaves in force ([`super::leave`]).
+    pub leaves: super::leave::Leaves,
 }
 
 impl SystemWorld {
@@ -99,6 +101,7 @@ impl SystemWorld {
             fenced_by: vec![None; n],
             links: vec![None; g],
             next_conn: 0,
+            leaves: super::leave::Leaves::new(n),
         };
         for h in 0..n {
             w.start_agent(h);
@@ -123,6 +126,7 @@ impl SystemWorld {
     /// Starts host `h`'s agent: a new incarnation, the journal reloaded.
     pub fn start_agent(&mut self, h: usize) {
         let now = self.now;
+        self.leaves.ended(h);
         let host = &mut self.hosts[h];
         host.disk.incarnation += 1;
         host.generation += 1;
@@ -170,6 +174,7 @@ impl SystemWorld {
         if !self.hosts[h].powered {
             return;
         }
+        self.leaves.ended(h);
         self.stop_agent(h, None);
         let host = &mut self.hosts[h];
         host.powered = false;
@@ -272,6 +277,7 @@ impl SystemWorld {
                 }
             }
         }
+        self.check_leaves();
         self.recover_domains();
     }
 
@@ -361,7 +367,7 @@ impl SystemWorld {
         }
     }
 
-    fn perform(&mut self, h: usize, effects: Effects) {
+    pub(super) fn perform(&mut self, h: usize, effects: Effects) {
         for e in effects {
             if self.hosts[h].agent.is_none() {
                 return;
@@ -380,7 +386,7 @@ impl SystemWorld {
         }
     }
 
-    fn send_heartbeats(&mut self, h: usize) {
+    pub(super) fn send_heartbeats(&mut self, h: usize) {
         let now = self.now;
         // Domains that run on this host, by name.
         let here: Vec<String> = (0..self.domain_host.len())

@@ -137,6 +137,14 @@ impl Kills {
             return;
         }
         if let Some(p) = &peer {
+            if matches!(p.as_ref().map(|p| p.state), Some(HostState::Left)) {
+                return refuse(
+                    out,
+                    format!(
+                        "its host {host} left the host cluster (its agent was stopped cleanly): no agent there can kill the guest; start hv-hostd on {host} again, or destroy the guest there by hand and declare it down"
+                    ),
+                );
+            }
             if !matches!(p.as_ref().map(|p| p.state), Some(HostState::Up)) {
                 return refuse(
                     out,

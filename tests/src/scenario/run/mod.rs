@@ -354,6 +354,10 @@ impl Runner<'_> {
                 measure,
             } => self.time_fence_agent(from, target, measure)?,
             Step::ExpectPower { host, on } => self.expect_power(host, on),
+            Step::StopAgent { host } => {
+                self.fault(format!("hv-hostd on {host} stopped with SIGTERM"));
+                self.cluster.stop_agent(host)?;
+            }
             Step::KillAgent { host } => {
                 self.fault(format!("hv-hostd on {host} killed with SIGKILL"));
                 self.cluster.kill_agent(host)?;

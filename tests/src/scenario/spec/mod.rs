@@ -56,6 +56,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../scenarios/agent-restart.toml"),
     ),
     (
+        "host-leave",
+        include_str!("../../../scenarios/host-leave.toml"),
+    ),
+    (
         "fence-power-loss",
         include_str!("../../../scenarios/fence-power-loss.toml"),
     ),

@@ -18,6 +18,8 @@ pub enum StateName {
     Failed,
     /// Unknown.
     Unknown,
+    /// Left (its agent stopped cleanly).
+    Left,
 }
 
 /// The reason of a Failed state.
@@ -39,7 +41,8 @@ impl StateName {
             (StateName::Up, HostState::Up)
             | (StateName::Joining, HostState::Joining)
             | (StateName::Suspect, HostState::Suspect)
-            | (StateName::Unknown, HostState::Unknown) => true,
+            | (StateName::Unknown, HostState::Unknown)
+            | (StateName::Left, HostState::Left) => true,
             (StateName::Failed, HostState::Failed(r)) => match reason {
                 None => true,
                 Some(ReasonName::Silent) => r == FailReason::Silent,

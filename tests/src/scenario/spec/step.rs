@@ -127,6 +127,12 @@ pub enum Step {
         /// The host.
         host: String,
     },
+    /// Fault: the host's agent is stopped with SIGTERM and stays down (the host and its
+    /// domains keep running); `start-agent` starts it again.
+    StopAgent {
+        /// The host.
+        host: String,
+    },
     /// Fault: the host's agent is killed with SIGKILL (the host itself keeps running).
     KillAgent {
         /// The host.
@@ -573,6 +579,7 @@ impl Step {
                 | Step::Forge { .. }
                 | Step::RestartAgent { .. }
                 | Step::KillAgent { .. }
+                | Step::StopAgent { .. }
                 | Step::Thaw { .. }
                 | Step::Heal { .. }
                 | Step::Load { .. }
