@@ -63,7 +63,7 @@ impl World {
                     incarnation,
                     heartbeats,
                 } => self.send_heartbeats(i, incarnation, &heartbeats),
-                Effect::SendLink(message) => self.to_host(i, message),
+                Effect::SendLink(message) => self.send_to_host(i, message),
                 Effect::RunOp(op) => self.run_op(i, op),
                 Effect::SaveState(state) => self.nodes[i].disk = state,
                 Effect::NewIncarnation => {

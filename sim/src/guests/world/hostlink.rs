@@ -12,7 +12,7 @@ impl World {
     // ----- the host link -----
 
     /// Node `i`'s agent sends `message` to its host.
-    pub(super) fn to_host(&mut self, i: usize, message: LinkMessage) {
+    pub(super) fn send_to_host(&mut self, i: usize, message: LinkMessage) {
         let LinkMessage::KillRequest {
             request, node_id, ..
         } = message
@@ -31,7 +31,7 @@ impl World {
 
     /// Sends `message` to the agent of node `to` over its host link; it arrives at the
     /// next tick at which that agent runs, or never if the agent stops meanwhile.
-    pub(super) fn to_guest(&mut self, to: usize, message: LinkMessage) {
+    pub(super) fn send_to_guest(&mut self, to: usize, message: LinkMessage) {
         if let Some(a) = &self.nodes[to].agent {
             self.link_inbox.push((to, a.conn, message));
         }
@@ -57,7 +57,7 @@ impl World {
             detail: detail.to_string(),
             retry_after_ms,
         };
-        self.to_guest(to, message);
+        self.send_to_guest(to, message);
     }
 
     /// Delivers the host link's messages to the agents that run; keeps those for a
@@ -207,7 +207,7 @@ impl World {
             proof: "powered off".to_string(),
             guests: vec![(id(node), incarnation)],
         };
-        self.to_guest(to, notice);
+        self.send_to_guest(to, notice);
     }
 
     /// The incarnation of node `i`'s agent, or the one it had when it last stopped.
