@@ -38,6 +38,12 @@ pub const KNOWN: &[(&str, &str)] = &[
          one: each fence took the other host down (docs/simulation.md)",
     ),
     (
+        "just started, fences",
+        "fencing: rarer since a host failed before it was heard joins when heard (about one \
+         schedule in 1,000 still): a host that just booted fences a peer it sees alive \
+         that accuses its new incarnation (docs/simulation.md)",
+    ),
+    (
         "by an old record",
         "fencing: a DOWN record names the latest incarnation its prover heard; a peer that \
          hears nothing of the host's later life (cut off from it) adopts a record of an \
