@@ -38,6 +38,7 @@
 //! not taken for silent either (it may be alive and not hear this host): it stays
 //! Unknown, neither counted nor fenced by this host, until it confirms or falls silent.
 
+mod config;
 #[cfg(test)]
 mod freshness_tests;
 mod heartbeat;
@@ -52,12 +53,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ClusterConfig, NodeId};
-use crate::quorum::{QuorumRules, QuorumState};
+use crate::config::NodeId;
+use crate::quorum::QuorumState;
 use crate::wire::Accepted;
 
+pub use config::MembershipConfig;
 pub use heartbeat::{Heartbeat, PeerView, Section, WatchdogVerdict, HEADER_VERSION};
-pub use notice::DEFAULT_PANIC_PROBE;
+pub use notice::{DEFAULT_PANIC_PROBE, NEW_LIFE_GRACE};
 use peer::Peer;
 pub use peer::{LinkState, PeerStatus};
 
@@ -180,65 +182,6 @@ pub enum Action {
     Event(MembershipEvent),
     /// Start a new incarnation and call [`Membership::rejoin`] with it.
     Rejoin,
-}
-
-/// Timing and identity the machine needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MembershipConfig {
-    /// This host's node id.
-    pub me: NodeId,
-    /// Every host: node id, name, weight.
-    pub hosts: Vec<(NodeId, String, u32)>,
-    /// Number of interconnects.
-    pub interconnects: usize,
-    /// Heartbeat interval.
-    pub interval: Duration,
-    /// Silence before Suspect.
-    pub suspect_after: Duration,
-    /// Silence before Failed.
-    pub dead_after: Duration,
-    /// Reported hung for this long: Failed(hung).
-    pub hung_limit: Duration,
-    /// Consecutive heartbeats before a joining host is Up.
-    pub rejoin_heartbeats: u32,
-    /// Vote rules.
-    pub quorum: QuorumRules,
-    /// Configuration digest carried in heartbeats.
-    pub digest: [u8; 16],
-}
-
-impl MembershipConfig {
-    /// Builds the machine's configuration for host `me` from a validated cluster config.
-    pub fn from_cluster(config: &ClusterConfig, me: NodeId, digest: [u8; 16]) -> Self {
-        MembershipConfig {
-            me,
-            hosts: config
-                .hosts
-                .iter()
-                .map(|h| (h.node_id, h.name.clone(), h.weight))
-                .collect(),
-            interconnects: config.interconnects.len(),
-            interval: Duration::from_millis(config.heartbeat.interval_ms),
-            suspect_after: Duration::from_millis(config.heartbeat.suspect_after_ms),
-            dead_after: Duration::from_millis(config.heartbeat.dead_after_ms),
-            hung_limit: Duration::from_millis(config.load_watchdog.hung_limit_ms),
-            rejoin_heartbeats: config.heartbeat.rejoin_heartbeats,
-            quorum: QuorumRules {
-                total_votes: config.hosts.len() as u32,
-                two_node: config.two_node(),
-                wait_for_all: config.wait_for_all(),
-            },
-            digest,
-        }
-    }
-
-    fn priority(&self, node: NodeId) -> (u32, std::cmp::Reverse<&str>) {
-        self.hosts
-            .iter()
-            .find(|h| h.0 == node)
-            .map(|h| (h.2, std::cmp::Reverse(h.1.as_str())))
-            .unwrap_or((0, std::cmp::Reverse("")))
-    }
 }
 
 /// The membership state machine of one host.
@@ -417,13 +360,16 @@ impl Membership {
         let Some(peer) = self.peers.iter_mut().find(|p| p.id == from) else {
             return out;
         };
+        // A later incarnation than one heard before: a new life, against which a late
+        // panic notice of the earlier one must not be taken (`notice::NEW_LIFE_GRACE`).
+        let known = peer.echo.max(peer.incarnation);
+        let later = known.is_none_or(|i| incarnation > i);
+        if known.is_some_and(|i| incarnation > i) {
+            peer.life_since = Some(now);
+        }
         if !fresh {
-            // A later incarnation than any heard, authenticated, after a panic notice:
-            // its agent runs again, so the notice proves nothing of the life it runs.
-            let later = peer
-                .echo
-                .max(peer.incarnation)
-                .is_none_or(|i| incarnation > i);
+            // A later incarnation, authenticated, after a panic notice: its agent runs
+            // again, so the notice proves nothing of the life it runs.
             if later && peer.notice_at.is_some_and(|t| now >= t) {
                 peer.notice_at = None;
                 peer.panic_noticed = false;

@@ -11,6 +11,11 @@
 //!   is Failed (panic) unless it is Failed already, and the notice stands as the evidence
 //!   a `kdump` fence level asks for, for as long as the host stays silent.
 //!
+//! - A notice that arrives within [`NEW_LIFE_GRACE`] of the first heartbeat of the host's
+//!   current life is about an earlier life (a crash kernel boots for seconds before it
+//!   sends anything, so the new life cannot have sent it): it is refuted at once. The
+//!   earlier life is over; the new one stays judged by its own heartbeats.
+//!
 //! A host is probed at most once per bound, so forged notices cannot make the cluster
 //! send more than a few heartbeats a second.
 
@@ -21,6 +26,10 @@ use crate::config::NodeId;
 
 /// Default time a host named by a panic notice has to answer the probe (`[kdump] probe_ms`).
 pub const DEFAULT_PANIC_PROBE: Duration = Duration::from_millis(150);
+
+/// A panic notice this soon after a host's current life was first heard is a late one of
+/// its earlier life: no crash kernel boots and sends a notice this quickly.
+pub const NEW_LIFE_GRACE: Duration = Duration::from_secs(2);
 
 impl Membership {
     /// Sets how long a host named by a panic notice has to answer before the notice counts.
@@ -37,6 +46,13 @@ impl Membership {
             return out;
         };
         if peer.notice_at.is_some() {
+            return out;
+        }
+        if peer
+            .life_since
+            .is_some_and(|t| now.saturating_sub(t) < NEW_LIFE_GRACE)
+        {
+            out.push(Action::Event(MembershipEvent::PanicNoticeRefuted { node }));
             return out;
         }
         peer.notice_at = Some(now);

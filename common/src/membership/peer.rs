@@ -82,6 +82,8 @@ pub(super) struct Peer {
     pub(super) notice_at: Option<Duration>,
     /// When this host last probed it because of a panic notice.
     pub(super) probed_at: Option<Duration>,
+    /// When its current incarnation (life) was first heard.
+    pub(super) life_since: Option<Duration>,
 }
 
 impl Peer {
@@ -112,6 +114,7 @@ impl Peer {
             relaxed_until: None,
             notice_at: None,
             probed_at: None,
+            life_since: None,
         }
     }
 

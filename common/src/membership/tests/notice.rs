@@ -177,3 +177,50 @@ fn a_notice_is_refuted_by_a_later_incarnation_even_unconfirmed() {
     );
     assert!(sim.nodes[0].heard_lately(3, sim.now));
 }
+
+#[test]
+fn a_late_notice_of_an_earlier_life_does_not_count_against_the_new_one() {
+    // h3 panics and reboots at once (in this test, within a few heartbeats); h1 hears its
+    // new life, then the crash kernel's notice of the earlier life arrives, and h3's
+    // heartbeats stop reaching h1 (a one-way cut). The notice must not make the new
+    // life Failed(panic): it is refuted at once.
+    let mut sim = Sim::new(3, 2);
+    sim.run_for(1000 * MS);
+    sim.nodes[2] = Membership::new(cfg(3, 3, 2), 5000, sim.now);
+    sim.seq[2] = 0;
+    sim.run_for(300 * MS);
+    assert_eq!(sim.nodes[0].latest_incarnation(3), Some(5000));
+    for ic in 0..2 {
+        sim.cut.insert((2, 0, ic));
+    }
+    let actions = sim.nodes[0].on_kdump_notice(sim.now, 3);
+    assert!(
+        actions.contains(&Action::Event(MembershipEvent::PanicNoticeRefuted {
+            node: 3
+        })),
+        "{actions:?}"
+    );
+    sim.perform(0, actions);
+    sim.run_for(DEFAULT_PANIC_PROBE + 100 * MS);
+    assert!(!noticed(&sim.nodes[0], sim.now, 3), "a late notice counted");
+    assert!(
+        !failed_panic(&sim, 0, 3),
+        "the new life was failed by the notice"
+    );
+}
+
+#[test]
+fn a_notice_after_the_grace_of_a_new_life_is_judged() {
+    // The same host, its new life heard for longer than the grace: a notice now may be
+    // about that life, and with h3 silent it counts.
+    let mut sim = Sim::new(3, 2);
+    sim.run_for(1000 * MS);
+    sim.nodes[2] = Membership::new(cfg(3, 3, 2), 5000, sim.now);
+    sim.seq[2] = 0;
+    sim.run_for(NEW_LIFE_GRACE + 100 * MS);
+    sim.powered[2] = false;
+    let actions = sim.nodes[0].on_kdump_notice(sim.now, 3);
+    sim.perform(0, actions);
+    sim.run_for(DEFAULT_PANIC_PROBE + 20 * MS);
+    assert!(noticed(&sim.nodes[0], sim.now, 3));
+}
