@@ -66,7 +66,7 @@ impl HostCore {
             out.push(Effect::Count("heartbeats_unconfirmed"));
             return;
         }
-        self.links.on_heartbeat(from, &s.guests);
+        self.links.on_heartbeat((from, incarnation), &s.guests);
         let cx = kill_cx(&self.cfg, now, &self.links, &self.membership);
         let carried = (&s.kill_orders[..], &s.kill_answers[..]);
         self.kills.heard(cx, from, carried, out);

@@ -3,6 +3,7 @@
 //! linked guest until it acknowledges them ([`Links::due`], sent by [`announce`]).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::time::Duration;
 
 use crate::config::NodeId;
@@ -49,6 +50,9 @@ pub struct Outgoing {
 pub struct Links {
     local: BTreeMap<u64, Linked>,
     remote: BTreeMap<NodeId, Vec<GuestPresence>>,
+    /// What each other host reported last in each of its latest lives ([`LIVES_KEPT`]),
+    /// by its agent's incarnation: a DOWN record's partners are those of its life.
+    lives: BTreeMap<NodeId, BTreeMap<u64, Vec<GuestPresence>>>,
     /// By (connection, down host, its incarnation).
     notices: BTreeMap<(u64, NodeId, u64), Notice>,
     next_epoch: u64,
@@ -67,6 +71,10 @@ pub struct Links {
 /// not make the other hosts forget where it runs.
 pub const LINGER: Duration = Duration::from_secs(30);
 
+/// How many lives of each other host the reports are kept for. A record of a life older
+/// than these names no partner.
+pub const LIVES_KEPT: usize = 4;
+
 impl Links {
     /// No guest linked to host `me` yet; unacknowledged notices are repeated every
     /// `retry`.
@@ -74,6 +82,7 @@ impl Links {
         Links {
             local: BTreeMap::new(),
             remote: BTreeMap::new(),
+            lives: BTreeMap::new(),
             notices: BTreeMap::new(),
             next_epoch: 1,
             retry,
@@ -188,15 +197,50 @@ impl Links {
         &self.remote
     }
 
-    /// Host `from` reported its linked guests. What a host reported last is kept after
-    /// it fails: those are the guests that died with it.
-    pub fn on_heartbeat(&mut self, from: NodeId, guests: &[GuestPresence]) {
+    /// Host `from`, in its life `incarnation`, reported its linked guests. What a host
+    /// reported last in a life is kept after that life ends: those are the guests that
+    /// died with it.
+    pub fn on_heartbeat(&mut self, (from, incarnation): (NodeId, u64), guests: &[GuestPresence]) {
         if self.remote.get(&from).map(Vec::as_slice) != Some(guests) {
             for g in guests {
                 self.located.insert((g.cluster.clone(), g.node_id), from);
             }
             self.remote.insert(from, guests.to_vec());
         }
+        let lives = self.lives.entry(from).or_default();
+        if lives.get(&incarnation).map(Vec::as_slice) != Some(guests) {
+            lives.insert(incarnation, guests.to_vec());
+        }
+        while lives.len() > LIVES_KEPT {
+            lives.pop_first();
+        }
+    }
+
+    /// The guests that died with the life of `r.target` that record `r` holds DOWN: what
+    /// that host reported last in that life (or the latest earlier one heard). What a
+    /// later life of the host reports never counts: its guests were not there when that
+    /// life ended. A guest that a later life reports under the same incarnation did not
+    /// die in it either (a restarted agent's guests run on); one reported there under a
+    /// newer incarnation started again, and only its earlier incarnation is named.
+    fn died_with(&self, r: &DownRecord) -> Vec<GuestPresence> {
+        let Some(lives) = self.lives.get(&r.target) else {
+            return Vec::new();
+        };
+        let Some((_, last)) = lives.range(..=r.incarnation).next_back() else {
+            return Vec::new();
+        };
+        let later = lives.range((Bound::Excluded(r.incarnation), Bound::Unbounded));
+        let later: Vec<&GuestPresence> = later.flat_map(|(_, gs)| gs).collect();
+        last.iter()
+            .filter(|p| {
+                !later.iter().any(|g| {
+                    g.cluster == p.cluster
+                        && g.node_id == p.node_id
+                        && g.incarnation == p.incarnation
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// The guest on `conn` acknowledged notice `epoch`.
@@ -215,7 +259,8 @@ impl Links {
     }
 
     /// Notices to send now for the hosts held DOWN (`downs`): new ones for every linked
-    /// guest with a partner of its guest cluster on a down host, and repeats of
+    /// guest with a partner of its guest cluster that died with a down host's life (see
+    /// [`Links::died_with`]), and repeats of
     /// unacknowledged ones every `retry`. `proof` words a record's proof.
     pub fn due(
         &mut self,
@@ -232,9 +277,10 @@ impl Links {
         });
         let mut out = Vec::new();
         for r in downs {
-            let Some(on_it) = self.remote.get(&r.target) else {
+            let on_it = self.died_with(r);
+            if on_it.is_empty() {
                 continue;
-            };
+            }
             // A guest that another host (or this one) reports linked now runs there:
             // it did not die with the host that went down.
             let elsewhere = |p: &GuestPresence| {
@@ -341,191 +387,4 @@ pub fn announce(links: &Links, out: Outgoing, effects: &mut Vec<Effect>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fencing::Proof;
-
-    const MS: fn(u64) -> Duration = Duration::from_millis;
-
-    fn guest(cluster: &str, node_id: NodeId) -> Linked {
-        Linked {
-            cluster: cluster.into(),
-            node: format!("g{node_id}"),
-            node_id,
-            incarnation: 10 + u64::from(node_id),
-            domain: None,
-        }
-    }
-
-    fn presence(cluster: &str, node_id: NodeId) -> GuestPresence {
-        GuestPresence {
-            cluster: cluster.into(),
-            node_id,
-            node: format!("g{node_id}"),
-            incarnation: 10 + u64::from(node_id),
-        }
-    }
-
-    fn down(target: NodeId) -> DownRecord {
-        DownRecord {
-            target,
-            incarnation: 5,
-            proof: Proof::KdumpNotice,
-            by: 2,
-        }
-    }
-
-    fn due(l: &mut Links, ms: u64, downs: &[DownRecord]) -> Vec<Outgoing> {
-        l.due(
-            Duration::from_millis(ms),
-            downs,
-            |n| format!("h{n}"),
-            |_| "kdump".into(),
-        )
-    }
-
-    #[test]
-    fn a_down_host_is_notified_to_partners_only_repeated_until_acknowledged() {
-        let mut l = Links::new(9, Duration::from_millis(500));
-        l.register(7, guest("erp", 2));
-        l.register(8, guest("crm", 5));
-        l.on_heartbeat(1, &[presence("erp", 1), presence("web", 1)]);
-        assert!(due(&mut l, 0, &[]).is_empty(), "nothing is down");
-        let first = due(&mut l, 10, &[down(1)]);
-        assert_eq!(
-            first,
-            vec![Outgoing {
-                conn: 7,
-                message: LinkMessage::HostDown {
-                    epoch: 1,
-                    host: "h1".into(),
-                    proof: "kdump".into(),
-                    guests: vec![(1, 11)],
-                },
-                first: true,
-            }],
-            "only the guest with a partner on the down host"
-        );
-        assert!(
-            due(&mut l, 100, &[down(1)]).is_empty(),
-            "not before the retry time"
-        );
-        let again = due(&mut l, 600, &[down(1)]);
-        assert_eq!(again.len(), 1);
-        assert!(!again[0].first);
-        assert!(l.on_ack(7, 1));
-        assert!(!l.on_ack(7, 1), "an ack counts once");
-        assert!(due(&mut l, 2000, &[down(1)]).is_empty(), "acknowledged");
-        assert_eq!(l.unacknowledged(), 0);
-    }
-
-    #[test]
-    fn a_reconnected_guest_is_notified_again_and_a_returned_host_is_forgotten() {
-        let mut l = Links::new(9, Duration::from_millis(500));
-        l.register(7, guest("erp", 2));
-        l.on_heartbeat(1, &[presence("erp", 1)]);
-        assert_eq!(due(&mut l, 0, &[down(1)]).len(), 1);
-        assert_eq!(l.closed(7, MS(5)), Some(guest("erp", 2)));
-        l.register(9, guest("erp", 2));
-        let renewed = due(&mut l, 10, &[down(1)]);
-        assert_eq!(renewed.len(), 1);
-        assert_eq!(renewed[0].conn, 9);
-        assert!(renewed[0].first);
-        assert!(due(&mut l, 5000, &[]).is_empty());
-        assert_eq!(l.unacknowledged(), 0, "the host came back: nothing is owed");
-    }
-
-    #[test]
-    fn a_guest_whose_domain_left_this_host_stops_lingering() {
-        let mut l = Links::new(9, Duration::from_millis(500));
-        let mut g = guest("erp", 2);
-        g.domain = Some("vm2".into());
-        l.register(1, g);
-        l.closed(1, MS(1000));
-        assert_eq!(
-            l.presence(MS(2000), |d| d == "vm2"),
-            vec![presence("erp", 2)]
-        );
-        assert!(
-            l.presence(MS(2000), |_| false).is_empty(),
-            "moved to another host (or stopped): not reported here any more"
-        );
-    }
-
-    #[test]
-    fn presence_lists_local_guests_once() {
-        let mut l = Links::new(9, Duration::from_millis(500));
-        l.register(1, guest("erp", 2));
-        l.register(2, guest("erp", 2));
-        l.register(3, guest("crm", 1));
-        let p = l.presence(MS(0), |_| true);
-        assert_eq!(p, vec![presence("crm", 1), presence("erp", 2)]);
-    }
-
-    #[test]
-    fn a_guest_whose_link_closed_is_still_reported_for_a_while() {
-        let mut l = Links::new(9, Duration::from_millis(500));
-        l.register(1, guest("erp", 2));
-        l.closed(1, MS(1000));
-        assert_eq!(l.presence(MS(2000), |_| true), vec![presence("erp", 2)]);
-        assert!(l.presence(MS(1000) + LINGER, |_| true).is_empty());
-        l.register(2, guest("erp", 2));
-        l.closed(2, MS(40_000));
-        l.register(3, guest("erp", 2));
-        assert_eq!(
-            l.presence(MS(200_000), |_| true),
-            vec![presence("erp", 2)],
-            "linked again"
-        );
-    }
-
-    #[test]
-    fn a_guest_linked_elsewhere_now_did_not_die_with_its_old_host() {
-        let mut l = Links::new(9, Duration::from_millis(500));
-        l.register(7, guest("erp", 1));
-        // Host 1 last reported erp node 2; host 3 reports it now (it moved).
-        l.on_heartbeat(1, &[presence("erp", 2)]);
-        l.on_heartbeat(3, &[presence("erp", 2)]);
-        assert!(due(&mut l, 0, &[down(1)]).is_empty());
-        l.on_heartbeat(3, &[]);
-        assert_eq!(due(&mut l, 10, &[down(1)]).len(), 1);
-    }
-}
-
-#[cfg(test)]
-mod locate_tests {
-    use super::*;
-
-    #[test]
-    fn guests_are_located_where_they_were_last_linked() {
-        let mut l = Links::new(1, Duration::from_millis(500));
-        l.register(
-            4,
-            Linked {
-                cluster: "erp".into(),
-                node: "g2".into(),
-                node_id: 2,
-                incarnation: 1,
-                domain: None,
-            },
-        );
-        l.on_heartbeat(
-            3,
-            &[GuestPresence {
-                cluster: "erp".into(),
-                node_id: 1,
-                node: "g1".into(),
-                incarnation: 1,
-            }],
-        );
-        assert_eq!(l.locate("erp", 2), Some(1));
-        assert_eq!(l.locate("erp", 1), Some(3));
-        assert_eq!(l.locate("crm", 1), None);
-        l.closed(4, Duration::ZERO);
-        assert!(
-            l.known_here("erp", 2).is_some(),
-            "kept after the link closed"
-        );
-        assert_eq!(l.locate("erp", 2), Some(1));
-    }
-}
+mod tests;

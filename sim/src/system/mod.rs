@@ -49,13 +49,6 @@ pub const KNOWN: &[(&str, &str)] = &[
          hears nothing of the host's later life (cut off from it) adopts a record of an \
          earlier life while the host runs a later one, and acts on it (docs/simulation.md)",
     ),
-    (
-        "is dead with",
-        "host core, host-down notices: a host held DOWN by a record of its earlier life \
-         boots again and its heartbeats report the guests of its new life; the holder's \
-         links take them for partners that died with it and send notices naming live \
-         guests, which abandon their applications (docs/simulation.md)",
-    ),
 ];
 
 /// The known finding `failure` is, if any.
