@@ -144,6 +144,21 @@ impl Sim {
     }
 }
 
+/// Whether `observer` ever saw `node` become Failed, for whatever reason.
+fn ever_failed(sim: &Sim, observer: usize, node: NodeId) -> bool {
+    sim.events.iter().any(|(i, _, e)| {
+        *i == observer
+            && matches!(
+                e,
+                MembershipEvent::HostState {
+                    node: n,
+                    to: HostState::Failed(_),
+                    ..
+                } if *n == node
+            )
+    })
+}
+
 #[test]
 fn cluster_forms_and_is_quorate() {
     let mut sim = Sim::new(3, 1);

@@ -3,20 +3,6 @@
 
 use super::*;
 
-fn ever_failed(sim: &Sim, observer: usize, node: NodeId) -> bool {
-    sim.events.iter().any(|(i, _, e)| {
-        *i == observer
-            && matches!(
-                e,
-                MembershipEvent::HostState {
-                    node: n,
-                    to: HostState::Failed(_),
-                    ..
-                } if *n == node
-            )
-    })
-}
-
 /// Index `i` says it leaves, sends its last heartbeats, and stops.
 fn leave(sim: &mut Sim, i: usize) {
     let actions = sim.nodes[i].leave();

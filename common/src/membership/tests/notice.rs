@@ -2,20 +2,6 @@
 
 use super::*;
 
-fn failed_panic(sim: &Sim, observer: usize, node: NodeId) -> bool {
-    sim.events.iter().any(|(i, _, e)| {
-        *i == observer
-            && matches!(
-                e,
-                MembershipEvent::HostState {
-                    node: n,
-                    to: HostState::Failed(_),
-                    ..
-                } if *n == node
-            )
-    })
-}
-
 fn noticed(m: &Membership, now: Duration, node: NodeId) -> bool {
     m.peers(now)
         .iter()
@@ -33,7 +19,7 @@ fn a_forged_notice_about_a_live_host_is_outvoted_by_its_heartbeats() {
     }
     sim.run_for(2000 * MS);
     assert!(
-        !failed_panic(&sim, 0, 3),
+        !ever_failed(&sim, 0, 3),
         "never Failed for a notice it answered"
     );
     assert_eq!(sim.state(0, 2), HostState::Up);
@@ -204,7 +190,7 @@ fn a_late_notice_of_an_earlier_life_does_not_count_against_the_new_one() {
     sim.run_for(DEFAULT_PANIC_PROBE + 100 * MS);
     assert!(!noticed(&sim.nodes[0], sim.now, 3), "a late notice counted");
     assert!(
-        !failed_panic(&sim, 0, 3),
+        !ever_failed(&sim, 0, 3),
         "the new life was failed by the notice"
     );
 }
