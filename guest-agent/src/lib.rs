@@ -45,10 +45,12 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     daemon::require_member(&options.config, "[[node]]", &options.node, names)?;
     daemon::raise_fd_limit();
     daemon::runtime("hv-guestd")?.block_on(async move {
+        // Before anything that takes time: a SIGTERM from now on is a clean stop.
+        let shutdown = daemon::shutdown_signal();
         for warning in resources::fill_defaults(&mut loaded.config.applications).await {
             tracing::warn!("{warning}");
         }
         let agent = Agent::start(loaded, &options.node).await?;
-        agent.run_until(daemon::shutdown_signal()).await
+        agent.run_until(shutdown).await
     })
 }

@@ -64,10 +64,12 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     // Before the runtime starts, so every thread inherits the scheduling class.
     let prepared = process::prepare(&config.load_watchdog);
     daemon::runtime("hv-hostd")?.block_on(async move {
+        // Before anything that takes time: a SIGTERM from now on is a clean stop.
+        let shutdown = daemon::shutdown_signal();
         for warning in resources::fill_defaults(&mut loaded.config.applications).await {
             tracing::warn!("{warning}");
         }
         let agent = Agent::start(loaded, &options.host, prepared).await?;
-        agent.run_until(daemon::shutdown_signal()).await
+        agent.run_until(shutdown).await
     })
 }

@@ -147,15 +147,21 @@ pub fn runtime(thread_name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Completes at the first SIGTERM or SIGINT, and tells systemd the agent stops.
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is first polled:
+/// call it first thing inside the runtime, so that a SIGTERM that arrives while the
+/// agent starts is kept for its loop (a clean stop) instead of killing the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let signal = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    crate::service::stopping(&format!("{signal} received, stopping what runs here"));
+    async move {
+        let signal = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        crate::service::stopping(&format!("{signal} received, stopping what runs here"));
+    }
 }
 
 /// The exit status for what `run` returned: success, or 1 with the error and its
